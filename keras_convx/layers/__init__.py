@@ -1,0 +1,18 @@
+"""keras_convx layers: drop-in replacements for the Keras convolution family, and more."""
+
+from keras_convx.layers.base import WindowedLayer  # noqa: F401
+from keras_convx.layers.conv import (
+    BaseConv, Conv1D, Conv2D, Conv3D, Convolution1D, Convolution2D, Convolution3D,
+)
+from keras_convx.layers.depthwise import (
+    BaseDepthwiseConv, BaseSeparableConv, DepthwiseConv1D, DepthwiseConv2D,
+    DepthwiseConv3D, SeparableConv1D, SeparableConv2D, SeparableConv3D,
+    SeparableConvolution1D, SeparableConvolution2D, SeparableConvolution3D,
+)
+from keras_convx.layers.transpose import (
+    BaseConvTranspose, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
+    Convolution1DTranspose, Convolution2DTranspose, Convolution3DTranspose,
+    Deconv2D, Deconv3D, Deconvolution2D, Deconvolution3D,
+)
+
+__all__ = [name for name in dir() if name[0].isupper()]

@@ -1,0 +1,168 @@
+"""Transposed convolutions 1D/2D/3D, with groups, explicit padding and output_size."""
+
+import keras
+from keras import constraints, initializers, regularizers
+
+from keras_convx import ops as cops
+from keras_convx.layers.base import WindowedLayer
+from keras_convx.utils import args as A
+from keras_convx.utils import shapes as S
+
+register = keras.saving.register_keras_serializable(package="keras_convx")
+
+
+class BaseConvTranspose(WindowedLayer):
+    """Abstract N-D transposed convolution; `Conv1DTranspose/2D/3D` only fix `rank`.
+
+    Args:
+        rank: number of spatial axes.
+        filters: number of output channels.
+        kernel_size, strides, dilation_rate: int or tuple of `rank` ints;
+            strides > 1 may be combined with dilation > 1.
+        padding: `"valid"` or `"same"` (Keras semantics: `L*s` for same), or an
+            int, tuple or (before, after) pairs cropped from the full output
+            (PyTorch's `padding`).
+        output_padding: int or tuple, extra size at the end of each axis; each
+            must be smaller than max(stride, dilation).
+        groups: channel groups (as `torch.nn.ConvTranspose2d`); kernel shape is
+            `(*kernel_size, filters // groups, in)`.
+        output_size: optional spatial size picked among those the strides allow
+            (TensorFlow 1's `get_deconv_dim` range); can also be given per call.
+        Other arguments as in `keras.layers.Conv2DTranspose`.
+
+    Input shape:
+        `(batch, *spatial, channels)` (channels_last) or `(batch, channels, *spatial)`.
+
+    Output shape:
+        `(batch, *new_spatial, filters)`; valid: `(L-1)*s + max(k_d, s)`,
+        same: `L*s`, explicit: `(L-1)*s + k_d - before - after + output_padding`.
+    """
+
+    _allow_causal = False
+    _supports_padding_mode = False
+
+    def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, groups=1, output_size=None,
+                 **kwargs):
+        super().__init__(
+            rank, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+            bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer, bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        owner = self.__class__.__name__
+        self.filters = A.normalize_positive_int(filters, "filters", owner)
+        self.groups = A.normalize_positive_int(groups, "groups", owner)
+        A.check_divisible(self.filters, self.groups, "filters", owner)
+        self.output_padding = None
+        if output_padding is not None:
+            self.output_padding = A.normalize_tuple(output_padding, rank, "output_padding", owner, 0)
+            for op, s, d in zip(self.output_padding, self.strides, self.dilation_rate):
+                if op >= max(s, d):
+                    raise ValueError(
+                        f"{owner}: output_padding must be smaller than max(strides, "
+                        f"dilation_rate) on each axis, got output_padding="
+                        f"{self.output_padding}, strides={self.strides}, "
+                        f"dilation_rate={self.dilation_rate}"
+                    )
+        self.output_size = None
+        if output_size is not None:
+            self.output_size = A.normalize_tuple(output_size, rank, "output_size", owner)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+
+    def output_channels(self, in_channels):
+        return self.filters
+
+    def output_spatial(self, lengths, output_size=None):
+        size = output_size or self.output_size
+        if size is not None:
+            # Validates that the size is reachable (raises otherwise).
+            cops.transpose_crops(self.__class__.__name__, lengths, self.kernel_size,
+                                 self.strides, self.dilation_rate, self.padding,
+                                 self.output_padding, size)
+            return list(A.normalize_tuple(size, self.rank, "output_size", self.__class__.__name__))
+        ops_ = self.output_padding or (None,) * self.rank
+        return [S.transpose_output_length(n, k, s, d, self.padding, op)
+                for n, k, s, d, op in zip(lengths, self.kernel_size, self.strides,
+                                          self.dilation_rate, ops_)]
+
+    def compute_output_shape(self, input_shape, output_size=None):
+        if output_size is None:
+            return super().compute_output_shape(input_shape)
+        owner = self.__class__.__name__
+        channels = A.check_input_shape(input_shape, self.rank, self.data_format, owner)
+        out = self.output_spatial(self._spatial(input_shape), output_size)
+        return self._assemble(input_shape[0], out, self.output_channels(channels))
+
+    def compute_output_spec(self, inputs, output_size=None):
+        shape = self.compute_output_shape(inputs.shape, output_size)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def build_kernels(self, in_channels):
+        A.check_divisible(in_channels, self.groups, "input channels", self.__class__.__name__)
+        self.kernel = self._add_kernel(
+            "kernel", self.kernel_size + (self.filters // self.groups, in_channels),
+            self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint,
+        )
+
+    def call(self, inputs, output_size=None):
+        self._call_output_size = output_size
+        return super().call(inputs)
+
+    def convolve(self, inputs):
+        return cops.conv_transpose(
+            inputs, self.kernel, strides=self.strides, padding=self.padding,
+            output_padding=self.output_padding, data_format=self.data_format,
+            dilation_rate=self.dilation_rate, groups=self.groups,
+            output_size=self._call_output_size or self.output_size,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "output_padding": self.output_padding})
+        config.update(self._kernel_config("kernel", self.kernel_initializer,
+                                          self.kernel_regularizer, self.kernel_constraint))
+        if self.groups != 1:
+            config["groups"] = self.groups
+        if self.output_size is not None:
+            config["output_size"] = self.output_size
+        return config
+
+
+@register
+class Conv1DTranspose(BaseConvTranspose):
+    """1D transposed convolution; arguments as `BaseConvTranspose` without `rank`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(1, *args, **kwargs)
+
+
+@register
+class Conv2DTranspose(BaseConvTranspose):
+    """2D transposed convolution (U-Net decoders); drop-in for `keras.layers.Conv2DTranspose`.
+
+    Example: a (600, 600, 3) input with `Conv2DTranspose(64, 3, strides=2,
+    padding="same")` gives (1200, 1200, 64); with `padding="valid"` (1201, 1201, 64).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(2, *args, **kwargs)
+
+
+@register
+class Conv3DTranspose(BaseConvTranspose):
+    """3D transposed convolution; arguments as `BaseConvTranspose` without `rank`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(3, *args, **kwargs)
+
+
+Convolution1DTranspose = Conv1DTranspose
+Convolution2DTranspose = Deconvolution2D = Deconv2D = Conv2DTranspose
+Convolution3DTranspose = Deconvolution3D = Deconv3D = Conv3DTranspose

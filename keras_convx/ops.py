@@ -1,0 +1,421 @@
+"""Functional core of keras_convx, written on backend-agnostic `keras.ops`.
+
+The layers call these functions and users can too. They run unchanged on the
+TensorFlow, JAX and PyTorch backends. Spatial arguments (`strides`, `pads`,
+...) always refer to the spatial axes only, whatever the `data_format`.
+"""
+
+import keras
+from keras import ops as kops
+
+from keras_convx.utils import args as A
+from keras_convx.utils import shapes as S
+
+
+def _spatial_axes(ndim, data_format):
+    return list(range(1, ndim - 1)) if data_format == "channels_last" else list(range(2, ndim))
+
+
+def _channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def _static_shape(x):
+    return tuple(None if d is None else int(d) for d in x.shape)
+
+
+def _take(x, axis, start, stop, step=None):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, stop, step)
+    return x[tuple(index)]
+
+
+def _normalize_pads(pads, rank, owner):
+    return A.normalize_pairs(pads, rank, "pads", owner)
+
+
+def pad(x, pads, mode="constant", constant_value=0.0, data_format=None):
+    """Pads the spatial axes of a batched tensor.
+
+    Args:
+        x: tensor of shape `(batch, *spatial, channels)` or `(batch, channels, *spatial)`.
+        pads: int, tuple of ints per spatial axis, or (before, after) pairs per axis.
+        mode: one of `"constant"`/`"zeros"` (fill with `constant_value`, zeros for
+            `"zeros"`), `"reflect"` (mirror without the edge, numpy's reflect),
+            `"symmetric"` (mirror with the edge), `"replicate"` (repeat the edge,
+            numpy's edge) or `"circular"` (wrap around, numpy's wrap).
+        constant_value: fill value for `"constant"` mode.
+        data_format: `"channels_last"` or `"channels_first"`.
+
+    Returns:
+        The padded tensor.
+    """
+    owner = "pad"
+    mode = A.normalize_padding_mode(mode, owner, A.PAD_MODES)
+    data_format = A.normalize_data_format(data_format, owner)
+    ndim = len(x.shape)
+    if ndim < 3:
+        raise ValueError(
+            f"{owner}: x must have a batch, a channel and at least one spatial axis, "
+            f"got shape {tuple(x.shape)}"
+        )
+    axes = _spatial_axes(ndim, data_format)
+    pads = _normalize_pads(pads, len(axes), owner)
+    if not any(b or a for b, a in pads):
+        return x
+    if mode in ("constant", "zeros"):
+        width = [(0, 0)] * ndim
+        for axis, p in zip(axes, pads):
+            width[axis] = p
+        value = 0.0 if mode == "zeros" else constant_value
+        return kops.pad(x, width, mode="constant", constant_values=value)
+    for axis, (before, after) in zip(axes, pads):
+        if before or after:
+            x = _pad_axis(x, axis, before, after, mode, owner)
+    return x
+
+
+def check_pad_fits(mode, pads, length, owner):
+    """Reflect pads must be < the axis length; symmetric and circular pads <= it."""
+    limit = {"reflect": 1, "symmetric": 0, "circular": 0}.get(mode)
+    if length is not None and limit is not None and max(pads) > length - limit:
+        relation = "smaller than" if limit else "at most"
+        raise ValueError(
+            f"{owner}: '{mode}' padding {tuple(pads)} must be {relation} the input "
+            f"length {length} along each padded axis"
+        )
+
+
+def _pad_axis(x, axis, before, after, mode, owner):
+    check_pad_fits(mode, (before, after), x.shape[axis], owner)
+    pieces = []
+    if mode == "reflect":
+        if before:
+            pieces.append(kops.flip(_take(x, axis, 1, before + 1), axis=axis))
+        pieces.append(x)
+        if after:
+            pieces.append(kops.flip(_take(x, axis, -after - 1, -1), axis=axis))
+    elif mode == "symmetric":
+        if before:
+            pieces.append(kops.flip(_take(x, axis, 0, before), axis=axis))
+        pieces.append(x)
+        if after:
+            pieces.append(kops.flip(_take(x, axis, -after, None), axis=axis))
+    elif mode == "replicate":
+        if before:
+            pieces.append(kops.repeat(_take(x, axis, 0, 1), before, axis=axis))
+        pieces.append(x)
+        if after:
+            pieces.append(kops.repeat(_take(x, axis, -1, None), after, axis=axis))
+    else:  # circular
+        if before:
+            pieces.append(_take(x, axis, -before, None))
+        pieces.append(x)
+        if after:
+            pieces.append(_take(x, axis, 0, after))
+    return kops.concatenate(pieces, axis=axis)
+
+
+def _is_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _via_channels_last(x, run):
+    """TensorFlow's CPU kernels only take channels_last: transpose around `run`."""
+    nd = len(x.shape)
+    y = run(kops.transpose(x, [0] + list(range(2, nd)) + [1]))
+    return kops.transpose(y, [0, nd - 1] + list(range(1, nd - 1)))
+
+
+def _windowed(x, op, kernel_size, strides, padding, dilation_rate, padding_mode, data_format, owner):
+    """Runs a stride/dilation window op with any padding and padding mode.
+
+    `op(x, strides, padding)` is the backend op ('valid' or 'same' padding).
+    Padding that the backend can't do is applied explicitly first; strides > 1
+    with dilation > 1 on TensorFlow (which refuses it) becomes a dilated
+    stride-1 op followed by subsampling.
+    """
+    axes = _spatial_axes(len(x.shape), data_format)
+    lengths = [_static_shape(x)[a] for a in axes]
+    split_strides = _is_tensorflow() and max(strides) > 1 and max(dilation_rate) > 1
+    if padding == "same" and padding_mode == "zeros" and not split_strides:
+        return op(x, strides, "same")
+    if padding != "valid":
+        pads = S.resolve_pads(padding, lengths, kernel_size, strides, dilation_rate)
+        if any(p is None for p in pads):
+            raise ValueError(
+                f"{owner}: padding={padding!r} with padding_mode={padding_mode!r} and "
+                f"strides={tuple(strides)} needs known spatial sizes, got "
+                f"{tuple(x.shape)}"
+            )
+        x = pad(x, pads, mode=padding_mode, data_format=data_format)
+    if not split_strides:
+        return op(x, strides, "valid")
+    y = op(x, (1,) * len(strides), "valid")
+    for axis, s in zip(axes, strides):
+        if s > 1:
+            y = _take(y, axis, None, None, s)
+    return y
+
+
+def _prepare(owner, x, rank_kernel, strides, padding, dilation_rate, padding_mode,
+             data_format, allow_causal=True):
+    rank = len(x.shape) - 2
+    if rank < 1:
+        raise ValueError(f"{owner}: x must have rank >= 3, got shape {tuple(x.shape)}")
+    if rank_kernel != rank:
+        raise ValueError(
+            f"{owner}: kernel has {rank_kernel} spatial axes but x has {rank}, "
+            f"x shape {tuple(x.shape)}"
+        )
+    return (
+        A.normalize_tuple(strides, rank, "strides", owner),
+        A.normalize_padding(padding, rank, owner, allow_causal=allow_causal),
+        A.normalize_tuple(dilation_rate, rank, "dilation_rate", owner),
+        A.normalize_padding_mode(padding_mode, owner),
+        A.normalize_data_format(data_format, owner),
+    )
+
+
+def conv(x, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1,
+         groups=None, padding_mode="zeros"):
+    """N-D convolution (cross-correlation) with explicit padding and padding modes.
+
+    Args:
+        x: tensor `(batch, *spatial, in)` (channels_last) or `(batch, in, *spatial)`.
+        kernel: tensor `(*kernel_size, in // groups, filters)` (Keras layout).
+        strides: int or tuple per spatial axis.
+        padding: `"valid"`, `"same"`, `"causal"` (causal along the first spatial
+            axis, same on the others), an int, a tuple per axis, or (before,
+            after) pairs per axis.
+        data_format: `"channels_last"` or `"channels_first"`.
+        dilation_rate: int or tuple per spatial axis; may be combined with strides > 1.
+        groups: optional; inferred from `in // kernel.shape[-2]` and checked if given.
+        padding_mode: `"zeros"`, `"reflect"`, `"symmetric"`, `"replicate"` or `"circular"`.
+
+    Returns:
+        The convolution output, `(batch, *out_spatial, filters)` for channels_last.
+    """
+    owner = "conv"
+    kshape = _static_shape(kernel)
+    strides, padding, dilation_rate, padding_mode, data_format = _prepare(
+        owner, x, len(kshape) - 2, strides, padding, dilation_rate, padding_mode, data_format
+    )
+    channels = _static_shape(x)[_channel_axis(data_format)]
+    if channels is None:
+        raise ValueError(f"{owner}: the channel dim of x must be known, got {tuple(x.shape)}")
+    if channels % kshape[-2]:
+        raise ValueError(
+            f"{owner}: input channels ({channels}) must be a multiple of the kernel's "
+            f"input channels ({kshape[-2]}), kernel shape {kshape}"
+        )
+    inferred = channels // kshape[-2]
+    if groups is not None and groups != inferred:
+        raise ValueError(
+            f"{owner}: groups={groups} does not match input channels {channels} and "
+            f"kernel shape {kshape} (which imply groups={inferred})"
+        )
+    A.check_divisible(kshape[-1], inferred, "filters", owner)
+    if data_format == "channels_first" and _is_tensorflow():
+        return _via_channels_last(x, lambda y: conv(
+            y, kernel, strides, padding, "channels_last", dilation_rate, groups, padding_mode))
+
+    def op(y, s, p):
+        return kops.conv(y, kernel, strides=s, padding=p, data_format=data_format,
+                         dilation_rate=dilation_rate)
+
+    return _windowed(x, op, kshape[:-2], strides, padding, dilation_rate, padding_mode,
+                     data_format, owner)
+
+
+def depthwise_conv(x, kernel, strides=1, padding="valid", data_format=None,
+                   dilation_rate=1, padding_mode="zeros"):
+    """Depthwise N-D convolution: each input channel gets `depth_multiplier` filters.
+
+    Args:
+        x: tensor `(batch, *spatial, in)` or channels_first.
+        kernel: tensor `(*kernel_size, in, depth_multiplier)`; output channel
+            `c * depth_multiplier + m` is input channel `c` with filter `m`.
+        strides, padding, data_format, dilation_rate, padding_mode: as in `conv`.
+
+    Returns:
+        Tensor with `in * depth_multiplier` channels.
+    """
+    owner = "depthwise_conv"
+    kshape = _static_shape(kernel)
+    strides, padding, dilation_rate, padding_mode, data_format = _prepare(
+        owner, x, len(kshape) - 2, strides, padding, dilation_rate, padding_mode, data_format
+    )
+    channels = _static_shape(x)[_channel_axis(data_format)]
+    if channels != kshape[-2]:
+        raise ValueError(
+            f"{owner}: input channels ({channels}) must equal the kernel's input "
+            f"channels, kernel shape {kshape}"
+        )
+    if data_format == "channels_first" and _is_tensorflow():
+        return _via_channels_last(x, lambda y: depthwise_conv(
+            y, kernel, strides, padding, "channels_last", dilation_rate, padding_mode))
+    rank = len(kshape) - 2
+    if rank <= 2:
+        def op(y, s, p):
+            return kops.depthwise_conv(y, kernel, strides=s, padding=p,
+                                       data_format=data_format, dilation_rate=dilation_rate)
+    else:
+        # No backend has a 3-D depthwise op: a grouped conv with groups = channels
+        # is the same computation (the (in, mult) -> in*mult order matches).
+        grouped = kops.reshape(kernel, kshape[:-2] + (1, kshape[-2] * kshape[-1]))
+
+        def op(y, s, p):
+            return kops.conv(y, grouped, strides=s, padding=p, data_format=data_format,
+                             dilation_rate=dilation_rate)
+
+    return _windowed(x, op, kshape[:-2], strides, padding, dilation_rate, padding_mode,
+                     data_format, owner)
+
+
+def separable_conv(x, depthwise_kernel, pointwise_kernel, strides=1, padding="valid",
+                   data_format=None, dilation_rate=1, padding_mode="zeros"):
+    """Depthwise convolution followed by a pointwise (1x..x1) convolution.
+
+    Args:
+        depthwise_kernel: `(*kernel_size, in, depth_multiplier)`.
+        pointwise_kernel: `(1, ..., 1, in * depth_multiplier, filters)`.
+        Other arguments as in `depthwise_conv`.
+    """
+    y = depthwise_conv(x, depthwise_kernel, strides=strides, padding=padding,
+                       data_format=data_format, dilation_rate=dilation_rate,
+                       padding_mode=padding_mode)
+    return conv(y, pointwise_kernel, data_format=data_format)
+
+
+def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
+                   data_format=None, dilation_rate=1, groups=1, output_size=None):
+    """N-D transposed convolution (the gradient of `conv` w.r.t. its input).
+
+    Args:
+        x: tensor `(batch, *spatial, in)` or channels_first.
+        kernel: tensor `(*kernel_size, filters // groups, in)` (Keras layout).
+        strides: int or tuple per spatial axis.
+        padding: `"valid"` or `"same"` (Keras/TensorFlow semantics), or an int,
+            tuple or (before, after) pairs: that many positions cropped from each
+            side of the full output (PyTorch's `padding`).
+        output_padding: int or tuple; extra positions at the end of each axis,
+            each smaller than max(stride, dilation).
+        dilation_rate: int or tuple; may be combined with strides > 1.
+        groups: number of channel groups (as `torch.nn.ConvTranspose*d`).
+        output_size: optional spatial size to produce when strides make it
+            ambiguous; must lie in the range the arithmetic allows.
+
+    Returns:
+        Tensor with `filters` channels.
+    """
+    owner = "conv_transpose"
+    kshape = _static_shape(kernel)
+    rank = len(kshape) - 2
+    strides, padding, dilation_rate, _, data_format = _prepare(
+        owner, x, rank, strides, padding, dilation_rate, "zeros", data_format,
+        allow_causal=False,
+    )
+    groups = A.normalize_positive_int(groups, "groups", owner)
+    if output_padding is not None:
+        output_padding = A.normalize_tuple(output_padding, rank, "output_padding", owner, 0)
+        for op_, s, d in zip(output_padding, strides, dilation_rate):
+            if op_ >= max(s, d):
+                raise ValueError(
+                    f"{owner}: output_padding must be smaller than max(strides, "
+                    f"dilation_rate) per axis, got output_padding={output_padding}, "
+                    f"strides={strides}, dilation_rate={dilation_rate}"
+                )
+    channels = _static_shape(x)[_channel_axis(data_format)]
+    if channels != kshape[-1]:
+        raise ValueError(
+            f"{owner}: input channels ({channels}) must equal kernel.shape[-1], "
+            f"kernel shape {kshape}"
+        )
+    A.check_divisible(channels, groups, "input channels", owner)
+    if data_format == "channels_first" and _is_tensorflow():
+        return _via_channels_last(x, lambda y: conv_transpose(
+            y, kernel, strides, padding, output_padding, "channels_last", dilation_rate,
+            groups, output_size))
+    axes = _spatial_axes(len(x.shape), data_format)
+    lengths = [_static_shape(x)[a] for a in axes]
+    crops = transpose_crops(owner, lengths, kshape[:-2], strides, dilation_rate, padding,
+                            output_padding, output_size)
+    native = groups == 1 and not (_is_tensorflow() and max(strides) > 1 and max(dilation_rate) > 1)
+    if native:
+        y = kops.conv_transpose(x, kernel, strides=strides, padding="valid",
+                                output_padding=0, data_format=data_format,
+                                dilation_rate=dilation_rate)
+    else:
+        y = _conv_transpose_as_conv(x, kernel, strides, dilation_rate, groups, axes,
+                                    data_format)
+    for axis, (before, after) in zip(axes, crops):
+        if before or after > 0:
+            y = _take(y, axis, before, -after if after > 0 else None)
+    extend = [(0, max(-after, 0)) for _, after in crops]
+    if any(e for _, e in extend):
+        y = pad(y, extend, data_format=data_format)
+    return y
+
+
+def transpose_crops(owner, lengths, kernel_size, strides, dilation_rate, padding,
+                    output_padding=None, output_size=None):
+    """Per-axis (before, after) crops of the full transposed output; checks `output_size`."""
+    rank = len(kernel_size)
+    if output_size is None:
+        return [S.transpose_crop(k, s, d, padding, op)
+                for k, s, d, op in zip(kernel_size, strides, dilation_rate,
+                                       output_padding or (None,) * rank)]
+    size = A.normalize_tuple(output_size, rank, "output_size", owner)
+    crops = []
+    for n, k, s, d, want in zip(lengths, kernel_size, strides, dilation_rate, size):
+        if n is None:
+            raise ValueError(f"{owner}: output_size needs known input spatial sizes, got {lengths}")
+        low, high = S.transpose_length_range(n, k, s, d, padding)
+        if not low <= want <= high:
+            raise ValueError(
+                f"{owner}: output_size {size} is not reachable from input size "
+                f"{tuple(lengths)} with kernel_size={tuple(kernel_size)}, strides="
+                f"{tuple(strides)}, padding={padding!r}: each size must be in "
+                f"[{low}, {high}] along that axis"
+            )
+        delta = want - S.transpose_full_length(n, k, s, d)
+        crops.append(S.transpose_crop(k, s, d, padding, delta=delta))
+    return crops
+
+
+def _conv_transpose_as_conv(x, kernel, strides, dilation_rate, groups, axes, data_format):
+    """Full transposed conv as a forward conv: zero-insert, pad k-1, flipped kernel.
+
+    Used where the backend op can't do it (groups, or TensorFlow with strides > 1
+    and dilation > 1).
+    """
+    kshape = _static_shape(kernel)
+    rank = len(kshape) - 2
+    out_g, cin = kshape[-2], kshape[-1]
+    for axis, s in zip(axes, strides):
+        if s > 1:
+            x = _zero_insert(x, axis, s)
+    pads = [((k - 1) * d, (k - 1) * d) for k, d in zip(kshape[:-2], dilation_rate)]
+    x = pad(x, pads, data_format=data_format)
+    # (k..., out/g, g*in/g) -> (k..., in/g, g*out/g): the forward kernel of each group.
+    w = kops.reshape(kernel, kshape[:-2] + (out_g, groups, cin // groups))
+    perm = list(range(rank)) + [rank + 2, rank + 1, rank]
+    w = kops.transpose(w, perm)
+    w = kops.reshape(w, kshape[:-2] + (cin // groups, groups * out_g))
+    w = kops.flip(w, axis=tuple(range(rank)))
+    return kops.conv(x, w, strides=1, padding="valid", data_format=data_format,
+                     dilation_rate=dilation_rate)
+
+
+def _zero_insert(x, axis, stride):
+    """Puts stride-1 zeros between consecutive entries along `axis`."""
+    shape = list(kops.shape(x))
+    y = kops.expand_dims(x, axis + 1)
+    zeros_shape = list(shape)
+    zeros_shape.insert(axis + 1, stride - 1)
+    y = kops.concatenate([y, kops.zeros(zeros_shape, dtype=x.dtype)], axis=axis + 1)
+    length = shape[axis]
+    new_shape = shape[:axis] + [length * stride] + shape[axis + 1:]
+    y = kops.reshape(y, new_shape)
+    return _take(y, axis, 0, (length - 1) * stride + 1)

@@ -1,0 +1,1 @@
+"""Argument normalization and integer shape arithmetic shared by layers, ops and the exporter."""
