@@ -341,7 +341,8 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
     lengths = [_static_shape(x)[a] for a in axes]
     crops = transpose_crops(owner, lengths, kshape[:-2], strides, dilation_rate, padding,
                             output_padding, output_size)
-    native = groups == 1 and not (_is_tensorflow() and max(strides) > 1 and max(dilation_rate) > 1)
+    # TensorFlow's CPU transposed conv has no dilation; no backend op has groups.
+    native = groups == 1 and not (_is_tensorflow() and max(dilation_rate) > 1)
     if native:
         y = kops.conv_transpose(x, kernel, strides=strides, padding="valid",
                                 output_padding=0, data_format=data_format,
@@ -362,33 +363,33 @@ def transpose_crops(owner, lengths, kernel_size, strides, dilation_rate, padding
                     output_padding=None, output_size=None):
     """Per-axis (before, after) crops of the full transposed output; checks `output_size`."""
     rank = len(kernel_size)
+    per_axis = [S.axis_padding(padding, i) for i in range(rank)]
     if output_size is None:
-        return [S.transpose_crop(k, s, d, padding, op)
-                for k, s, d, op in zip(kernel_size, strides, dilation_rate,
-                                       output_padding or (None,) * rank)]
+        return [S.transpose_crop(k, s, d, p, op)
+                for k, s, d, p, op in zip(kernel_size, strides, dilation_rate, per_axis,
+                                          output_padding or (None,) * rank)]
     size = A.normalize_tuple(output_size, rank, "output_size", owner)
     crops = []
-    for n, k, s, d, want in zip(lengths, kernel_size, strides, dilation_rate, size):
+    for n, k, s, d, p, want in zip(lengths, kernel_size, strides, dilation_rate, per_axis, size):
         if n is None:
             raise ValueError(f"{owner}: output_size needs known input spatial sizes, got {lengths}")
-        low, high = S.transpose_length_range(n, k, s, d, padding)
+        low, high = S.transpose_length_range(n, k, s, d, p)
         if not low <= want <= high:
             raise ValueError(
                 f"{owner}: output_size {size} is not reachable from input size "
                 f"{tuple(lengths)} with kernel_size={tuple(kernel_size)}, strides="
-                f"{tuple(strides)}, padding={padding!r}: each size must be in "
-                f"[{low}, {high}] along that axis"
+                f"{tuple(strides)}, padding={A.padding_to_config(padding)!r}: each size "
+                f"must be in [{low}, {high}] along that axis"
             )
         delta = want - S.transpose_full_length(n, k, s, d)
-        crops.append(S.transpose_crop(k, s, d, padding, delta=delta))
+        crops.append(S.transpose_crop(k, s, d, p, delta=delta))
     return crops
 
 
 def _conv_transpose_as_conv(x, kernel, strides, dilation_rate, groups, axes, data_format):
     """Full transposed conv as a forward conv: zero-insert, pad k-1, flipped kernel.
 
-    Used where the backend op can't do it (groups, or TensorFlow with strides > 1
-    and dilation > 1).
+    Used where the backend op can't do it (groups, or dilation on TensorFlow).
     """
     kshape = _static_shape(kernel)
     rank = len(kshape) - 2

@@ -87,10 +87,12 @@ class BaseConvTranspose(WindowedLayer):
                                  self.strides, self.dilation_rate, self.padding,
                                  self.output_padding, size)
             return list(A.normalize_tuple(size, self.rank, "output_size", self.__class__.__name__))
-        ops_ = self.output_padding or (None,) * self.rank
-        return [S.transpose_output_length(n, k, s, d, self.padding, op)
-                for n, k, s, d, op in zip(lengths, self.kernel_size, self.strides,
-                                          self.dilation_rate, ops_)]
+        crops = cops.transpose_crops(self.__class__.__name__, lengths, self.kernel_size,
+                                     self.strides, self.dilation_rate, self.padding,
+                                     self.output_padding)
+        return [None if n is None else S.transpose_full_length(n, k, s, d) - b - a
+                for n, k, s, d, (b, a) in zip(lengths, self.kernel_size, self.strides,
+                                              self.dilation_rate, crops)]
 
     def compute_output_shape(self, input_shape, output_size=None):
         if output_size is None:

@@ -66,6 +66,11 @@ def conv_output_lengths(padding, lengths, kernel_size, strides, dilation_rate):
     ]
 
 
+def axis_padding(padding, axis):
+    """The padding of one axis: the string itself, or that axis's (before, after) pair."""
+    return padding if isinstance(padding, str) else padding[axis]
+
+
 def transpose_full_length(length, kernel, stride, dilation):
     """Length of the uncropped transposed convolution: (L - 1) * s + d(k - 1) + 1."""
     if length is None:
@@ -112,11 +117,3 @@ def transpose_crop(kernel, stride, dilation, padding, output_padding=None, delta
     else:
         before = padding[0]
     return (before, -delta - before)
-
-
-def transpose_output_length(length, kernel, stride, dilation, padding, output_padding=None):
-    """Output length of a transposed convolution (see `transpose_crop`)."""
-    if length is None:
-        return None
-    before, after = transpose_crop(kernel, stride, dilation, padding, output_padding)
-    return transpose_full_length(length, kernel, stride, dilation) - before - after

@@ -1,0 +1,3 @@
+from keras_convx.cli import main
+
+raise SystemExit(main())
