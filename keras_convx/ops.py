@@ -51,7 +51,7 @@ def pad(x, pads, mode="constant", constant_value=0.0, data_format=None):
         The padded tensor.
     """
     owner = "pad"
-    mode = A.normalize_padding_mode(mode, owner, A.PAD_MODES)
+    mode = A.normalize_padding_mode(mode, owner, A.PAD_MODES, name="mode")
     data_format = A.normalize_data_format(data_format, owner)
     ndim = len(x.shape)
     if ndim < 3:
@@ -256,18 +256,17 @@ def depthwise_conv(x, kernel, strides=1, padding="valid", data_format=None,
         return _via_channels_last(x, lambda y: depthwise_conv(
             y, kernel, strides, padding, "channels_last", dilation_rate, padding_mode))
     rank = len(kshape) - 2
-    if rank <= 2:
-        def op(y, s, p):
-            return kops.depthwise_conv(y, kernel, strides=s, padding=p,
-                                       data_format=data_format, dilation_rate=dilation_rate)
-    else:
-        # No backend has a 3-D depthwise op: a grouped conv with groups = channels
-        # is the same computation (the (in, mult) -> in*mult order matches).
-        grouped = kops.reshape(kernel, kshape[:-2] + (1, kshape[-2] * kshape[-1]))
+    # No backend has a 3-D depthwise op, and TensorFlow's 2-D one needs equal strides:
+    # there a grouped conv with groups = channels is the same computation (the
+    # (in, mult) -> in*mult channel order matches).
+    grouped = kops.reshape(kernel, kshape[:-2] + (1, kshape[-2] * kshape[-1]))
 
-        def op(y, s, p):
+    def op(y, s, p):
+        if rank == 3 or (_is_tensorflow() and rank == 2 and s[0] != s[1]):
             return kops.conv(y, grouped, strides=s, padding=p, data_format=data_format,
                              dilation_rate=dilation_rate)
+        return kops.depthwise_conv(y, kernel, strides=s, padding=p, data_format=data_format,
+                                   dilation_rate=dilation_rate)
 
     return _windowed(x, op, kshape[:-2], strides, padding, dilation_rate, padding_mode,
                      data_format, owner)

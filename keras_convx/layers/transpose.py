@@ -82,6 +82,9 @@ class BaseConvTranspose(WindowedLayer):
     def output_spatial(self, lengths, output_size=None):
         size = output_size or self.output_size
         if size is not None:
+            if any(n is None for n in lengths):
+                return list(A.normalize_tuple(size, self.rank, "output_size",
+                                              self.__class__.__name__))
             # Validates that the size is reachable (raises otherwise).
             cops.transpose_crops(self.__class__.__name__, lengths, self.kernel_size,
                                  self.strides, self.dilation_rate, self.padding,

@@ -115,10 +115,10 @@ def normalize_padding(padding, rank, owner, allow_causal=True):
     return normalize_pairs(padding, rank, "padding", owner)
 
 
-def normalize_padding_mode(mode, owner, allowed=PADDING_MODES):
+def normalize_padding_mode(mode, owner, allowed=PADDING_MODES, name="padding_mode"):
     value = mode.lower() if isinstance(mode, str) else mode
     if value not in allowed:
-        raise ValueError(f"{owner}: padding_mode must be one of {allowed}, got {mode!r}")
+        raise ValueError(f"{owner}: {name} must be one of {allowed}, got {mode!r}")
     return value
 
 
