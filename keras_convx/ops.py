@@ -419,3 +419,112 @@ def _zero_insert(x, axis, stride):
     new_shape = shape[:axis] + [length * stride] + shape[axis + 1:]
     y = kops.reshape(y, new_shape)
     return _take(y, axis, 0, (length - 1) * stride + 1)
+
+
+def crop(x, crops, data_format=None):
+    """Removes (before, after) positions from each spatial axis.
+
+    Args:
+        x: tensor `(batch, *spatial, channels)` or channels_first.
+        crops: int, tuple per axis, or (before, after) pairs per axis (non-negative).
+        data_format: `"channels_last"` or `"channels_first"`.
+    """
+    owner = "crop"
+    data_format = A.normalize_data_format(data_format, owner)
+    axes = _spatial_axes(len(x.shape), data_format)
+    crops = A.normalize_pairs(crops, len(axes), "crops", owner)
+    for axis, (before, after) in zip(axes, crops):
+        length = x.shape[axis]
+        if length is not None and before + after >= length:
+            raise ValueError(
+                f"{owner}: crops {crops} remove all of length {length} on axis {axis}"
+            )
+        if before or after:
+            x = _take(x, axis, before, -after if after else None)
+    return x
+
+
+INTERPOLATIONS = ("nearest", "linear", "bilinear", "trilinear", "bicubic")
+_CUBIC_A = -0.75  # PyTorch's and ONNX Resize's default cubic coefficient
+
+
+def resize_taps(length, scale, interpolation, align_corners):
+    """Integer source indices and float64 weights, one pair per tap, along one axis.
+
+    The output length is floor(length * scale). Coordinates follow PyTorch's
+    `interpolate(scale_factor=...)` and ONNX Resize: half-pixel centres
+    (`align_corners=False`) or corner-aligned; linear clamps negative source
+    coordinates to 0; cubic uses a = -0.75 with edge-clamped taps.
+    """
+    import numpy as np
+
+    out = S.resize_output_length(length, scale)
+    i = np.arange(out, dtype=np.float64)
+    if interpolation == "nearest":
+        src = np.minimum(np.floor(i / scale), length - 1).astype(np.int64)
+        return [(src, np.ones(out))]
+    if align_corners:
+        src = i * ((length - 1) / (out - 1)) if out > 1 else np.zeros(out)
+    else:
+        src = (i + 0.5) / scale - 0.5
+    if interpolation != "bicubic":
+        src = np.maximum(src, 0.0)
+        i0 = np.floor(src)
+        w = src - i0
+        i0 = np.minimum(i0.astype(np.int64), length - 1)
+        return [(i0, 1.0 - w), (np.minimum(i0 + 1, length - 1), w)]
+    i0 = np.floor(src)
+    t = src - i0
+    a = _CUBIC_A
+    weights = [
+        ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+        ((a + 2) * t - (a + 3)) * t * t + 1,
+        ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+        ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a,
+    ]
+    return [(np.clip(i0.astype(np.int64) + k, 0, length - 1), w)
+            for k, w in zip((-1, 0, 1, 2), weights)]
+
+
+def resize(x, scale, interpolation="nearest", align_corners=False, data_format=None):
+    """Up- or down-samples the spatial axes by `scale` (output floor(L * scale)).
+
+    Args:
+        x: tensor `(batch, *spatial, channels)` or channels_first.
+        scale: positive number or tuple per spatial axis (non-integers allowed).
+        interpolation: `"nearest"`, `"linear"`/`"bilinear"`/`"trilinear"`
+            (separable linear on every axis) or `"bicubic"` (a = -0.75).
+        align_corners: False for half-pixel centres (Keras's default), True for
+            PyTorch's `align_corners=True`.
+        data_format: `"channels_last"` or `"channels_first"`.
+    """
+    owner = "resize"
+    data_format = A.normalize_data_format(data_format, owner)
+    axes = _spatial_axes(len(x.shape), data_format)
+    scale = A.normalize_scale(scale, len(axes), owner, name="scale")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"{owner}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
+        )
+    for axis, s in zip(axes, scale):
+        if interpolation == "nearest" and isinstance(s, int):
+            if s > 1:
+                x = kops.repeat(x, s, axis=axis)
+            continue
+        length = x.shape[axis]
+        if length is None:
+            raise ValueError(
+                f"{owner}: {interpolation!r} resizing needs known spatial sizes, got "
+                f"{tuple(x.shape)}"
+            )
+        taps = resize_taps(int(length), s, interpolation, align_corners)
+        shape = [1] * len(x.shape)
+        shape[axis] = -1
+        y = None
+        for index, weight in taps:
+            term = kops.take(x, kops.convert_to_tensor(index, "int32"), axis=axis)
+            if interpolation != "nearest":
+                term = term * kops.reshape(kops.convert_to_tensor(weight, x.dtype), shape)
+            y = term if y is None else y + term
+        x = y
+    return x

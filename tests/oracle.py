@@ -91,3 +91,47 @@ def conv_transpose(x, w, strides, dilation, crops, groups=1, data_format="channe
             after = 0
         y = np.take(y, range(before, y.shape[axis] - after), axis=axis)
     return from_last(y, data_format)
+
+
+def _cubic(d, a=-0.75):
+    """Keys' cubic convolution kernel at distance d."""
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
+    if d < 2:
+        return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
+    return 0.0
+
+
+def resize_matrix(length, scale, mode, align_corners):
+    """(out, length) interpolation matrix, one output position at a time."""
+    out = int(np.floor(length * scale + 1e-9))
+    m = np.zeros((out, length))
+    for i in range(out):
+        if mode == "nearest":
+            m[i, min(int(np.floor(i / scale)), length - 1)] = 1.0
+            continue
+        if align_corners:
+            src = i * (length - 1) / (out - 1) if out > 1 else 0.0
+        else:
+            src = (i + 0.5) / scale - 0.5
+        if mode == "bicubic":
+            base = int(np.floor(src))
+            for j in range(base - 1, base + 3):
+                m[i, min(max(j, 0), length - 1)] += _cubic(src - j)
+        else:
+            src = max(src, 0.0)
+            lo = min(int(np.floor(src)), length - 1)
+            hi = min(lo + 1, length - 1)
+            frac = src - np.floor(src)
+            m[i, lo] += 1 - frac
+            m[i, hi] += frac
+    return m
+
+
+def resize(x, scales, mode, align_corners=False, data_format="channels_last"):
+    y = to_last(np.asarray(x, np.float64), data_format)
+    for axis, s in enumerate(scales, start=1):
+        m = resize_matrix(y.shape[axis], s, mode, align_corners)
+        y = np.moveaxis(np.tensordot(m, np.moveaxis(y, axis, 0), axes=1), 0, axis)
+    return from_last(y, data_format)

@@ -30,6 +30,12 @@ def test_config_round_trip(name, make, shape):
     assert type(restored) is type(layer) and restored.get_config() == config
 
 
+def test_crop_to_match_config_round_trip():
+    layer = kc.CropToMatch(anchor="end", data_format="channels_first")
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(clone) is kc.CropToMatch and clone.get_config() == layer.get_config()
+
+
 def _model():
     inputs, outputs = [], []
     for name, make, shape in CASES:

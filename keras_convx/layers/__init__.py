@@ -14,5 +14,10 @@ from keras_convx.layers.transpose import (
     Convolution1DTranspose, Convolution2DTranspose, Convolution3DTranspose,
     Deconv2D, Deconv3D, Deconvolution2D, Deconvolution3D,
 )
+from keras_convx.layers.reshaping import (
+    BaseCropping, BasePadding, BaseUpSampling, BaseZeroPadding, CropToMatch, Cropping1D,
+    Cropping2D, Cropping3D, Padding1D, Padding2D, Padding3D, UpSampling1D, UpSampling2D,
+    UpSampling3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D,
+)
 
 __all__ = [name for name in dir() if name[0].isupper()]

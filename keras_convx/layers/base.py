@@ -8,7 +8,36 @@ from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
 
 
-class WindowedLayer(keras.layers.Layer):
+class SpatialLayer(keras.layers.Layer):
+    """Abstract base of every keras_convx layer: `rank` spatial axes in a `data_format`."""
+
+    def __init__(self, rank, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = rank
+        self.data_format = A.normalize_data_format(data_format, self.__class__.__name__)
+        self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
+
+    @property
+    def _channel_axis(self):
+        return -1 if self.data_format == "channels_last" else 1
+
+    def _spatial(self, shape):
+        shape = tuple(shape)
+        return shape[1:-1] if self.data_format == "channels_last" else shape[2:]
+
+    def _assemble(self, batch, spatial, channels):
+        spatial = tuple(spatial)
+        if self.data_format == "channels_last":
+            return (batch,) + spatial + (channels,)
+        return (batch, channels) + spatial
+
+    def _check_input(self, input_shape):
+        """Checks rank and a known channel dim; returns the channel count."""
+        return A.check_input_shape(input_shape, self.rank, self.data_format,
+                                   self.__class__.__name__)
+
+
+class WindowedLayer(SpatialLayer):
     """Abstract base: a sliding-window layer over `rank` spatial axes with an optional bias.
 
     Subclasses set `_allow_causal`, create their kernels in `build_kernels` and
@@ -37,9 +66,8 @@ class WindowedLayer(keras.layers.Layer):
         padding_mode="zeros",
         **kwargs,
     ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        super().__init__(rank, data_format, activity_regularizer=activity_regularizer, **kwargs)
         owner = self.__class__.__name__
-        self.rank = rank
         self.kernel_size = A.normalize_tuple(kernel_size, rank, "kernel_size", owner)
         self.strides = A.normalize_tuple(strides, rank, "strides", owner)
         self.dilation_rate = A.normalize_tuple(dilation_rate, rank, "dilation_rate", owner)
@@ -48,29 +76,13 @@ class WindowedLayer(keras.layers.Layer):
             self.padding_mode = A.normalize_padding_mode(padding_mode, owner)
         else:
             self.padding_mode = "zeros"
-        self.data_format = A.normalize_data_format(data_format, owner)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.bias_initializer = initializers.get(bias_initializer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.bias_constraint = constraints.get(bias_constraint)
-        self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
 
     # -- shapes ---------------------------------------------------------------
-
-    @property
-    def _channel_axis(self):
-        return -1 if self.data_format == "channels_last" else 1
-
-    def _spatial(self, shape):
-        shape = tuple(shape)
-        return shape[1:-1] if self.data_format == "channels_last" else shape[2:]
-
-    def _assemble(self, batch, spatial, channels):
-        spatial = tuple(spatial)
-        if self.data_format == "channels_last":
-            return (batch,) + spatial + (channels,)
-        return (batch, channels) + spatial
 
     def output_spatial(self, lengths):
         """Output spatial lengths for input spatial `lengths` (None = unknown)."""
@@ -83,7 +95,7 @@ class WindowedLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         owner = self.__class__.__name__
-        channels = A.check_input_shape(input_shape, self.rank, self.data_format, owner)
+        channels = self._check_input(input_shape)
         lengths = self._spatial(input_shape)
         out = self.output_spatial(lengths)
         if any(o is not None and o <= 0 for o in out):
@@ -98,8 +110,7 @@ class WindowedLayer(keras.layers.Layer):
     # -- weights and call -----------------------------------------------------
 
     def build(self, input_shape):
-        channels = A.check_input_shape(input_shape, self.rank, self.data_format,
-                                       self.__class__.__name__)
+        channels = self._check_input(input_shape)
         self.compute_output_shape(input_shape)
         self._check_padding_mode_fits(self._spatial(input_shape))
         self.input_spec = keras.layers.InputSpec(

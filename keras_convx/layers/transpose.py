@@ -100,8 +100,7 @@ class BaseConvTranspose(WindowedLayer):
     def compute_output_shape(self, input_shape, output_size=None):
         if output_size is None:
             return super().compute_output_shape(input_shape)
-        owner = self.__class__.__name__
-        channels = A.check_input_shape(input_shape, self.rank, self.data_format, owner)
+        channels = self._check_input(input_shape)
         out = self.output_spatial(self._spatial(input_shape), output_size)
         return self._assemble(input_shape[0], out, self.output_channels(channels))
 

@@ -65,9 +65,17 @@ def normalize_pairs(value, rank, name, owner):
     """Normalizes per-axis (before, after) amounts.
 
     Accepts an int (all sides), a tuple of `rank` ints (symmetric per axis) or
-    a tuple of `rank` (before, after) pairs. Returns a tuple of `rank` pairs of
-    non-negative ints.
+    a tuple of `rank` (before, after) pairs; for rank 1 a pair of ints is
+    (before, after), as in Keras's 1D layers. Returns a tuple of `rank` pairs
+    of non-negative ints.
     """
+    if rank == 1 and not _is_int(value) and not isinstance(value, str):
+        try:
+            items = tuple(value)
+        except TypeError:
+            items = None
+        if items is not None and len(items) == 2 and all(_is_int(v) for v in items):
+            value = (items,)
     accepted = (
         f"a non-negative int, a tuple of {rank} non-negative ints or "
         f"{rank} (before, after) pairs"
@@ -120,6 +128,27 @@ def normalize_padding_mode(mode, owner, allowed=PADDING_MODES, name="padding_mod
     if value not in allowed:
         raise ValueError(f"{owner}: {name} must be one of {allowed}, got {mode!r}")
     return value
+
+
+def pairs_to_config(pairs):
+    """Keras's config form: (before, after) for rank 1, nested pairs otherwise."""
+    return tuple(pairs[0]) if len(pairs) == 1 else tuple(tuple(p) for p in pairs)
+
+
+def normalize_scale(size, rank, owner, name="size"):
+    """Positive up-sampling factors per axis; ints stay ints, others become floats."""
+    accepted = f"a positive number or a tuple of {rank} positive numbers"
+    values = (size,) * rank if isinstance(size, numbers.Real) else size
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be {accepted}, got {size!r}") from None
+    if len(values) != rank or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
+        and v == v and v != float("inf") for v in values
+    ):
+        raise ValueError(f"{owner}: {name} must be {accepted}, got {size!r}")
+    return tuple(int(v) if float(v).is_integer() else float(v) for v in values)
 
 
 def padding_to_config(padding):

@@ -49,6 +49,13 @@ def resolve_pads(padding, lengths, kernel_size, strides, dilation_rate):
     return pads
 
 
+def resize_output_length(length, scale):
+    """floor(L * scale), tolerant of float round-off (1.1 * 10 is 11)."""
+    if length is None:
+        return None
+    return int(length * scale + 1e-9)
+
+
 def conv_output_length(length, kernel, stride, dilation, pads):
     """floor((L + before + after - d(k-1) - 1) / s) + 1, or None if unknown."""
     if length is None or pads is None:

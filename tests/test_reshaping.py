@@ -1,0 +1,135 @@
+"""Cropping, padding and up-sampling layers: Keras parity, numpy.pad, the float64
+interpolation oracle and torch.nn.functional.interpolate."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import keras_convx as kc
+import oracle
+from helpers import BACKEND, assert_close, make_input
+
+FORMATS = ("channels_last", "channels_first")
+
+
+def _keras_cases():
+    cases = [
+        ("Cropping1D", {}), ("Cropping1D", {"cropping": 2}), ("Cropping1D", {"cropping": (0, 3)}),
+        ("Cropping2D", {"cropping": 1}), ("Cropping2D", {"cropping": (1, 2)}),
+        ("Cropping2D", {"cropping": ((1, 0), (2, 1))}),
+        ("Cropping3D", {}), ("Cropping3D", {"cropping": ((0, 1), (2, 0), (1, 1))}),
+        ("ZeroPadding1D", {}), ("ZeroPadding1D", {"padding": (2, 0)}),
+        ("ZeroPadding2D", {"padding": 2}), ("ZeroPadding2D", {"padding": ((1, 0), (0, 3))}),
+        ("ZeroPadding3D", {"padding": (1, 0, 2)}),
+        ("UpSampling1D", {"size": 3}), ("UpSampling2D", {"size": (2, 3)}),
+        ("UpSampling2D", {"size": 2, "interpolation": "bilinear"}),
+        ("UpSampling3D", {"size": (1, 2, 3)}),
+    ]
+    for name, kwargs in cases:
+        rank = int(name[-2])
+        keras_fmts = FORMATS if "data_format" in keras.layers.__dict__[name]().get_config() \
+            else ("channels_last",)
+        for fmt in keras_fmts:
+            yield pytest.param(name, kwargs, rank, fmt,
+                               id=f"{name}-{'-'.join(f'{k}{v}' for k, v in kwargs.items())}-{fmt}")
+
+
+@pytest.mark.parametrize("name,kwargs,rank,fmt", list(_keras_cases()))
+def test_matches_keras_layer(name, kwargs, rank, fmt):
+    if "Cropping1D" != name and "UpSampling1D" != name:
+        kwargs = dict(kwargs, data_format=fmt)
+    x = make_input(rank, 3, fmt, size=6)
+    ours, ref = getattr(kc, name)(**kwargs), getattr(keras.layers, name)(**kwargs)
+    expected = keras.ops.convert_to_numpy(ref(x))
+    assert_close(ours(x), expected)
+    assert ours.compute_output_shape(x.shape) == expected.shape
+    assert ours.get_config().keys() == ref.get_config().keys()
+
+
+@pytest.mark.parametrize("rank,mode,fmt", list(itertools.product(
+    (1, 2, 3), ("zeros", "constant", "reflect", "symmetric", "replicate", "circular"), FORMATS)),
+    ids=lambda v: str(v))
+def test_padding_layer_matches_numpy_pad(rank, mode, fmt):
+    x = make_input(rank, 2, fmt, size=5)
+    pads = ((2, 0), (1, 3), (0, 4))[:rank]
+    layer = {1: kc.Padding1D, 2: kc.Padding2D, 3: kc.Padding3D}[rank](
+        pads if rank > 1 else pads[0], mode=mode, constant_value=2.5, data_format=fmt)
+    y = layer(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y),
+                                  oracle.pad(x, pads, mode, 2.5, fmt).astype("float32"))
+    assert layer.compute_output_shape(x.shape) == tuple(y.shape)
+
+
+INTERP = [(1, "linear"), (2, "bilinear"), (2, "bicubic"), (3, "trilinear"), (1, "nearest"),
+          (2, "nearest"), (3, "nearest")]
+
+
+def _interp_cases():
+    for (rank, mode), align, scale, fmt in itertools.product(
+        INTERP, (False, True), (2, 3, 1.5), FORMATS,
+    ):
+        if mode == "nearest" and align:
+            continue
+        if rank == 3 and (fmt == "channels_first" or scale == 3):
+            continue
+        yield pytest.param(rank, mode, align, scale, fmt,
+                           id=f"{mode}{rank}d-align{int(align)}-x{scale}-{fmt}")
+
+
+@pytest.mark.parametrize("rank,mode,align,scale,fmt", list(_interp_cases()))
+def test_upsampling_matches_oracle(rank, mode, align, scale, fmt):
+    x = make_input(rank, 2, fmt, size=4)
+    cls = {1: kc.UpSampling1D, 2: kc.UpSampling2D, 3: kc.UpSampling3D}[rank]
+    layer = cls(scale, interpolation=mode, align_corners=align, data_format=fmt)
+    y = layer(x)
+    assert_close(y, oracle.resize(x, (scale,) * rank, mode, align, fmt))
+    assert layer.compute_output_shape(x.shape) == tuple(y.shape)
+
+
+torch = pytest.importorskip("torch", reason="torch.nn.functional.interpolate parity needs torch")
+
+
+@pytest.mark.parametrize("rank,mode,align,scale", [
+    (r, m, a, s) for (r, m), a, s in itertools.product(INTERP, (False, True), (2, 1.5))
+    if not (m == "nearest" and a)
+], ids=lambda v: str(v))
+def test_upsampling_matches_torch_interpolate(rank, mode, align, scale):
+    x = make_input(rank, 2, "channels_first", size=5)
+    cls = {1: kc.UpSampling1D, 2: kc.UpSampling2D, 3: kc.UpSampling3D}[rank]
+    y = cls(scale, interpolation=mode, align_corners=align, data_format="channels_first")(x)
+    kwargs = {} if mode == "nearest" else {"align_corners": align}
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x).double(), scale_factor=scale,
+                                               mode=mode, **kwargs)
+    assert_close(y, expected.numpy())
+
+
+@pytest.mark.parametrize("anchor,fmt", list(itertools.product(("center", "start", "end"), FORMATS)))
+def test_crop_to_match(anchor, fmt):
+    x = make_input(2, 3, fmt, size=9)  # spatial (9, 10)
+    ref = make_input(2, 5, fmt, size=4)  # spatial (4, 5)
+    y = kc.CropToMatch(anchor=anchor, data_format=fmt)([x, ref])
+    b = {"center": (2, 2), "start": (0, 0), "end": (5, 5)}[anchor]
+    xl = oracle.to_last(x, fmt)
+    expected = oracle.from_last(xl[:, b[0]:b[0] + 4, b[1]:b[1] + 5], fmt)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), expected)
+    with pytest.raises(ValueError, match=r"CropToMatch: the reference is larger than the input"):
+        kc.CropToMatch(data_format=fmt)([ref, x])
+
+
+@pytest.mark.parametrize("make,shape,message", [
+    (lambda: kc.Cropping2D(-1), None, r"Cropping2D: cropping must not be negative, got \(\(-1, -1\), \(-1, -1\)\)"),
+    (lambda: kc.Cropping1D((3, 3)), (1, 6, 2), r"Cropping1D: cropping \(3, 3\) removes all of the input"),
+    (lambda: kc.Cropping2D(((0, 0), (4, 4))), (1, 9, 8, 2), r"Cropping2D: cropping \(\(0, 0\), \(4, 4\)\) removes all"),
+    (lambda: kc.Padding2D(5, mode="reflect"), (1, 5, 9, 2), r"Padding2D: 'reflect' padding \(5, 5\) must be smaller than the input length 5"),
+    (lambda: kc.Padding1D(1, mode="wrap"), None, r"Padding1D: mode must be one of"),
+    (lambda: kc.UpSampling2D(0), None, r"UpSampling2D: size must be a positive number or a tuple of 2 positive numbers, got 0"),
+    (lambda: kc.UpSampling3D(2, interpolation="bicubic"), None, r"UpSampling3D: interpolation must be one of \('nearest', 'trilinear'\), got 'bicubic'"),
+    (lambda: kc.UpSampling1D(float("nan")), None, r"UpSampling1D: size must be a positive number"),
+    (lambda: kc.CropToMatch(anchor="middle"), None, r"CropToMatch: anchor must be one of"),
+])
+def test_validation_messages(make, shape, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        layer = make()
+        layer.build(shape)
