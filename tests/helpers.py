@@ -66,3 +66,21 @@ def value_and_grads(fn, x, variables):
     vals = [torch.tensor(np.asarray(v), requires_grad=True) for v in variables]
     loss(xt, vals).backward()
     return [xt.grad.numpy()] + [v.grad.numpy() for v in vals]
+
+
+def scalar_grad(fn, w):
+    """Gradient of the scalar fn(w) on the current backend, as NumPy."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+        wt = tf.convert_to_tensor(w)
+        with tf.GradientTape() as tape:
+            tape.watch(wt)
+            out = fn(wt)
+        return tape.gradient(out, wt).numpy()
+    if BACKEND == "jax":
+        import jax
+        return np.asarray(jax.grad(fn)(w))
+    import torch
+    wt = torch.tensor(w, requires_grad=True)
+    fn(wt).backward()
+    return wt.grad.numpy()

@@ -1,10 +1,12 @@
 """What every convolution-family layer shares: window arguments, bias, activation, shapes."""
 
 import keras
-from keras import activations, constraints, initializers, ops as kops, regularizers
+from keras import activations, initializers, ops as kops
 
+from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.utils import args as A
+from keras_convx.utils import layout
 from keras_convx.utils import shapes as S
 
 
@@ -198,7 +200,13 @@ class WindowedLayer(SpatialLayer):
             f"{prefix}_constraint": constraints.serialize(constraint),
         }
 
-    def _add_kernel(self, name, shape, initializer, regularizer, constraint):
+    def _add_kernel(self, name, shape, initializer, regularizer, constraint, kind):
+        """Adds a kernel; layout-aware regularizers/constraints get bound to its layout."""
+        kernel_layout = layout.for_kind(kind, self.rank)
+        if hasattr(regularizer, "for_layout"):
+            regularizer = regularizer.for_layout(kernel_layout)
+        if hasattr(constraint, "for_layout"):
+            constraint = constraint.for_layout(kernel_layout)
         return self.add_weight(
             name=name,
             shape=tuple(shape),

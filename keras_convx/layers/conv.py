@@ -2,8 +2,9 @@
 causal padding for every rank, and strides > 1 together with dilation > 1."""
 
 import keras
-from keras import constraints, initializers, ops as kops, regularizers
+from keras import initializers, ops as kops
 
+from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
 from keras_convx.utils import args as A
@@ -89,7 +90,7 @@ class BaseConv(WindowedLayer):
         A.check_divisible(in_channels, self.groups, "input channels", self.__class__.__name__)
         self._kernel = self._add_kernel(
             "kernel", self.kernel_size + (in_channels // self.groups, self.filters),
-            self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint,
+            self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint, "conv",
         )
 
     def build(self, input_shape):

@@ -1,8 +1,9 @@
 """Depthwise and separable convolutions, 1D/2D/3D (Keras has no 3D ones)."""
 
 import keras
-from keras import constraints, initializers, regularizers
+from keras import initializers
 
+from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
 from keras_convx.utils import args as A
@@ -74,7 +75,7 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
     def build_kernels(self, in_channels):
         self.kernel = self._add_kernel(
             "kernel", self._depthwise_shape(in_channels), self.depthwise_initializer,
-            self.depthwise_regularizer, self.depthwise_constraint,
+            self.depthwise_regularizer, self.depthwise_constraint, "depthwise",
         )
 
     def convolve(self, inputs):
@@ -128,10 +129,12 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
         self.depthwise_kernel = self._add_kernel(
             "depthwise_kernel", self._depthwise_shape(in_channels),
             self.depthwise_initializer, self.depthwise_regularizer, self.depthwise_constraint,
+            "depthwise",
         )
         self.pointwise_kernel = self._add_kernel(
             "pointwise_kernel", (1,) * self.rank + (in_channels * self.depth_multiplier, self.filters),
             self.pointwise_initializer, self.pointwise_regularizer, self.pointwise_constraint,
+            "conv",
         )
 
     def convolve(self, inputs):

@@ -1,8 +1,9 @@
 """Transposed convolutions 1D/2D/3D, with groups, explicit padding and output_size."""
 
 import keras
-from keras import constraints, initializers, regularizers
+from keras import initializers
 
+from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
 from keras_convx.utils import args as A
@@ -113,6 +114,7 @@ class BaseConvTranspose(WindowedLayer):
         self.kernel = self._add_kernel(
             "kernel", self.kernel_size + (self.filters // self.groups, in_channels),
             self.kernel_initializer, self.kernel_regularizer, self.kernel_constraint,
+            "transpose",
         )
 
     def call(self, inputs, output_size=None):
