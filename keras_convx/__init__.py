@@ -4,3 +4,13 @@ from keras_convx import constraints, ops, regularizers, weights
 from keras_convx.layers import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The exporter imports onnx/onnxruntime: load it on first use only.
+    if name in ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "exporter"):
+        import importlib
+
+        exporter = importlib.import_module("keras_convx.exporter")
+        return exporter if name == "exporter" else getattr(exporter, name)
+    raise AttributeError(f"module 'keras_convx' has no attribute {name!r}")

@@ -1,0 +1,11 @@
+"""ONNX export that is proven right: native lowering or tf2onnx, checked and verified.
+
+Not named `onnx`, which would read like the onnx package.
+"""
+
+from keras_convx.exporter import lowerings  # noqa: F401  (registers the lowerings)
+from keras_convx.exporter.export import (
+    ExportReport, UnsupportedModel, diagnose_layers, export_onnx, unsupported_layers,
+)
+from keras_convx.exporter.registry import LOWERINGS, lowering
+from keras_convx.exporter.verify import VerificationError, VerifyReport, verify_onnx

@@ -1,0 +1,401 @@
+"""`export_onnx`: native Keras-graph lowering or tf2onnx, then check, verify, write atomically."""
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import onnx
+
+from keras_convx.exporter import passes, registry
+from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
+from keras_convx.exporter.verify import (
+    VerificationError, VerifyReport, _from_graph, _to_graph, compare, model_inputs, run_keras,
+    verify_onnx,
+)
+
+METHODS = ("auto", "native", "tf2onnx")
+DYNAMIC = ("batch", "spatial")
+
+
+class UnsupportedModel(ValueError):
+    """The native path can't lower some layers; `problems` lists (layer, class, reason)."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        lines = "; ".join(f"{name} ({cls}): {why}" for name, cls, why in problems)
+        super().__init__(f"native export can't lower {len(problems)} layer(s): {lines}")
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `export_onnx` did: method and why, graph size, timings, verification, diagnosis."""
+
+    path: str
+    method: str
+    reason: str
+    opset: int
+    node_count: int = 0
+    transpose_count: int = 0
+    file_size: int = 0
+    export_seconds: float = 0.0
+    bn_folded: int = 0
+    verify: VerifyReport = None
+    diagnosis: list = None
+
+    @property
+    def passed(self):
+        return self.verify is None or self.verify.passed
+
+    def to_dict(self):
+        out = dataclasses.asdict(self)
+        out["passed"] = self.passed
+        if self.verify is not None:
+            out["verify"] = self.verify.to_dict()
+        return out
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+
+@dataclasses.dataclass
+class _Ctx:
+    args: tuple
+    kwargs: dict
+    output_shape: tuple
+    output_shapes: list
+
+
+def _functional(model):
+    if isinstance(model, keras.Sequential):
+        if getattr(model, "_functional", None) is None:
+            raise ValueError("export: build the Sequential model with an input shape first")
+        return model._functional
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(
+            f"export: model must be a Functional or Sequential Keras model, got "
+            f"{type(model).__name__} (subclassed models have no graph to lower: use "
+            f"method='tf2onnx')"
+        )
+    return model
+
+
+def _walk(model):
+    """Yields every node of a functional graph in execution order."""
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def unsupported_layers(model):
+    """(name, class, reason) of each layer without a lowering, nested models included."""
+    problems = []
+    for node in _walk(_functional(model)):
+        layer = node.operation
+        if isinstance(layer, keras.Model):
+            problems += unsupported_layers(layer)
+        elif registry.find(layer) is None:
+            problems.append((layer.name, type(layer).__name__, "no lowering registered"))
+    return problems
+
+
+def _lower(b, model, inputs, problems):
+    model = _functional(model)
+    tensors = {id(kt): v for kt, v in zip(model.inputs, inputs)}
+    for node in _walk(model):
+        layer = node.operation
+        if any(id(kt) not in tensors for kt in node.input_tensors):
+            continue  # downstream of a layer that could not be lowered
+        args, kwargs = node.arguments.fill_in(tensors)
+        try:
+            if isinstance(layer, keras.Model):
+                flat = args[0] if isinstance(args[0], (list, tuple)) else list(args)
+                results = _lower(b, layer, list(flat), problems)
+            else:
+                fn = registry.find(layer)
+                if fn is None:
+                    problems.append((layer.name, type(layer).__name__, "no lowering registered"))
+                    continue
+                b.scope = layer.name
+                ctx = _Ctx(args, kwargs, tuple(node.outputs[0].shape),
+                           [tuple(o.shape) for o in node.outputs])
+                result = fn(b, layer, ctx)
+                results = result if isinstance(result, list) else [result]
+                b.layer_outputs.append((layer.name, results[0]))
+        except Unsupported as err:
+            problems.append((layer.name, type(layer).__name__, str(err)))
+            continue
+        for kt, value in zip(node.outputs, results):
+            tensors[id(kt)] = value
+    return [tensors.get(id(kt)) for kt in model.outputs]
+
+
+def _spatial_io_perm(shape, nchw_io):
+    """Graph-side perm of an input/output: NC* for spatial tensors when nchw_io."""
+    if nchw_io and len(shape) >= 3:
+        return channels_first_perm(len(shape), "channels_last")
+    return tuple(range(len(shape)))
+
+
+def _dims_dynamic(shape, dynamic_axes):
+    return [i == 0 and "batch" in dynamic_axes or 0 < i < len(shape) - 1 and
+            "spatial" in dynamic_axes for i in range(len(shape))]
+
+
+def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_size=1):
+    """The native lowering: returns (onnx ModelProto, GraphBuilder, io metadata)."""
+    fmodel = _functional(model)
+    missing = unsupported_layers(fmodel)
+    if missing:
+        raise UnsupportedModel(missing)
+    b = GraphBuilder(opset)
+    inputs, in_perms = [], []
+    for kt in fmodel.inputs:
+        shape = tuple(kt.shape)
+        perm = _spatial_io_perm(shape, nchw_io)
+        name = kt.name
+        graph_shape = [shape[p] for p in perm]
+        if "batch" not in dynamic_axes:
+            graph_shape[0] = batch_size
+        b.add_input(name, graph_shape, _dims_dynamic(graph_shape, dynamic_axes))
+        inputs.append(Value(name, shape, perm))
+        in_perms.append(list(perm))
+    problems = []
+    outputs = _lower(b, fmodel, inputs, problems)
+    if problems:
+        raise UnsupportedModel(problems)
+    out_perms = []
+    names = list(getattr(model, "output_names", None) or [f"output_{i}" for i in range(len(outputs))])
+    for name, value in zip(names, outputs):
+        perm = _spatial_io_perm(value.shape, nchw_io)
+        value = b.to_perm(value, perm)
+        graph_shape = [value.shape[p] for p in perm]
+        if "batch" not in dynamic_axes:
+            graph_shape[0] = batch_size
+        b.scope = "graph"
+        b.add_output(name, value.name, graph_shape, _dims_dynamic(graph_shape, dynamic_axes))
+        out_perms.append(list(perm))
+    proto = b.model(model.name)
+    io = {"input_perms": [p if p != list(range(len(p))) else None for p in in_perms],
+          "output_perms": [p if p != list(range(len(p))) else None for p in out_perms],
+          "static_batch": None if "batch" in dynamic_axes else batch_size}
+    return proto, b, io
+
+
+def lower_tf2onnx(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_size=1):
+    """tf2onnx on the model's traced function (TensorFlow backend only)."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"export: method='tf2onnx' needs the TensorFlow backend, this is "
+            f"{keras.backend.backend()!r}"
+        )
+    import tensorflow as tf
+    import tf2onnx
+
+    specs, names = [], []
+    for kt in model.inputs:
+        shape = list(kt.shape)
+        shape[0] = None if "batch" in dynamic_axes else batch_size
+        names.append(kt.name)
+        specs.append(tf.TensorSpec(shape, tf.float32, name=kt.name))
+
+    @tf.function
+    def fn(*xs):
+        out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return out if isinstance(out, (list, tuple)) else [out]
+
+    spatial = [n for n, s in zip(names, specs) if len(s.shape) >= 3]
+    proto, _ = tf2onnx.convert.from_function(
+        fn, input_signature=specs, opset=opset, inputs_as_nchw=spatial if nchw_io else None,
+        outputs_as_nchw=None)
+    out_names = list(getattr(model, "output_names", None) or [])
+    for value, new in zip(list(proto.graph.output), out_names):
+        _rename(proto, value.name, new)
+    in_perms = [list(_spatial_io_perm(tuple(kt.shape), nchw_io)) if nchw_io and
+                len(kt.shape) >= 3 else None for kt in model.inputs]
+    io = {"input_perms": in_perms, "output_perms": [None] * len(model.outputs),
+          "static_batch": None if "batch" in dynamic_axes else batch_size}
+    return proto, None, io
+
+
+def _rename(proto, old, new):
+    for node in proto.graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        node.output[:] = [new if o == old else o for o in node.output]
+    for value in proto.graph.output:
+        if value.name == old:
+            value.name = new
+
+
+def _with_input_shapes(model, input_shapes):
+    """A clone of `model` whose inputs have `input_shapes` (without batch), same weights."""
+    if input_shapes is None:
+        return model
+    if isinstance(input_shapes[0], int) or input_shapes[0] is None:
+        input_shapes = [input_shapes]
+    if len(input_shapes) != len(model.inputs):
+        raise ValueError(
+            f"export: input_shape needs {len(model.inputs)} shape(s), got {input_shapes}")
+    new_inputs = [keras.Input(tuple(s), name=kt.name) for s, kt in zip(input_shapes, model.inputs)]
+    clone = keras.models.clone_model(
+        model, input_tensors=new_inputs if len(new_inputs) > 1 else new_inputs[0])
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _count(proto, op):
+    return sum(1 for n in proto.graph.node if n.op_type == op)
+
+
+def _finalize(proto, io):
+    prop = proto.metadata_props.add()
+    prop.key, prop.value = "keras_convx.io", json.dumps(io)
+    from onnx import shape_inference
+
+    return shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+
+
+def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
+                providers=None, rtol=None, atol=None, samples=None, nchw_io=False,
+                input_shape=None, batch_size=1, diagnose=False, fold_batch_norm=True):
+    """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
+
+    Args:
+        model: a Functional or Sequential Keras model.
+        path: the `.onnx` file to write; it appears only after checks and
+            verification passed (a failure leaves `<stem>.failed.onnx` and
+            `<stem>.failed.json` instead).
+        opset: ONNX opset (17 to 21).
+        method: `"native"` (direct lowering, any backend), `"tf2onnx"` (TensorFlow
+            backend) or `"auto"` (native when every layer has a lowering).
+        dynamic_axes: which dims are symbolic: `("batch",)`, `("batch", "spatial")`
+            or `()` (fully static, batch `batch_size`).
+        verify: run onnxruntime and compare with Keras (a failure raises `VerificationError`).
+        providers, rtol, atol, samples: see `verify_onnx`.
+        nchw_io: give channels_last models NCHW graph inputs and outputs.
+        input_shape: shape(s) without batch, to fix unknown spatial dims.
+        diagnose: compare every layer's ONNX output with Keras's and report the first
+            layer that diverges.
+        fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
+
+    Returns:
+        An `ExportReport`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"export: method must be one of {METHODS}, got {method!r}")
+    dynamic_axes = tuple(dynamic_axes or ())
+    bad = [a for a in dynamic_axes if a not in DYNAMIC]
+    if bad:
+        raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
+    if not 17 <= int(opset) <= 21:
+        raise ValueError(f"export: opset must be in 17..21, got {opset}")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"export: output folder {folder!r} does not exist")
+    model = _with_input_shapes(model, input_shape)
+    start = time.perf_counter()
+    reason = ""
+    if method == "auto":
+        missing = unsupported_layers(model)
+        chosen = "native" if not missing else "tf2onnx"
+        reason = ("every layer has a native lowering" if not missing else
+                  "no native lowering for " + ", ".join(f"{n} ({c})" for n, c, _ in missing))
+    else:
+        chosen, reason = method, "requested"
+    builder = None
+    if chosen == "native":
+        try:
+            proto, builder, io = lower_native(model, opset, dynamic_axes, nchw_io, batch_size)
+        except UnsupportedModel as err:
+            if method == "native":
+                raise
+            chosen, reason = "tf2onnx", str(err)
+            proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
+    else:
+        proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
+    folded = passes.fold_batch_norm(proto) if fold_batch_norm and chosen == "native" else 0
+    io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
+    proto = _finalize(proto, io)
+    report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
+                          node_count=len(proto.graph.node),
+                          transpose_count=_count(proto, "Transpose"), bn_folded=folded)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".keras_convx-", suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        onnx.checker.check_model(tmp, full_check=True)
+        report.export_seconds = time.perf_counter() - start
+        report.file_size = os.path.getsize(tmp)
+        if diagnose and builder is not None:
+            report.diagnosis = diagnose_layers(model, proto, builder, io, atol, rtol)
+        if verify:
+            report.verify = verify_onnx(tmp, model, samples=samples, providers=providers,
+                                        rtol=rtol, atol=atol)
+            report.verify.path = path
+            if not report.verify.passed:
+                stem = os.path.splitext(path)[0]
+                os.replace(tmp, stem + ".failed.onnx")
+                with open(stem + ".failed.json", "w") as f:
+                    f.write(report.to_json())
+                worst = max(report.verify.checks, key=lambda c: c.max_abs)
+                culprit = ""
+                if report.diagnosis:
+                    culprit = f"; first diverging layer: {report.diagnosis[0]['layer']}"
+                raise VerificationError(
+                    f"export: verification failed (output {worst.output}, provider "
+                    f"{worst.provider}: max abs error {worst.max_abs:.3g}, max rel "
+                    f"{worst.max_rel:.3g}){culprit}; kept {stem}.failed.onnx", report)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return report
+
+
+def diagnose_layers(model, proto, builder, io, atol=None, rtol=None, seed=1):
+    """Compares each lowered layer's ONNX output with the Keras layer's output.
+
+    Returns the diverging layers in graph order (first = the first that broke), each
+    `{"layer", "max_abs", "max_rel"}`; empty when all agree.
+    """
+    import onnxruntime as ort
+
+    atol = 1e-4 if atol is None else atol
+    rtol = 1e-4 if rtol is None else rtol
+    fmodel = _functional(model)
+    wanted = [(name, value) for name, value in builder.layer_outputs]
+    layers = {layer.name: layer for layer in fmodel.layers}
+    wanted = [(n, v) for n, v in wanted if n in layers]
+    probe = keras.Model(fmodel.inputs, [layers[n].output for n, _ in wanted])
+    graph = onnx.ModelProto()
+    graph.CopyFrom(proto)
+    existing = {o.name for o in graph.graph.output}
+    for _, value in wanted:
+        if value.name not in existing:
+            graph.graph.output.append(onnx.helper.make_value_info(value.name, onnx.TypeProto()))
+            graph.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+            existing.add(value.name)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    batch = io.get("static_batch") or 2
+    arrays = model_inputs(fmodel, io, batch, rng)
+    in_names = [i.name for i in graph.graph.input]
+    feeds = dict(zip(in_names, _to_graph(arrays, io.get("input_perms") or [None] * len(arrays))))
+    got = dict(zip([o.name for o in graph.graph.output], session.run(None, feeds)))
+    expected = run_keras(probe, arrays) if wanted else []
+    diverging = []
+    for (name, value), e in zip(wanted, expected):
+        g = _from_graph([got[value.name]], [list(value.perm)])[0]
+        stats = compare(g, e, atol, rtol)
+        if not stats["passed"]:
+            diverging.append({"layer": name, "max_abs": stats["max_abs"],
+                              "max_rel": stats["max_rel"]})
+    return diverging
+
+
+__all__ = ["export_onnx", "ExportReport", "UnsupportedModel", "VerificationError"]

@@ -1,0 +1,133 @@
+"""An ONNX graph under construction, with Keras-layout bookkeeping.
+
+Every Keras tensor maps to an ONNX value plus a permutation `perm` such that
+`onnx_value == transpose(keras_value, perm)`. Spatial lowerings ask for the
+channels-first permutation and leave their results in it, so a channels_last
+model carries one Transpose at each input and output and none inside.
+"""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class Value:
+    """An ONNX value standing for a Keras tensor of `shape` (Keras layout)."""
+
+    def __init__(self, name, shape, perm=None):
+        self.name = name
+        self.shape = tuple(shape)
+        self.perm = tuple(perm) if perm is not None else tuple(range(len(self.shape)))
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"Value({self.name!r}, shape={self.shape}, perm={self.perm})"
+
+
+def channels_first_perm(ndim, data_format):
+    """The perm that puts a Keras tensor of `data_format` into N, C, spatial... order."""
+    if data_format == "channels_first" or ndim < 3:
+        return tuple(range(ndim))
+    return (0, ndim - 1) + tuple(range(1, ndim - 1))
+
+
+def compose(a, b):
+    """perm of transpose(transpose(x, a), b) relative to x."""
+    return tuple(a[i] for i in b)
+
+
+def inverse(perm):
+    out = [0] * len(perm)
+    for i, p in enumerate(perm):
+        out[p] = i
+    return tuple(out)
+
+
+class Unsupported(Exception):
+    """A layer (or one of its argument combinations) has no ONNX lowering."""
+
+
+class GraphBuilder:
+    """Collects nodes and initializers; names nodes after the Keras layer being lowered."""
+
+    def __init__(self, opset):
+        self.opset = opset
+        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+        self.scope = "graph"
+        self.layer_outputs = []  # (layer name, Value) for diagnosis
+        self._names = set()
+        self._transposes = {}
+
+    def unique(self, base):
+        name, i = base, 1
+        while name in self._names:
+            name, i = f"{base}_{i}", i + 1
+        self._names.add(name)
+        return name
+
+    def node(self, op_type, inputs, n_outputs=1, suffix=None, **attrs):
+        """Adds a node named `<layer>/<op>`; returns its output name(s)."""
+        base = f"{self.scope}/{suffix or op_type}"
+        name = self.unique(base)
+        outputs = [self.unique(f"{name}:{i}") for i in range(n_outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outputs, name=name, **attrs))
+        return outputs[0] if n_outputs == 1 else outputs
+
+    def const(self, array, suffix="const", dtype=None):
+        array = np.asarray(array, dtype=dtype)
+        name = self.unique(f"{self.scope}/{suffix}")
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def ints(self, values, suffix="shape"):
+        return self.const(np.asarray(list(values), np.int64), suffix)
+
+    def to_perm(self, value, perm):
+        """`value` re-laid out so that onnx == transpose(keras, perm); one Transpose, cached."""
+        perm = tuple(perm)
+        if value.perm == perm:
+            return value
+        key = (value.name, perm)
+        if key not in self._transposes:
+            rel = compose(inverse(value.perm), perm)
+            out = self.node("Transpose", [value.name], perm=list(rel), suffix="Transpose")
+            self._transposes[key] = Value(out, value.shape, perm)
+        return self._transposes[key]
+
+    def onnx_shape(self, value):
+        """Static ONNX-side shape (None for unknown dims)."""
+        return tuple(value.shape[p] for p in value.perm)
+
+    def add_input(self, name, shape, dynamic):
+        dims = [f"{name}_d{i}" if dynamic[i] or shape[i] is None else int(shape[i])
+                for i in range(len(shape))]
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+        self._names.add(name)
+
+    def add_output(self, name, source, shape, dynamic):
+        self.nodes.append(helper.make_node("Identity", [source], [name],
+                                           name=self.unique(f"{self.scope}/output")))
+        self._names.add(name)
+        dims = [f"{name}_d{i}" if dynamic[i] or shape[i] is None else int(shape[i])
+                for i in range(len(shape))]
+        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+
+    def model(self, graph_name, producer="keras_convx"):
+        graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs,
+                                  self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
+                                  producer_name=producer)
+        model.ir_version = min(model.ir_version, 10)
+        return model
+
+
+def float_array(value):
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value), np.float32)
+
+
+__all__ = ["GraphBuilder", "Value", "Unsupported", "channels_first_perm", "float_array", "onnx"]

@@ -1,0 +1,98 @@
+"""Helpers shared by lowerings: spatial padding, activations, layout requests."""
+
+import numpy as np
+
+from keras_convx.exporter.graph import Unsupported, Value, channels_first_perm
+
+INT_MAX = np.iinfo(np.int64).max
+INT_MIN = np.iinfo(np.int64).min
+ONNX_PAD_MODES = {"zeros": "constant", "constant": "constant", "reflect": "reflect",
+                  "replicate": "edge"}
+
+
+def spatial_in(b, value, data_format):
+    """The input in N, C, spatial... order; returns (Value, perm)."""
+    perm = channels_first_perm(value.ndim, data_format)
+    return b.to_perm(value, perm), perm
+
+
+def spatial_lengths(shape, data_format):
+    return tuple(shape[1:-1]) if data_format == "channels_last" else tuple(shape[2:])
+
+
+def slice_axis(b, name, axis, start, end, step=1):
+    return b.node("Slice", [name, b.ints([start], "starts"), b.ints([end], "ends"),
+                            b.ints([axis], "axes"), b.ints([step], "steps")])
+
+
+def pad_spatial(b, name, pads, mode, constant_value=0.0):
+    """Pads the spatial axes (2..) of an N, C, spatial... value with a keras_convx mode."""
+    rank = len(pads)
+    if not any(p0 or p1 for p0, p1 in pads):
+        return name
+    if mode in ONNX_PAD_MODES:
+        width = [0, 0] + [p[0] for p in pads] + [0, 0] + [p[1] for p in pads]
+        inputs = [name, b.ints(width, "pads")]
+        if ONNX_PAD_MODES[mode] == "constant":
+            value = 0.0 if mode == "zeros" else constant_value
+            inputs.append(b.const(np.asarray(value, np.float32), "value"))
+        return b.node("Pad", inputs, mode=ONNX_PAD_MODES[mode])
+    # symmetric and circular have no Pad mode (before opset 19): Slice + Concat per axis.
+    for i, (before, after) in enumerate(pads):
+        axis = 2 + i
+        pieces = []
+        if before:
+            pieces.append(slice_axis(b, name, axis, before - 1, INT_MIN, -1) if mode == "symmetric"
+                          else slice_axis(b, name, axis, -before, INT_MAX))
+        pieces.append(name)
+        if after:
+            pieces.append(slice_axis(b, name, axis, -1, -after - 1, -1) if mode == "symmetric"
+                          else slice_axis(b, name, axis, 0, after))
+        if len(pieces) > 1:
+            name = b.node("Concat", pieces, axis=axis)
+    del rank
+    return name
+
+
+def _softmax(b, value, name):
+    return b.node("Softmax", [name], axis=value.perm.index(value.ndim - 1))
+
+
+def _gelu(b, value, name):
+    half = b.node("Mul", [name, b.const(np.float32(0.5), "half")])
+    erf = b.node("Erf", [b.node("Mul", [name, b.const(np.float32(1 / np.sqrt(2)), "rsqrt2")])])
+    return b.node("Mul", [half, b.node("Add", [erf, b.const(np.float32(1.0), "one")])])
+
+
+ACTIVATIONS = {
+    "linear": lambda b, v, n: n,
+    "relu": lambda b, v, n: b.node("Relu", [n]),
+    "sigmoid": lambda b, v, n: b.node("Sigmoid", [n]),
+    "tanh": lambda b, v, n: b.node("Tanh", [n]),
+    "softmax": _softmax,
+    "elu": lambda b, v, n: b.node("Elu", [n], alpha=1.0),
+    "selu": lambda b, v, n: b.node("Selu", [n]),
+    "softplus": lambda b, v, n: b.node("Softplus", [n]),
+    "softsign": lambda b, v, n: b.node("Softsign", [n]),
+    "exponential": lambda b, v, n: b.node("Exp", [n]),
+    "relu6": lambda b, v, n: b.node("Clip", [n, b.const(np.float32(0), "min"),
+                                             b.const(np.float32(6), "max")]),
+    "silu": lambda b, v, n: b.node("Mul", [n, b.node("Sigmoid", [n])]),
+    "swish": lambda b, v, n: b.node("Mul", [n, b.node("Sigmoid", [n])]),
+    "hard_sigmoid": lambda b, v, n: b.node("HardSigmoid", [n], alpha=1 / 6, beta=0.5),
+    "hard_silu": lambda b, v, n: b.node("HardSwish", [n]),
+    "hard_swish": lambda b, v, n: b.node("HardSwish", [n]),
+    "leaky_relu": lambda b, v, n: b.node("LeakyRelu", [n], alpha=0.2),
+    "gelu": _gelu,
+    "mish": lambda b, v, n: b.node("Mul", [n, b.node("Tanh", [b.node("Softplus", [n])])]),
+}
+
+
+def activation(b, fn, value):
+    """Applies a Keras activation function to `value`; returns a Value (same perm)."""
+    if fn is None:
+        return value
+    name = getattr(fn, "__name__", type(fn).__name__)
+    if name not in ACTIVATIONS:
+        raise Unsupported(f"activation {name!r} has no ONNX lowering")
+    return Value(ACTIVATIONS[name](b, value, value.name), value.shape, value.perm)

@@ -1,0 +1,123 @@
+"""Lowerings of the convolution family (keras_convx's and Keras's own layers)."""
+
+import keras
+import numpy as np
+
+import keras_convx as kc
+from keras_convx import ops as cops
+from keras_convx.exporter.graph import Unsupported, Value, float_array
+from keras_convx.exporter.lowerings.common import (
+    activation, pad_spatial, spatial_in, spatial_lengths,
+)
+from keras_convx.exporter.registry import lowering
+from keras_convx.utils import args as A
+from keras_convx.utils import shapes as S
+
+L = keras.layers
+
+
+def _torch_layout(kernel):
+    """(k..., a, b) -> (b, a, k...): ONNX's Conv (out, in/g, k...) and ConvTranspose (in, out/g, k...)."""
+    rank = kernel.ndim - 2
+    return np.ascontiguousarray(np.transpose(kernel, (rank + 1, rank) + tuple(range(rank))))
+
+
+def _window(b, layer, x, out_shape=None):
+    """Explicit padding (with the layer's mode) ahead of a window op; returns (name, conv pads)."""
+    rank = x.ndim - 2
+    padding = layer.padding
+    if isinstance(padding, str):
+        padding = A.normalize_padding(padding, rank, type(layer).__name__)
+    lengths = spatial_lengths(x.shape, layer.data_format)
+    strides = tuple(layer.strides)
+    dilation = tuple(getattr(layer, "dilation_rate", (1,) * rank))
+    kernel_size = tuple(getattr(layer, "kernel_size", getattr(layer, "pool_size", None)))
+    pads = S.resolve_pads(padding, lengths, kernel_size, strides, dilation)
+    if any(p is None for p in pads):
+        raise Unsupported(
+            f"padding={padding!r} with strides={strides} needs static spatial sizes, got "
+            f"{lengths} (export with static spatial dims)"
+        )
+    mode = getattr(layer, "padding_mode", "zeros")
+    xc, perm = spatial_in(b, x, layer.data_format)
+    if mode != "zeros":
+        return pad_spatial(b, xc.name, pads, mode), [0] * (2 * rank), perm, kernel_size, strides, dilation
+    flat = [p[0] for p in pads] + [p[1] for p in pads]
+    return xc.name, flat, perm, kernel_size, strides, dilation
+
+
+def _bias(b, layer):
+    return [b.const(float_array(layer.bias), "bias")] if layer.use_bias else []
+
+
+def _conv_node(b, name, weight, bias, kernel_size, strides, dilation, pads, group, suffix="Conv"):
+    return b.node("Conv", [name, weight] + bias, suffix=suffix, kernel_shape=list(kernel_size),
+                  strides=list(strides), dilations=list(dilation), pads=pads, group=group)
+
+
+@lowering(kc.Conv1D, kc.Conv2D, kc.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D)
+def lower_conv(b, layer, ctx):
+    (x,) = ctx.args
+    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    kernel = float_array(layer.kernel)
+    channels = x.shape[-1 if layer.data_format == "channels_last" else 1]
+    y = _conv_node(b, name, b.const(_torch_layout(kernel), "kernel"), _bias(b, layer), k, s, d,
+                   pads, channels // kernel.shape[-2])
+    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+
+
+def _depthwise_weight(kernel):
+    shape = kernel.shape
+    return _torch_layout(kernel.reshape(shape[:-2] + (1, shape[-2] * shape[-1])))
+
+
+@lowering(kc.DepthwiseConv1D, kc.DepthwiseConv2D, kc.DepthwiseConv3D, L.DepthwiseConv1D,
+          L.DepthwiseConv2D)
+def lower_depthwise(b, layer, ctx):
+    (x,) = ctx.args
+    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    kernel = float_array(layer.kernel)
+    y = _conv_node(b, name, b.const(_depthwise_weight(kernel), "kernel"), _bias(b, layer), k, s,
+                   d, pads, kernel.shape[-2])
+    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+
+
+@lowering(kc.SeparableConv1D, kc.SeparableConv2D, kc.SeparableConv3D, L.SeparableConv1D,
+          L.SeparableConv2D)
+def lower_separable(b, layer, ctx):
+    (x,) = ctx.args
+    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    dw = float_array(layer.depthwise_kernel)
+    h = _conv_node(b, name, b.const(_depthwise_weight(dw), "depthwise_kernel"), [], k, s, d,
+                   pads, dw.shape[-2], suffix="DepthwiseConv")
+    pw = float_array(layer.pointwise_kernel)
+    rank = layer.rank
+    y = _conv_node(b, h, b.const(_torch_layout(pw), "pointwise_kernel"), _bias(b, layer),
+                   (1,) * rank, (1,) * rank, (1,) * rank, [0] * (2 * rank), 1,
+                   suffix="PointwiseConv")
+    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+
+
+@lowering(kc.Conv1DTranspose, kc.Conv2DTranspose, kc.Conv3DTranspose, L.Conv1DTranspose,
+          L.Conv2DTranspose, L.Conv3DTranspose)
+def lower_conv_transpose(b, layer, ctx):
+    (x,) = ctx.args
+    rank = layer.rank
+    xc, perm = spatial_in(b, x, layer.data_format)
+    padding = layer.padding
+    if isinstance(padding, str):
+        padding = A.normalize_padding(padding, rank, type(layer).__name__, allow_causal=False)
+    size = ctx.kwargs.get("output_size") or getattr(layer, "output_size", None)
+    lengths = spatial_lengths(x.shape, layer.data_format)
+    crops = cops.transpose_crops(type(layer).__name__, lengths, layer.kernel_size,
+                                 layer.strides, layer.dilation_rate, padding,
+                                 layer.output_padding, size)
+    kernel = float_array(layer.kernel)
+    y = b.node(
+        "ConvTranspose", [xc.name, b.const(_torch_layout(kernel), "kernel")] + _bias(b, layer),
+        kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
+        dilations=list(layer.dilation_rate), group=getattr(layer, "groups", 1),
+        pads=[c[0] for c in crops] + [max(c[1], 0) for c in crops],
+        output_padding=[max(-c[1], 0) for c in crops],
+    )
+    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))

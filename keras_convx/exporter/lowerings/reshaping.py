@@ -1,0 +1,89 @@
+"""Lowerings of cropping, padding and up-sampling layers."""
+
+import keras
+import numpy as np
+
+import keras_convx as kc
+from keras_convx.exporter.graph import Unsupported, Value
+from keras_convx.exporter.lowerings.common import (
+    INT_MAX, pad_spatial, spatial_in, spatial_lengths,
+)
+from keras_convx.exporter.registry import lowering
+from keras_convx.utils import args as A
+
+L = keras.layers
+
+
+def _pairs(layer, attr):
+    rank = len(layer.input.shape) - 2
+    return A.normalize_pairs(getattr(layer, attr), rank, attr, type(layer).__name__)
+
+
+def _crop(b, name, crops):
+    rank = len(crops)
+    starts = [c[0] for c in crops]
+    ends = [-c[1] if c[1] else INT_MAX for c in crops]
+    return b.node("Slice", [name, b.ints(starts, "starts"), b.ints(ends, "ends"),
+                            b.ints(range(2, 2 + rank), "axes")])
+
+
+def _data_format(layer):
+    return getattr(layer, "data_format", None) or "channels_last"
+
+
+@lowering(kc.Cropping1D, kc.Cropping2D, kc.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D)
+def lower_cropping(b, layer, ctx):
+    (x,) = ctx.args
+    xc, perm = spatial_in(b, x, _data_format(layer))
+    return Value(_crop(b, xc.name, _pairs(layer, "cropping")), ctx.output_shape, perm)
+
+
+@lowering(kc.ZeroPadding1D, kc.ZeroPadding2D, kc.ZeroPadding3D, kc.Padding1D, kc.Padding2D,
+          kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
+def lower_padding(b, layer, ctx):
+    (x,) = ctx.args
+    xc, perm = spatial_in(b, x, _data_format(layer))
+    y = pad_spatial(b, xc.name, _pairs(layer, "padding"), getattr(layer, "mode", "zeros"),
+                    getattr(layer, "constant_value", 0.0))
+    if y == xc.name:
+        y = b.node("Identity", [y])
+    return Value(y, ctx.output_shape, perm)
+
+
+@lowering(kc.UpSampling1D, kc.UpSampling2D, kc.UpSampling3D, L.UpSampling1D, L.UpSampling2D,
+          L.UpSampling3D)
+def lower_upsampling(b, layer, ctx):
+    (x,) = ctx.args
+    rank = x.ndim - 2
+    xc, perm = spatial_in(b, x, _data_format(layer))
+    size = A.normalize_scale(layer.size, rank, type(layer).__name__)
+    interpolation = getattr(layer, "interpolation", "nearest")
+    align = getattr(layer, "align_corners", False)
+    attrs = {}
+    if interpolation == "nearest":
+        attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                     nearest_mode="floor")
+    elif interpolation in ("linear", "bilinear", "trilinear", "bicubic"):
+        attrs = dict(mode="cubic" if interpolation == "bicubic" else "linear",
+                     coordinate_transformation_mode="align_corners" if align else "half_pixel")
+        if interpolation == "bicubic":
+            attrs.update(cubic_coeff_a=-0.75, exclude_outside=0)
+    else:
+        raise Unsupported(f"interpolation {interpolation!r} has no exact ONNX Resize equivalent")
+    scales = b.const(np.asarray((1.0, 1.0) + tuple(float(s) for s in size), np.float32), "scales")
+    y = b.node("Resize", [xc.name, "", scales], **attrs)
+    return Value(y, ctx.output_shape, perm)
+
+
+@lowering(kc.CropToMatch)
+def lower_crop_to_match(b, layer, ctx):
+    (inputs,) = ctx.args
+    x, ref = inputs
+    crops = layer._crops(x.shape, ref.shape)
+    if any(c is None for c in crops):
+        raise Unsupported("CropToMatch needs static spatial sizes")
+    xc, perm = spatial_in(b, x, layer.data_format)
+    return Value(_crop(b, xc.name, crops), ctx.output_shape, perm)
+
+
+del spatial_lengths
