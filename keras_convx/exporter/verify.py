@@ -168,7 +168,12 @@ def verify_onnx(path, model, samples=None, providers=None, rtol=None, atol=None,
     rng = np.random.default_rng(seed)
     runs = []
     for batch in ([static_batch] if static_batch else batch_sizes):
-        runs.append(model_inputs(model, io, batch, rng))
+        try:
+            runs.append(model_inputs(model, io, batch, rng))
+        except ValueError:
+            if not samples:
+                raise
+            break  # unknown spatial dims: the user's samples are the runs
     for sample in samples or []:
         sample = sample if isinstance(sample, (list, tuple)) else [sample]
         runs.append([np.asarray(s, np.float32) for s in sample])
