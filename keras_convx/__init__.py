@@ -2,6 +2,9 @@
 
 from keras_convx import constraints, ops, regularizers, weights
 from keras_convx.layers import *  # noqa: F401,F403
+from keras_convx.model_config import (  # noqa: F401
+    ConfigError, build_model, register_layer, to_yaml, validate,
+)
 
 __version__ = "0.1.0"
 

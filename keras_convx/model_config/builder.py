@@ -1,0 +1,263 @@
+"""Layer-type resolution, argument checks, shape inference and model building."""
+
+import inspect
+import os
+
+import keras
+
+import keras_convx
+from keras_convx import constraints, regularizers
+from keras_convx.model_config.loader import ConfigError, load
+from keras_convx.model_config.spec import Expander, hint
+
+# Keras layers a config may use besides keras_convx's (an allowlist: no Lambda, no code).
+KERAS_ALLOWLIST = (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "BatchNormalization",
+    "LayerNormalization", "GroupNormalization", "UnitNormalization", "Dense", "Flatten",
+    "Reshape", "Permute", "RepeatVector", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity",
+    "Rescaling", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+)
+BASE_KWARGS = ("dtype", "trainable", "autocast")
+_USER_TYPES = {}
+
+
+def register_layer(cls, name=None):
+    """Makes a Keras layer class usable as `type: <name>` in configs.
+
+    Args:
+        cls: a `keras.layers.Layer` subclass (registered serializable for `.keras` files).
+        name: the config name; defaults to the class name.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+        raise TypeError(f"register_layer: cls must be a keras.layers.Layer subclass, got {cls!r}")
+    name = name or cls.__name__
+    existing = layer_types().get(name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"register_layer: type {name!r} is already {existing.__module__}."
+                         f"{existing.__name__}")
+    _USER_TYPES[name] = cls
+    return cls
+
+
+def layer_types():
+    """Config type name -> layer class: keras_convx first, then the Keras allowlist, then user ones."""
+    types = {name: getattr(keras.layers, name) for name in KERAS_ALLOWLIST}
+    for name in keras_convx.layers.__all__:
+        cls = getattr(keras_convx.layers, name)
+        if not name.startswith(("Base", "Windowed", "Spatial")):
+            types[name] = cls
+    types.update(_USER_TYPES)
+    return types
+
+
+def signature_params(cls):
+    """(all argument names, required ones) of a layer class's constructor."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = [p for p in inspect.signature(init).parameters.values()
+                  if p.name not in ("self", "rank") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if params:
+            names = [p.name for p in params] + list(BASE_KWARGS)
+            required = [p.name for p in params if p.default is p.empty]
+            return names, required
+    return list(BASE_KWARGS), []
+
+
+def _initializer(value):
+    if isinstance(value, dict) and len(value) == 1 and "class_name" not in value:
+        (name, args), = value.items()
+        return keras.initializers.get({"class_name": name, "config": args or {}})
+    return keras.initializers.get(value)
+
+
+def resolve_args(args):
+    """Turns `{Name: {args}}` initializers, regularizers and constraints into objects."""
+    out = {}
+    for key, value in args.items():
+        if value is None or not isinstance(key, str):
+            out[key] = value
+        elif key.endswith("_initializer"):
+            out[key] = _initializer(value)
+        elif key.endswith("_regularizer"):
+            out[key] = regularizers.get(value)
+        elif key.endswith("_constraint"):
+            out[key] = constraints.get(value)
+        else:
+            out[key] = value
+    return out
+
+
+class Plan:
+    """A validated config: layer specs in order, their classes, and inferred shapes."""
+
+    def __init__(self, source, overrides=None, scale=None):
+        self.data, self.located = load(source)
+        self.base_dir = (os.path.dirname(os.path.abspath(self.located.source))
+                         if os.path.exists(self.located.source) else os.getcwd())
+        expander = Expander(self.data, self.located, overrides, scale)
+        self.specs, last = expander.expand()
+        self.variables = expander.variables
+        self.inputs = self._inputs(expander.inputs)
+        self.types = layer_types()
+        self.order = self._topological()
+        self.layers = {}
+        self.shapes = {name: (None,) + tuple(shape) for name, (shape, _) in self.inputs.items()}
+        for spec in self.order:
+            self._check(spec)
+        self.outputs = self._outputs(last)
+
+    def _inputs(self, inputs):
+        out = {}
+        for name, spec in inputs.items():
+            path = ("inputs", name)
+            shape = spec.get("shape")
+            if not isinstance(shape, list) or not all(
+                    d is None or isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+                raise self.located.error(path + ("shape",), f"shape must be a list of positive ints "
+                                         f"or null (no batch dim), got {shape!r}")
+            dtype = spec.get("dtype", "float32")
+            if dtype not in ("float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8"):
+                raise self.located.error(path + ("dtype",), f"unsupported dtype {dtype!r}")
+            out[name] = (tuple(shape), dtype)
+        return out
+
+    def _topological(self):
+        by_name = {s.name: s for s in self.specs}
+        known = set(self.inputs) | set(by_name)
+        for spec in self.specs:
+            for i, name in enumerate(spec.inputs):
+                if name not in known:
+                    raise self.located.error(spec.path + ("inputs",), f"unknown input name "
+                                             f"{name!r}{hint(name, known)}")
+        order, state = [], {}
+
+        def visit(spec, trail):
+            if state.get(spec.name) == "done":
+                return
+            if state.get(spec.name) == "active":
+                cycle = trail[trail.index(spec.name):] + [spec.name]
+                raise self.located.error(spec.path + ("inputs",), "cycle: " + " -> ".join(cycle))
+            state[spec.name] = "active"
+            for name in spec.inputs:
+                if name in by_name:
+                    visit(by_name[name], trail + [spec.name])
+            state[spec.name] = "done"
+            order.append(spec)
+
+        for spec in self.specs:
+            visit(spec, [])
+        return order
+
+    def _check(self, spec):
+        path = spec.path
+        if not isinstance(spec.type, str) or spec.type not in self.types:
+            raise self.located.error(path + ("type",), f"unknown layer type {spec.type!r}"
+                                     f"{hint(spec.type, self.types)}")
+        cls = self.types[spec.type]
+        allowed, required = signature_params(cls)
+        for key in spec.args:
+            if key not in allowed:
+                raise self.located.error(path + ("args", key), f"unknown argument of {spec.type}"
+                                         f"{hint(key, allowed)}")
+        missing = [r for r in required if r not in spec.args]
+        if missing:
+            raise self.located.error(path + ("args",), f"missing required argument(s) "
+                                     f"{missing} of {spec.type}")
+        try:
+            layer = cls(name=spec.name, **resolve_args(spec.args))
+        except (ValueError, TypeError) as err:
+            named = [k for k in spec.args if k in str(err)]
+            raise self.located.error(path + ("args",) + tuple(named[:1]),
+                                     f"{spec.type}: {err}") from None
+        self.layers[spec.name] = layer
+        shapes = [self.shapes[name] for name in spec.inputs]
+        try:
+            arg = shapes if len(shapes) > 1 or _takes_list(layer) else shapes[0]
+            shape = layer.compute_output_shape(arg)
+        except NotImplementedError:
+            shape = None
+        except (ValueError, TypeError, IndexError) as err:
+            detail = " and ".join(str(tuple(s)) for s in shapes)
+            raise self.located.error(path, f"{spec.type} can't take input shape(s) {detail}: "
+                                     f"{str(err).splitlines()[0]}") from None
+        self.shapes[spec.name] = tuple(shape) if shape is not None else None
+
+    def _outputs(self, last):
+        outputs = self.data.get("outputs")
+        layer_names = {s.name for s in self.specs}
+        if outputs is None:
+            return {last[0]: last[0]}
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if isinstance(outputs, list):
+            outputs = {name: name for name in outputs}
+        if not isinstance(outputs, dict):
+            raise self.located.error(("outputs",), "outputs must be a name, a list or a mapping "
+                                     "of output name -> layer name")
+        for key, name in outputs.items():
+            if name not in layer_names:
+                raise self.located.error(("outputs", key), f"unknown layer {name!r}"
+                                         f"{hint(name, layer_names)}")
+        return outputs
+
+    def build(self):
+        """Builds the Keras model (creating weights), then loads `weights:` if given."""
+        tensors = {name: keras.Input(shape, dtype=dtype, name=name)
+                   for name, (shape, dtype) in self.inputs.items()}
+        model_inputs = list(tensors.values())
+        for spec in self.order:
+            args = [tensors[name] for name in spec.inputs]
+            layer = self.layers[spec.name]
+            arg = args if len(args) > 1 or _takes_list(layer) else args[0]
+            try:
+                tensors[spec.name] = layer(arg)
+            except (ValueError, TypeError) as err:
+                raise self.located.error(spec.path, f"{spec.type}: {str(err).splitlines()[0]}") from None
+        outputs = [tensors[name] for name in self.outputs.values()]
+        model = keras.Model(model_inputs if len(model_inputs) > 1 else model_inputs[0],
+                            outputs if len(outputs) > 1 else outputs[0],
+                            name=self.data.get("name", "model"))
+        weights = self.data.get("weights")
+        if weights:
+            path = weights if os.path.isabs(weights) else os.path.join(self.base_dir, weights)
+            try:
+                model.load_weights(path)
+            except (OSError, ValueError) as err:
+                raise self.located.error(("weights",), f"can't load weights {path!r}: "
+                                         f"{str(err).splitlines()[0]}") from None
+        return model
+
+
+def _takes_list(layer):
+    return isinstance(layer, (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
+                              keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
+                              keras.layers.Concatenate, keras_convx.CropToMatch))
+
+
+def build_model(source, scale=None, **overrides):
+    """Builds a Keras model from a YAML config (path, YAML text or dict).
+
+    Args:
+        source: a `.yaml` path, YAML text, or an already-loaded dict.
+        scale: a scale preset name from the config's `scales`.
+        **overrides: variable values (as `--set name=value` on the command line).
+
+    Returns:
+        A `keras.Model`. Raises `ConfigError` (`file:line:col: key.path: message`) on any problem.
+    """
+    return Plan(source, overrides, scale).build()
+
+
+def validate(source, scale=None, **overrides):
+    """Checks a config completely (types, arguments, connectivity, shapes) without building
+    weights; returns the `Plan` (layer specs and inferred output shapes)."""
+    return Plan(source, overrides, scale)
+
+
+__all__ = ["ConfigError", "build_model", "validate", "register_layer", "layer_types"]

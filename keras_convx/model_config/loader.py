@@ -1,0 +1,125 @@
+"""Safe YAML loading that keeps every value's file position, with size guards."""
+
+import os
+
+import yaml
+
+MAX_BYTES = 2_000_000
+MAX_NODES = 200_000  # after alias expansion: a billion-laughs file stops here
+MAX_DEPTH = 64
+SAFE_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq")
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, located: `file:line:col: key.path: message`."""
+
+    def __init__(self, message, source="<config>", line=None, col=None, path=""):
+        self.source, self.line, self.col, self.path = source, line, col, path
+        self.reason = message
+        where = source if line is None else f"{source}:{line}:{col}"
+        super().__init__(f"{where}: {path + ': ' if path else ''}{message}")
+
+
+class Located:
+    """Positions of the loaded values, keyed by key path tuples."""
+
+    def __init__(self, source):
+        self.source = source
+        self.marks = {}
+
+    def error(self, path, message):
+        """A ConfigError at the nearest known position of `path`."""
+        key = tuple(path)
+        while key and key not in self.marks:
+            key = key[:-1]
+        line, col = self.marks.get(key, (None, None))
+        return ConfigError(message, self.source, line, col, format_path(path))
+
+
+def format_path(path):
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def load(source):
+    """Loads a config from a path, a YAML string or a dict; returns (data, Located)."""
+    if isinstance(source, dict):
+        return source, Located("<dict>")
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                           and source.endswith((".yaml", ".yml"))):
+        name = os.fspath(source)
+        if not os.path.exists(name):
+            raise ConfigError("no such file", name)
+        if os.path.isdir(name):
+            raise ConfigError("is a directory, not a config file", name)
+        if os.path.getsize(name) > MAX_BYTES:
+            raise ConfigError(f"file is larger than {MAX_BYTES} bytes", name)
+        try:
+            with open(name, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"can't read: {err}", name) from None
+    else:
+        name, text = "<string>", str(source)
+        if len(text) > MAX_BYTES:
+            raise ConfigError(f"config is larger than {MAX_BYTES} bytes", name)
+    located = Located(name)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(err, 'problem', err)}", name,
+                          mark.line + 1 if mark else None, mark.column + 1 if mark else None)
+    if node is None:
+        raise ConfigError("the config is empty", name)
+    counter = [0]
+    return _convert(node, (), located, counter, 0), located
+
+
+_constructor = yaml.SafeLoader("")
+
+
+def _convert(node, path, located, counter, depth):
+    counter[0] += 1
+    mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+    located.marks.setdefault(path, mark)
+    if counter[0] > MAX_NODES:
+        raise ConfigError(f"more than {MAX_NODES} values after alias expansion (alias bomb?)",
+                          located.source, *mark, format_path(path))
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", located.source, *mark,
+                          format_path(path))
+    if node.tag not in SAFE_TAGS:
+        raise ConfigError(f"tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed "
+                          f"(plain YAML values only)", located.source, *mark, format_path(path))
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in SAFE_TAGS:
+                raise ConfigError("mapping keys must be plain scalars", located.source,
+                                  key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                  format_path(path))
+            if key_node.value == "<<":
+                raise ConfigError("merge keys (<<) are not supported", located.source,
+                                  key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                  format_path(path))
+            key = _constructor.construct_object(key_node)
+            if key in out:
+                raise ConfigError(f"duplicate key {key!r}", located.source,
+                                  key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                                  format_path(path))
+            located.marks[path + (key,)] = (key_node.start_mark.line + 1,
+                                            key_node.start_mark.column + 1)
+            out[key] = _convert(value_node, path + (key,), located, counter, depth + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(v, path + (i,), located, counter, depth + 1)
+                for i, v in enumerate(node.value)]
+    return _constructor.construct_object(node)
