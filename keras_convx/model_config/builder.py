@@ -133,8 +133,8 @@ class Plan:
         for spec in self.specs:
             for i, name in enumerate(spec.inputs):
                 if name not in known:
-                    raise self.located.error(spec.path + ("inputs",), f"unknown input name "
-                                             f"{name!r}{hint(name, known)}")
+                    raise self._error(spec, ("inputs",), f"unknown input name "
+                                      f"{name!r}{hint(name, known)}")
         order, state = [], {}
 
         def visit(spec, trail):
@@ -142,7 +142,7 @@ class Plan:
                 return
             if state.get(spec.name) == "active":
                 cycle = trail[trail.index(spec.name):] + [spec.name]
-                raise self.located.error(spec.path + ("inputs",), "cycle: " + " -> ".join(cycle))
+                raise self._error(spec, ("inputs",), "cycle: " + " -> ".join(cycle))
             state[spec.name] = "active"
             for name in spec.inputs:
                 if name in by_name:
@@ -154,27 +154,29 @@ class Plan:
             visit(spec, [])
         return order
 
+    def _error(self, spec, subpath, message):
+        return self.located.error(spec.path + tuple(subpath), message, spec.path, spec.name)
+
     def _check(self, spec):
         path = spec.path
         if not isinstance(spec.type, str) or spec.type not in self.types:
-            raise self.located.error(path + ("type",), f"unknown layer type {spec.type!r}"
-                                     f"{hint(spec.type, self.types)}")
+            raise self._error(spec, ("type",), f"unknown layer type {spec.type!r}"
+                              f"{hint(spec.type, self.types)}")
         cls = self.types[spec.type]
         allowed, required = signature_params(cls)
         for key in spec.args:
             if key not in allowed:
-                raise self.located.error(path + ("args", key), f"unknown argument of {spec.type}"
-                                         f"{hint(key, allowed)}")
+                raise self._error(spec, ("args", key), f"unknown argument of {spec.type}"
+                                  f"{hint(key, allowed)}")
         missing = [r for r in required if r not in spec.args]
         if missing:
-            raise self.located.error(path + ("args",), f"missing required argument(s) "
-                                     f"{missing} of {spec.type}")
+            raise self._error(spec, ("args",), f"missing required argument(s) "
+                              f"{missing} of {spec.type}")
         try:
             layer = cls(name=spec.name, **resolve_args(spec.args))
         except (ValueError, TypeError) as err:
             named = [k for k in spec.args if k in str(err)]
-            raise self.located.error(path + ("args",) + tuple(named[:1]),
-                                     f"{spec.type}: {err}") from None
+            raise self._error(spec, ("args",) + tuple(named[:1]), str(err)) from None
         self.layers[spec.name] = layer
         shapes = [self.shapes[name] for name in spec.inputs]
         try:
@@ -184,8 +186,8 @@ class Plan:
             shape = None
         except (ValueError, TypeError, IndexError) as err:
             detail = " and ".join(str(tuple(s)) for s in shapes)
-            raise self.located.error(path, f"{spec.type} can't take input shape(s) {detail}: "
-                                     f"{str(err).splitlines()[0]}") from None
+            raise self._error(spec, (), f"{spec.type} can't take input shape(s) {detail}: "
+                              f"{str(err).splitlines()[0]}") from None
         self.shapes[spec.name] = tuple(shape) if shape is not None else None
 
     def _outputs(self, last):
@@ -218,7 +220,7 @@ class Plan:
             try:
                 tensors[spec.name] = layer(arg)
             except (ValueError, TypeError) as err:
-                raise self.located.error(spec.path, f"{spec.type}: {str(err).splitlines()[0]}") from None
+                raise self._error(spec, (), f"{spec.type}: {str(err).splitlines()[0]}") from None
         outputs = [tensors[name] for name in self.outputs.values()]
         model = keras.Model(model_inputs if len(model_inputs) > 1 else model_inputs[0],
                             outputs if len(outputs) > 1 else outputs[0],

@@ -29,13 +29,21 @@ class Located:
         self.source = source
         self.marks = {}
 
-    def error(self, path, message):
-        """A ConfigError at the nearest known position of `path`."""
+    def error(self, path, message, entry=None, name=None):
+        """A ConfigError at the nearest known position of `path`.
+
+        `entry` (a prefix of `path`) and `name` label the layer entry: `layers[3] (conv2b).args`.
+        """
         key = tuple(path)
         while key and key not in self.marks:
             key = key[:-1]
         line, col = self.marks.get(key, (None, None))
-        return ConfigError(message, self.source, line, col, format_path(path))
+        text = format_path(path)
+        if entry is not None and name is not None:
+            head = format_path(entry)
+            rest = format_path(tuple(path)[len(entry):])
+            text = f"{head} ({name})" + ("" if not rest else rest if rest.startswith("[") else "." + rest)
+        return ConfigError(message, self.source, line, col, text)
 
 
 def format_path(path):
