@@ -1,5 +1,9 @@
 """keras_convx: the convolution family as Keras 3 layers, on any backend."""
 
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown our output
+
 from keras_convx import constraints, ops, regularizers, weights
 from keras_convx.layers import *  # noqa: F401,F403
 from keras_convx.model_config import (  # noqa: F401

@@ -1,23 +1,315 @@
-"""`keras-convx` command line; a thin layer over library functions."""
+"""`keras-convx` command line: a thin layer over library functions.
+
+Exit codes: 0 ok, 1 verification failed, 2 bad input (one-line reason; `--debug`
+shows the traceback).
+"""
 
 import argparse
+import os
 import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ZOO_DIR = Path(os.environ.get("KERAS_CONVX_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
+DEFAULT_ZOO_MODEL = "resnet50"
 
 
-def _demo(args):
-    from keras_convx.demo import run
+class BadInput(Exception):
+    """Exit code 2 with this one-line message."""
 
-    return run()
+
+def _console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=140)  # logs and CI: don't truncate the tables
+    return console
+
+
+def _overrides(pairs):
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise BadInput(f"--set expects name=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    return out
+
+
+def _zoo_path(name):
+    return ZOO_DIR / f"{name}.yaml"
+
+
+def load_source(source, weights=None, overrides=None, scale=None):
+    """A Keras model from a YAML config, a `.keras` file or a zoo name; (model, name)."""
+    import keras
+
+    import keras_convx as kc
+
+    path = Path(source)
+    if path.is_dir():
+        raise BadInput(f"{source}: is a directory, not a model file")
+    if path.suffix in (".yaml", ".yml") or not path.suffix and _zoo_path(source).exists():
+        config = path if path.suffix else _zoo_path(source)
+        model = kc.build_model(config, scale=scale, **(overrides or {}))
+        name = config.stem
+    elif path.suffix == ".keras":
+        if not path.exists():
+            raise BadInput(f"{source}: no such file")
+        if overrides or scale:
+            raise BadInput("--set/--scale apply to YAML configs, not .keras files")
+        try:
+            model = keras.saving.load_model(path, safe_mode=True)
+        except Exception as err:  # a truncated or foreign file can fail in many ways
+            raise BadInput(f"{source}: not a loadable .keras file ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        name = path.stem
+    else:
+        zoo = sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) if ZOO_DIR.is_dir() else []
+        raise BadInput(f"{source}: not a .yaml/.keras file or a zoo model (zoo: {', '.join(zoo)})")
+    if weights:
+        if not Path(weights).is_file():
+            raise BadInput(f"{weights}: no such weights file")
+        try:
+            model.load_weights(weights)
+        except Exception as err:
+            raise BadInput(f"{weights}: can't load into {name} ({str(err).splitlines()[0]})") from None
+    return model, name
+
+
+def _summary_table(model, title):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"),
+                         ("params", "right")):
+        table.add_column(col, justify=justify)
+    for layer in model.layers:
+        try:
+            shape = str(tuple(layer.output.shape))
+        except (AttributeError, ValueError):
+            shape = "?"
+        table.add_row(layer.name, type(layer).__name__, shape, f"{layer.count_params():,}")
+    return table
+
+
+def cmd_build(args):
+    import keras_convx as kc
+
+    console = _console()
+    model = kc.build_model(args.config, scale=args.scale, **_overrides(args.set))
+    console.print(_summary_table(model, f"{model.name} ({args.config})"))
+    console.print(f"layers {len(model.layers)}; params {model.count_params():,} "
+                  f"(trainable {sum(int(_size(w)) for w in model.trainable_weights):,})")
+    return 0
+
+
+def _size(weight):
+    n = 1
+    for d in weight.shape:
+        n *= int(d)
+    return n
+
+
+def cmd_validate(args):
+    import keras_convx as kc
+
+    plan = kc.validate(args.config, scale=args.scale, **_overrides(args.set))
+    outputs = ", ".join(f"{k} {plan.shapes.get(v)}" for k, v in plan.outputs.items())
+    print(f"{args.config}: ok ({len(plan.order)} layers; outputs {outputs})")
+    return 0
+
+
+def _write_report(path, report):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadInput(f"--report: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(report.to_json())
+    os.replace(tmp, path)
+
+
+def _report_table(report):
+    from rich.table import Table
+
+    table = Table(title=f"{report.path}  [{report.method}: {report.reason}]")
+    for col in ("output", "provider", "batch", "max abs", "max rel", "p99 abs", "atol/rtol",
+                "result"):
+        table.add_column(col)
+    for c in (report.verify.checks if report.verify else []):
+        table.add_row(c.output, c.provider.replace("ExecutionProvider", ""), str(c.batch),
+                      f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", f"{c.p99_abs:.2e}",
+                      f"{c.atol:g}/{c.rtol:g}", "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+    return table
+
+
+def _parse_shape(text):
+    if not text:
+        return None
+    try:
+        shapes = [[None if d in ("", "?", "None") else int(d) for d in part.split(",")]
+                  for part in text.split(";")]
+    except ValueError:
+        raise BadInput(f"--input-shape expects e.g. 224,224,3 (several inputs: ';'), got {text!r}")
+    return shapes if len(shapes) > 1 else shapes[0]
+
+
+def cmd_export(args):
+    import keras_convx as kc
+    from keras_convx.exporter import VerificationError
+
+    console = _console()
+    out = args.output
+    timings = {}
+    with console.status("build") as status:
+        start = time.perf_counter()
+        model, name = load_source(args.source, args.weights, _overrides(args.set), args.scale)
+        timings["build"] = time.perf_counter() - start
+        out = out or os.path.join("export", f"{name}.onnx")
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder):
+            if args.output is None:
+                os.makedirs(folder, exist_ok=True)
+            else:
+                raise BadInput(f"{out}: output folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise BadInput(f"{out}: output folder {folder} is not writable")
+        status.update("export, check and verify" if not args.no_verify else "export and check")
+        dynamic = tuple(a for a in (args.dynamic or "batch").split(",") if a and a != "none")
+        try:
+            report = kc.export_onnx(
+                model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
+                verify=not args.no_verify, diagnose=args.diagnose, nchw_io=args.nchw_io,
+                providers=args.providers.split(",") if args.providers else None,
+                input_shape=_parse_shape(args.input_shape), atol=args.atol, rtol=args.rtol)
+        except VerificationError as err:
+            console.print(_report_table(err.report))
+            if err.report.diagnosis:
+                console.print(f"first diverging layer: {err.report.diagnosis[0]}")
+            if args.report:
+                _write_report(args.report, err.report)
+            print(f"keras-convx: verification failed: {err}", file=sys.stderr)
+            return 1
+    timings["export"] = report.export_seconds
+    if report.verify:
+        console.print(_report_table(report))
+    if report.diagnosis is not None:
+        console.print("diagnosis: every layer matches" if not report.diagnosis
+                      else f"diagnosis: {report.diagnosis}")
+    console.print(f"wrote {out}: {report.node_count} nodes ({report.transpose_count} Transpose, "
+                  f"{report.bn_folded} BatchNorm folded), {report.file_size / 1e6:.1f} MB, opset "
+                  f"{report.opset}; build {timings['build']:.2f} s, export {report.export_seconds:.2f} s")
+    if args.report:
+        _write_report(args.report, report)
+    return 0
+
+
+def cmd_verify(args):
+    import keras_convx as kc
+
+    console = _console()
+    if not Path(args.model).is_file():
+        raise BadInput(f"{args.model}: no such file")
+    model, _ = load_source(args.source, args.weights, _overrides(args.set), args.scale)
+    try:
+        import onnx
+
+        onnx.checker.check_model(args.model, full_check=True)
+    except Exception as err:
+        raise BadInput(f"{args.model}: not a valid ONNX file ({str(err).splitlines()[0]})") from None
+    try:
+        report = kc.verify_onnx(args.model, model, atol=args.atol, rtol=args.rtol,
+                                providers=args.providers.split(",") if args.providers else None)
+    except Exception as err:
+        raise BadInput(f"{args.model}: can't run against {args.source} "
+                       f"({str(err).splitlines()[0]})") from None
+    from types import SimpleNamespace
+
+    console.print(_report_table(SimpleNamespace(path=args.model, method="verify",
+                                                reason="existing file", verify=report)))
+    if args.report:
+        _write_report(args.report, report)
+    if not report.passed and Path(args.source).suffix != ".keras" and not args.weights:
+        print("keras-convx: verification failed; the source was built with fresh random "
+              "weights: pass --weights or verify against a .keras file", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def cmd_demo(args):
+    args.source = DEFAULT_ZOO_MODEL
+    for key, value in dict(output=None, weights=None, set=None, scale=None, opset=17,
+                           method="native", no_verify=False, diagnose=False, providers="cpu",
+                           report=None, input_shape=None, dynamic="batch", nchw_io=False,
+                           atol=None, rtol=None).items():
+        setattr(args, key, value)
+    return cmd_export(args)
+
+
+def cmd_bench(args):
+    from benchmarks.run import main as bench_main
+
+    return bench_main(["--quick"] if args.quick else [])
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-convx",
-        description="Convolution layers for Keras 3 on TensorFlow, JAX and PyTorch.",
-    )
+        description="Convolution layers for Keras 3, models from YAML, verified ONNX export.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="build a small model from keras_convx layers and check it")
-    demo.set_defaults(func=_demo)
+
+    def config_args(p):
+        p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="override a config variable (repeatable)")
+        p.add_argument("--scale", help="a scale preset of the config")
+
+    p = sub.add_parser("demo", help=f"export the zoo's {DEFAULT_ZOO_MODEL} natively and verify it")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("build", help="build a YAML config and print its layer table")
+    p.add_argument("config")
+    config_args(p)
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("validate", help="check a YAML config without building weights")
+    p.add_argument("config")
+    config_args(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("export", help="export a config, .keras file or zoo model to ONNX")
+    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
+    p.add_argument("-o", "--output", help="the .onnx file (default export/<name>.onnx)")
+    p.add_argument("--weights", help="a .weights.h5 file to load first")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--method", choices=("auto", "native", "tf2onnx"), default="auto")
+    p.add_argument("--input-shape", help="shape without batch, e.g. 224,224,3 (';' between inputs)")
+    p.add_argument("--dynamic", default="batch", help="dynamic dims: batch, spatial, or none")
+    p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
+    p.add_argument("--no-verify", action="store_true")
+    p.add_argument("--diagnose", action="store_true", help="compare every layer's output")
+    p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda")
+    p.add_argument("--atol", type=float)
+    p.add_argument("--rtol", type=float)
+    p.add_argument("--report", help="write the report as JSON")
+    config_args(p)
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("verify", help="re-verify an ONNX file against its source model")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
+    p.add_argument("--weights")
+    p.add_argument("--providers")
+    p.add_argument("--atol", type=float)
+    p.add_argument("--rtol", type=float)
+    p.add_argument("--report")
+    config_args(p)
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("bench", help="run the benchmark suite (writes benchmarks/RESULTS.md)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, one repeat")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -25,6 +317,18 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"keras-convx: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from keras_convx.model_config import ConfigError
+
+        if args.debug:
+            raise
+        bad = isinstance(exc, (BadInput, ConfigError, ValueError, TypeError, OSError))
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"keras-convx: {'error' if bad else 'internal error'}: {reason}", file=sys.stderr)
+        return 2 if bad else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

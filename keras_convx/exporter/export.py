@@ -339,6 +339,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             report.verify.path = path
             if not report.verify.passed:
                 stem = os.path.splitext(path)[0]
+                _umask_mode(tmp)
                 os.replace(tmp, stem + ".failed.onnx")
                 with open(stem + ".failed.json", "w") as f:
                     f.write(report.to_json())
@@ -350,11 +351,19 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                     f"export: verification failed (output {worst.output}, provider "
                     f"{worst.provider}: max abs error {worst.max_abs:.3g}, max rel "
                     f"{worst.max_rel:.3g}){culprit}; kept {stem}.failed.onnx", report)
+        _umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return report
+
+
+def _umask_mode(path):
+    """mkstemp makes 0600 files; give the result the user's usual permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def diagnose_layers(model, proto, builder, io, atol=None, rtol=None, seed=1):

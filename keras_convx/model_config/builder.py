@@ -172,8 +172,14 @@ class Plan:
         if missing:
             raise self._error(spec, ("args",), f"missing required argument(s) "
                               f"{missing} of {spec.type}")
+        resolved = {}
+        for key, value in spec.args.items():
+            try:
+                resolved.update(resolve_args({key: value}))
+            except (ValueError, TypeError) as err:
+                raise self._error(spec, ("args", key), str(err).splitlines()[0]) from None
         try:
-            layer = cls(name=spec.name, **resolve_args(spec.args))
+            layer = cls(name=spec.name, **resolved)
         except (ValueError, TypeError) as err:
             named = [k for k in spec.args if k in str(err)]
             raise self._error(spec, ("args",) + tuple(named[:1]), str(err)) from None

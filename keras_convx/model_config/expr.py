@@ -98,4 +98,10 @@ def _eval(node, names, text):
             return FUNCTIONS[node.func.id](*args)
         except (TypeError, ValueError, OverflowError) as err:
             raise ExpressionError(f"{node.func.id}(): {err} in {text!r}") from None
-    raise ExpressionError(f"not allowed in an expression: {ast.dump(node)[:60]} in {text!r}")
+    if isinstance(node, ast.Call):
+        called = node.func.id if isinstance(node.func, ast.Name) else type(node.func).__name__
+        raise ExpressionError(f"call of {called!r} is not allowed in an expression (allowed: "
+                              f"{', '.join(sorted(FUNCTIONS))}, positional arguments only) in {text!r}")
+    if isinstance(node, ast.Attribute):
+        raise ExpressionError(f"attribute access (.{node.attr}) is not allowed in an expression in {text!r}")
+    raise ExpressionError(f"{type(node).__name__} is not allowed in an expression in {text!r}")

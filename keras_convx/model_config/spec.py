@@ -269,4 +269,4 @@ class Expander:
 
 
 def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(name)).lower().replace("__", "_")
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", str(name)).lower()

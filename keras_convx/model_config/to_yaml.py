@@ -22,21 +22,29 @@ def _plain(value):
     return value
 
 
-def _args(layer, type_name):
+def _comparable(config):
+    return {k: _plain(v) for k, v in config.items() if k != "name"}
+
+
+def _args(layer):
+    """The layer's arguments minus every one whose omission rebuilds the same config.
+
+    Tried one at a time against a fresh instance, so dependent defaults (MaxPooling's
+    strides default to its pool_size) are kept when they matter.
+    """
     config = layer.get_config()
     names, required = signature_params(type(layer))
-    reference = {}
-    try:
-        reference = type(layer)(**{k: config[k] for k in required if k in config}).get_config()
-    except (TypeError, ValueError):
-        pass
-    args = {}
-    for key, value in config.items():
-        if key in _DROP or key not in names:
-            continue
-        if key not in required and key in reference and _plain(reference[key]) == _plain(value):
-            continue
-        args[key] = _plain(value)
+    args = {k: v for k, v in config.items() if k in names and k not in _DROP}
+    target = _comparable(config)
+    for key in [k for k in list(args) if k not in required]:
+        trial = {k: v for k, v in args.items() if k != key}
+        try:
+            same = _comparable(type(layer)(**trial).get_config()) == target
+        except (TypeError, ValueError):
+            same = False
+        if same:
+            args = trial
+    args = {k: _plain(v) for k, v in args.items()}
     policy = layer.dtype_policy.name
     if policy != keras.config.dtype_policy().name:
         args["dtype"] = policy
@@ -88,7 +96,7 @@ def to_dict(model):
                                  f"arguments, which configs can't express")
             seen.add(layer.name)
             entry = {"type": _type_name(layer, types), "name": layer.name}
-            args = _args(layer, entry["type"])
+            args = _args(layer)
             if args:
                 entry["args"] = args
             sources = [kt._keras_history.operation.name for kt in node.input_tensors]

@@ -24,7 +24,17 @@ def resolve(identifier, keras_module, kind, module_name):
             if not isinstance(args, dict):
                 raise TypeError(f"{kind} {name}: arguments must be a mapping, got {args!r}")
             return lookup(name)(**args)
+    if isinstance(identifier, dict) and len(identifier) == 1 and "class_name" not in identifier:
+        (name, args), = identifier.items()
+        identifier = {"class_name": name, "config": args or {}}
     try:
         return keras_module.get(identifier)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"unknown {kind} {identifier!r}: {err}") from None
+    except (ValueError, TypeError):
+        name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
+        import difflib
+
+        options = [n for n in dir(ours) if lookup(n)] + [
+            n for n in dir(keras_module) if isinstance(getattr(keras_module, n), type)]
+        close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.6)
+        raise ValueError(f"unknown {kind} {name!r}"
+                         + (f"; did you mean {close[0]}?" if close else "")) from None

@@ -1,0 +1,107 @@
+"""The keras-convx command line: exit codes, one-line errors, outputs."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from keras_convx.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "wavenet.yaml")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_success_writes_file_and_report(tmp_path, capsys):
+    out, report = tmp_path / "w.onnx", tmp_path / "r.json"
+    code, stdout, err = run(capsys, "export", CONFIG, "--scale", "t", "-o", str(out),
+                            "--report", str(report), "--method", "native")
+    assert code == 0, stdout + err
+    assert out.exists() and "pass" in stdout and f"wrote {out}" in stdout
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["method"] == "native" and data["node_count"] > 0
+    # re-verify against the same weights: pass; against fresh random weights: exit 1
+    import keras_convx as kc
+    model = kc.build_model(CONFIG, scale="t")
+    model.save(tmp_path / "m.keras")
+    code, _, err = run(capsys, "export", str(tmp_path / "m.keras"), "-o", str(out))
+    assert code == 0, err
+    code, stdout, _ = run(capsys, "verify", str(out), str(tmp_path / "m.keras"))
+    assert code == 0 and "pass" in stdout
+    code, stdout, err = run(capsys, "verify", str(out), CONFIG, "--scale", "t")
+    assert code == 1 and "FAIL" in stdout and "--weights" in err
+
+
+def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(capsys, "export", "unet3d", "--scale", "t", "--no-verify")
+    assert code == 0, err
+    assert (tmp_path / "export" / "unet3d.onnx").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["export", "missing.yaml"], r"missing.yaml: no such file"),
+    (["export", "nozoo"], r"nozoo: not a .yaml/.keras file or a zoo model \(zoo: mobilenet, resnet50"),
+    (["export", ROOT + "/configs"], r"is a directory, not a model file"),
+    (["validate", "missing.yaml"], r"missing.yaml: no such file"),
+    (["export", CONFIG, "--set", "channels"], r"--set expects name=value, got 'channels'"),
+    (["export", CONFIG, "--scale", "huge"], r"wavenet.yaml:\d+:\d+: scales: unknown scale 'huge'"),
+], ids=["missing-file", "unknown-zoo", "directory", "validate-missing", "bad-set", "bad-scale"])
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-convx: error: ")
+    import re
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_malformed_config_and_unknown_layer(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ninputs:\n  x: {shape: [8, 3]}\nlayers:\n  - {type: Conv1D, args: {filters: 2, kernel_size: 3, stride: 2}}\n")
+    code, _, err = run(capsys, "export", str(bad))
+    assert code == 2 and f"{bad}:5:55: layers[0] (conv1d_1).args.stride: unknown argument of Conv1D; did you mean strides?" in err
+    bad.write_text("version: 1\ninputs:\n  x: {shape: [8, 3]}\nlayers:\n  - {type: Conv1DD, name: c}\n")
+    code, _, err = run(capsys, "validate", str(bad))
+    assert code == 2 and "unknown layer type 'Conv1DD'; did you mean Conv1D?" in err
+
+
+def test_build_and_validate_print_tables(capsys):
+    code, out, _ = run(capsys, "build", CONFIG, "--scale", "t")
+    assert code == 0 and "layer_1_gate" in out and "params" in out
+    code, out, _ = run(capsys, "validate", CONFIG, "--set", "length=512")
+    assert code == 0 and "(None, 512, 256)" in out
+
+
+def test_truncated_files_and_missing_output_folder(tmp_path, capsys):
+    import keras_convx as kc
+
+    model = kc.build_model(CONFIG, scale="t")
+    model.save(tmp_path / "m.keras")
+    data = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    code, _, err = run(capsys, "export", str(tmp_path / "cut.keras"), "-o", str(tmp_path / "o.onnx"))
+    assert code == 2 and "not a loadable .keras file" in err
+    assert not (tmp_path / "o.onnx").exists()
+    code, _, err = run(capsys, "export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "no" / "o.onnx"))
+    assert code == 2 and "output folder" in err and "does not exist" in err
+    code, _, _ = run(capsys, "export", str(tmp_path / "m.keras"), "-o", str(tmp_path / "o.onnx"))
+    assert code == 0
+    onnx_bytes = (tmp_path / "o.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(onnx_bytes[: len(onnx_bytes) // 3])
+    code, _, err = run(capsys, "verify", str(tmp_path / "cut.onnx"), str(tmp_path / "m.keras"))
+    assert code == 2 and "not a valid ONNX file" in err
+    other = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+    other.save_weights(tmp_path / "other.weights.h5")
+    code, _, err = run(capsys, "export", CONFIG, "--scale", "t", "--weights",
+                       str(tmp_path / "other.weights.h5"), "-o", str(tmp_path / "x.onnx"))
+    assert code == 2 and "can't load into wavenet" in err
+    assert not (tmp_path / "x.onnx").exists()
+    del np, shutil
