@@ -2,9 +2,7 @@
 
 import json
 import os
-import shutil
 
-import numpy as np
 import pytest
 
 from keras_convx.cli import main
@@ -104,4 +102,3 @@ def test_truncated_files_and_missing_output_folder(tmp_path, capsys):
                        str(tmp_path / "other.weights.h5"), "-o", str(tmp_path / "x.onnx"))
     assert code == 2 and "can't load into wavenet" in err
     assert not (tmp_path / "x.onnx").exists()
-    del np, shutil
