@@ -506,6 +506,13 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
         raise ValueError(
             f"{owner}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
         )
+    if (len(axes) == 2 and interpolation == "bilinear" and not align_corners
+            and all(isinstance(s, int) for s in scale) and None not in
+            [x.shape[a] for a in axes]):
+        # Integer half-pixel bilinear up-sampling is exactly the backend's image resize.
+        size = tuple(int(x.shape[a]) * s for a, s in zip(axes, scale))
+        return kops.image.resize(x, size, interpolation="bilinear", antialias=False,
+                                 data_format=data_format)
     for axis, s in zip(axes, scale):
         if interpolation == "nearest" and isinstance(s, int):
             if s > 1:

@@ -137,20 +137,34 @@ def lower_dense(b, layer, ctx):
     return activation(b, layer.activation, Value(y, ctx.output_shape))
 
 
+def _in_order(b, value, perm):
+    """`value` with its elements in the memory order of layout `perm`.
+
+    A Transpose that only moves size-1 axes leaves the memory order unchanged, so the
+    value is used as is (a channels-first (N, C, 1, 1) is already (N, 1, 1, C) in memory).
+    """
+    def order(p):
+        return [a for a in p if value.shape[a] != 1]
+
+    if order(value.perm) == order(perm):
+        return value
+    return b.to_perm(value, perm)
+
+
 @lowering(L.Flatten)
 def lower_flatten(b, layer, ctx):
     x = ctx.args[0]
     if getattr(layer, "data_format", "channels_last") == "channels_first" and x.ndim > 2:
         # Keras flattens channels_first inputs in channels_last order.
-        x = b.to_perm(x, (0,) + tuple(range(2, x.ndim)) + (1,))
+        x = _in_order(b, x, (0,) + tuple(range(2, x.ndim)) + (1,))
     else:
-        x = b.to_perm(x, tuple(range(x.ndim)))
+        x = _in_order(b, x, tuple(range(x.ndim)))
     return Value(b.node("Flatten", [x.name], axis=1), ctx.output_shape)
 
 
 @lowering(L.Reshape)
 def lower_reshape(b, layer, ctx):
-    x = b.to_perm(ctx.args[0], tuple(range(ctx.args[0].ndim)))
+    x = _in_order(b, ctx.args[0], tuple(range(ctx.args[0].ndim)))
     shape = b.ints([0] + [int(d) for d in layer.target_shape], "target_shape")
     return Value(b.node("Reshape", [x.name, shape]), ctx.output_shape)
 
