@@ -158,6 +158,11 @@ def _windowed(x, op, kernel_size, strides, padding, dilation_rate, padding_mode,
     return y
 
 
+def _effective_dilation(kernel_size, dilation_rate):
+    """Dilation is meaningless along a size-1 kernel axis; 1 keeps backends' buffers small."""
+    return tuple(1 if k == 1 else d for k, d in zip(kernel_size, dilation_rate))
+
+
 def _prepare(owner, x, rank_kernel, strides, padding, dilation_rate, padding_mode,
              data_format, allow_causal=True):
     rank = len(x.shape) - 2
@@ -201,6 +206,7 @@ def conv(x, kernel, strides=1, padding="valid", data_format=None, dilation_rate=
     strides, padding, dilation_rate, padding_mode, data_format = _prepare(
         owner, x, len(kshape) - 2, strides, padding, dilation_rate, padding_mode, data_format
     )
+    dilation_rate = _effective_dilation(kshape[:-2], dilation_rate)
     channels = _static_shape(x)[_channel_axis(data_format)]
     if channels is None:
         raise ValueError(f"{owner}: the channel dim of x must be known, got {tuple(x.shape)}")
@@ -246,6 +252,7 @@ def depthwise_conv(x, kernel, strides=1, padding="valid", data_format=None,
     strides, padding, dilation_rate, padding_mode, data_format = _prepare(
         owner, x, len(kshape) - 2, strides, padding, dilation_rate, padding_mode, data_format
     )
+    dilation_rate = _effective_dilation(kshape[:-2], dilation_rate)
     channels = _static_shape(x)[_channel_axis(data_format)]
     if channels != kshape[-2]:
         raise ValueError(
@@ -315,6 +322,7 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
         owner, x, rank, strides, padding, dilation_rate, "zeros", data_format,
         allow_causal=False,
     )
+    dilation_rate = _effective_dilation(kshape[:-2], dilation_rate)
     groups = A.normalize_positive_int(groups, "groups", owner)
     if output_padding is not None:
         output_padding = A.normalize_tuple(output_padding, rank, "output_padding", owner, 0)

@@ -79,16 +79,49 @@ def load(source):
         if len(text) > MAX_BYTES:
             raise ConfigError(f"config is larger than {MAX_BYTES} bytes", name)
     located = Located(name)
+    _check_depth(text, name)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(err, 'problem', err)}", name,
-                          mark.line + 1 if mark else None, mark.column + 1 if mark else None)
+        raise _yaml_error(err, text, name) from None
     if node is None:
         raise ConfigError("the config is empty", name)
     counter = [0]
     return _convert(node, (), located, counter, 0), located
+
+
+_OPEN = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken, yaml.BlockSequenceStartToken,
+         yaml.BlockMappingStartToken)
+_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+
+
+def _check_depth(text, source):
+    """Refuses deep nesting from the token stream (PyYAML's composer recurses per level)."""
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = token.start_mark
+                    raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", source,
+                                      mark.line + 1, mark.column + 1)
+            elif isinstance(token, _CLOSE):
+                depth -= 1
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, text, source) from None
+
+
+def _yaml_error(err, text, source):
+    """A located ConfigError from any PyYAML error (marks, or a reader's character position)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is not None:
+        line, col = mark.line + 1, mark.column + 1
+    else:
+        pos = getattr(err, "position", 0) or 0
+        line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return ConfigError(f"not valid YAML: {problem}", source, line, col)
 
 
 _constructor = yaml.SafeLoader("")

@@ -41,6 +41,8 @@ def normalize_tuple(value, n, name, owner, min_value=1):
         result = tuple(int(v) for v in result)
     if any(v < min_value for v in result):
         raise ValueError(f"{owner}: {name} must be {kind}, got {result}")
+    if any(v >= 2**31 for v in result):  # backends keep these in int32 attributes
+        raise ValueError(f"{owner}: {name} must be below 2**31, got {result}")
     return result
 
 
