@@ -62,7 +62,11 @@ def _PadThenConv():
 
 
 def compiled(layer, backward):
-    """The function users run: jit/tf.function where that is how the backend is used."""
+    """The function users run: jit/tf.function where that is how the backend is used.
+
+    The backward pass takes gradients w.r.t. the input and the weights, as inside a
+    network (and so that weightless layers have a backward pass too).
+    """
     import keras
 
     backend = keras.backend.backend()
@@ -74,7 +78,7 @@ def compiled(layer, backward):
             y, _ = layer.stateless_call(vals, [], x)
             return (y * y).mean()
 
-        fn = jax.jit(jax.value_and_grad(loss)) if backward else \
+        fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))) if backward else \
             jax.jit(lambda vals, x: layer.stateless_call(vals, [], x)[0])
         return lambda x: jax.block_until_ready(fn(variables, x))
     if backend == "tensorflow":
@@ -87,17 +91,20 @@ def compiled(layer, backward):
         @tf.function
         def fwd_bwd(x):
             with tf.GradientTape() as tape:
+                tape.watch(x)
                 y = layer(x)
                 loss = tf.reduce_mean(y * y)
-            return tape.gradient(loss, layer.trainable_variables)
+            return tape.gradient(loss, [x] + layer.trainable_variables)
 
         f = fwd_bwd if backward else fwd
-        return lambda x: [t.numpy() for t in tf.nest.flatten(f(x))]
+        return lambda x: [t.numpy() for t in tf.nest.flatten(f(tf.convert_to_tensor(x)))]
     import torch
 
     def run(x):
         if backward:
-            layer.zero_grad() if hasattr(layer, "zero_grad") else None
+            for v in layer.trainable_variables:
+                v.value.grad = None
+            x = x.detach().requires_grad_(True)
             y = layer(x)
             (y * y).mean().backward()
         else:

@@ -155,7 +155,7 @@ def main(argv=None):
         for backend in args.backends.split(","):
             layers += _run("layers.py", backend, os.path.join(tmp, f"l-{backend}.json"), quick + repeats)
         models = _run("models.py", "tensorflow", os.path.join(tmp, "m.json"),
-                      quick + ["--repeats", "1" if args.quick else "20"])
+                      quick + ["--repeats", "1" if args.quick else "10"])
     write_results(layers, models, args.out_dir, command, args.quick)
     print(f"wrote {os.path.join(args.out_dir, 'RESULTS.md')} and results.png")
     return 0

@@ -188,7 +188,8 @@ def cmd_export(args):
                 model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
                 verify=not args.no_verify, diagnose=args.diagnose, nchw_io=args.nchw_io,
                 providers=args.providers.split(",") if args.providers else None,
-                input_shape=_parse_shape(args.input_shape), atol=args.atol, rtol=args.rtol)
+                input_shape=_parse_shape(args.input_shape), atol=args.atol, rtol=args.rtol,
+                fp16=args.fp16)
         except VerificationError as err:
             console.print(_report_table(err.report))
             if err.report.diagnosis:
@@ -247,7 +248,7 @@ def cmd_demo(args):
     for key, value in dict(output=None, weights=None, set=None, scale=None, opset=17,
                            method="native", no_verify=False, diagnose=False, providers="cpu",
                            report=None, input_shape=None, dynamic="batch", nchw_io=False,
-                           atol=None, rtol=None).items():
+                           atol=None, rtol=None, fp16=False).items():
         setattr(args, key, value)
     return cmd_export(args)
 
@@ -292,6 +293,7 @@ def build_parser():
     p.add_argument("--input-shape", help="shape without batch, e.g. 224,224,3 (';' between inputs)")
     p.add_argument("--dynamic", default="batch", help="dynamic dims: batch, spatial, or none")
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute")
     p.add_argument("--no-verify", action="store_true")
     p.add_argument("--diagnose", action="store_true", help="compare every layer's output")
     p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda")

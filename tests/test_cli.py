@@ -102,3 +102,63 @@ def test_truncated_files_and_missing_output_folder(tmp_path, capsys):
                        str(tmp_path / "other.weights.h5"), "-o", str(tmp_path / "x.onnx"))
     assert code == 2 and "can't load into wavenet" in err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_hostile_filesystem_conditions(tmp_path, capsys, monkeypatch):
+    """Unreadable input, read-only output folder, full disk: exit 2, nothing left behind.
+
+    The suite runs as root here, for whom permissions don't bite, so these conditions are
+    simulated at the system-call boundary the CLI uses.
+    """
+    import builtins
+    import errno
+
+    import onnx
+
+    config = tmp_path / "net.yaml"
+    config.write_text(open(CONFIG).read())
+    real_open = builtins.open
+
+    def deny(path, *args, **kwargs):
+        if str(path) == str(config):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    code, _, err = run(capsys, "export", str(config), "--scale", "t", "-o", str(tmp_path / "a.onnx"))
+    assert code == 2 and "can't read" in err and "Permission denied" in err
+    monkeypatch.setattr(builtins, "open", real_open)
+
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(readonly)
+                        else real_access(p, mode))
+    code, _, err = run(capsys, "export", str(config), "--scale", "t", "-o", str(readonly / "a.onnx"))
+    assert code == 2 and "is not writable" in err
+    monkeypatch.setattr(os, "access", real_access)
+
+    real_save = onnx.save
+
+    def disk_full(proto, path, *args, **kwargs):
+        with real_open(path, "wb") as f:
+            f.write(b"\x08\x07partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", disk_full)
+    out = tmp_path / "full" / "a.onnx"
+    out.parent.mkdir()
+    code, _, err = run(capsys, "export", str(config), "--scale", "t", "-o", str(out))
+    assert code == 2 and "No space left on device" in err
+    assert os.listdir(out.parent) == []  # no partial file, no temp file
+
+
+def test_keras_files_load_in_safe_mode(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    model.save(tmp_path / "lambda.keras")
+    code, _, err = run(capsys, "export", str(tmp_path / "lambda.keras"), "-o", str(tmp_path / "l.onnx"))
+    assert code == 2 and "not a loadable .keras file" in err and "safe_mode" in err
+    assert not (tmp_path / "l.onnx").exists()

@@ -261,7 +261,8 @@ def _finalize(proto, io):
 
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
                 providers=None, rtol=None, atol=None, samples=None, nchw_io=False,
-                input_shape=None, batch_size=1, diagnose=False, fold_batch_norm=True):
+                input_shape=None, batch_size=1, diagnose=False, fold_batch_norm=True,
+                fp16=False):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -281,6 +282,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         diagnose: compare every layer's ONNX output with Keras's and report the first
             layer that diverges.
         fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
+        fp16: store weights and compute in float16 (inputs and outputs stay float32);
+            verified at float16 tolerance. Mixed-precision Keras models export to float32
+            unless this is set.
 
     Returns:
         An `ExportReport`.
@@ -320,6 +324,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     folded = passes.fold_batch_norm(proto) if fold_batch_norm and chosen == "native" else 0
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
+    if fp16:
+        from onnxconverter_common import float16
+
+        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
     proto = _finalize(proto, io)
     report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
                           node_count=len(proto.graph.node),

@@ -97,6 +97,19 @@ def available_providers(requested=None):
     return [p for p in ("CPUExecutionProvider", "CUDAExecutionProvider") if p in have]
 
 
+# Half-precision computation (in Keras or in the graph) widens the default tolerances.
+LOW_PRECISION_TOLERANCES = {"float16": (1e-2, 1e-2), "bfloat16": (4e-2, 4e-2)}
+
+
+def precision_tolerances(model, onnx_model=None):
+    """(atol, rtol) floor from the lowest precision the model or the graph computes in."""
+    dtypes = {getattr(layer, "compute_dtype", "float32") for layer in getattr(model, "layers", [])}
+    if onnx_model is not None and any(t.data_type == 10 for t in onnx_model.graph.initializer):
+        dtypes.add("float16")  # TensorProto.FLOAT16 weights
+    floors = [LOW_PRECISION_TOLERANCES[d] for d in dtypes if d in LOW_PRECISION_TOLERANCES]
+    return max(floors) if floors else (0.0, 0.0)
+
+
 def _metadata(onnx_model):
     props = {p.key: p.value for p in onnx_model.metadata_props}
     return json.loads(props.get("keras_convx.io", "{}"))
@@ -143,7 +156,8 @@ def verify_onnx(path, model, samples=None, providers=None, rtol=None, atol=None,
         model: the Keras model it was exported from.
         samples: optional list of input lists (Keras layout) to check besides random ones.
         providers: e.g. `["cpu", "cuda"]`; default every available one.
-        rtol, atol: tolerances (default per provider: `DEFAULT_TOLERANCES`).
+        rtol, atol: tolerances (default per provider: `DEFAULT_TOLERANCES`, widened to
+            `LOW_PRECISION_TOLERANCES` when the model or the graph computes in float16/bfloat16).
         batch_sizes: batch sizes of the random inputs (a static batch uses its own).
 
     Returns:
@@ -179,8 +193,10 @@ def verify_onnx(path, model, samples=None, providers=None, rtol=None, atol=None,
         runs.append([np.asarray(s, np.float32) for s in sample])
     names = [o.name for o in onnx_model.graph.output]
     in_names = [i.name for i in onnx_model.graph.input]
+    floor_atol, floor_rtol = precision_tolerances(model, onnx_model)
     for provider in providers:
         default_atol, default_rtol = DEFAULT_TOLERANCES.get(provider, (1e-4, 1e-4))
+        default_atol, default_rtol = max(default_atol, floor_atol), max(default_rtol, floor_rtol)
         a_tol = default_atol if atol is None else atol
         r_tol = default_rtol if rtol is None else rtol
         session = ort.InferenceSession(str(path), providers=[provider])

@@ -1,0 +1,146 @@
+"""Training on existing distributed engines, and mixed precision end to end."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_convx as kc
+from helpers import BACKEND, assert_close, rand
+from layer_cases import CASES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TRAIN = r"""
+import numpy as np, keras, keras_convx as kc
+
+def make():
+    # a zoo model, scaled down; no BatchNorm, so replicas see the same math
+    return kc.build_model({root!r} + "/configs/wavenet.yaml", scale="t", length=64)
+
+def train(model, w0):
+    model.set_weights(w0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 64, 1)).astype("float32")
+    y = rng.random((16, 64, 256)).astype("float32") / 128
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    return model.get_weights()
+"""
+
+MIRRORED = TRAIN + r"""
+import tensorflow as tf
+w0 = make().get_weights()
+single = train(make(), w0)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    model = make()
+dist = train(model, w0)
+moved = max(float(np.abs(a - b).max()) for a, b in zip(single, w0))
+err = max(float(np.abs(a - b).max()) for a, b in zip(single, dist))
+print("replicas", strategy.num_replicas_in_sync, "moved", moved, "err", err)
+assert strategy.num_replicas_in_sync == 2 and moved > 1e-3 and err < 1e-5
+"""
+
+DATA_PARALLEL = TRAIN + r"""
+import jax
+assert len(jax.devices()) == 2, jax.devices()
+w0 = make().get_weights()
+single = train(make(), w0)
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+dist = train(make(), w0)
+moved = max(float(np.abs(a - b).max()) for a, b in zip(single, w0))
+err = max(float(np.abs(a - b).max()) for a, b in zip(single, dist))
+print("devices", len(jax.devices()), "moved", moved, "err", err)
+assert moved > 1e-3 and err < 1e-5
+"""
+
+
+def _run(script, env):
+    result = subprocess.run([sys.executable, "-c", script.replace("{root!r}", repr(ROOT))],
+                            env=dict(os.environ, PYTHONPATH=ROOT, **env), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute runs on the TF backend")
+def test_mirrored_strategy_equals_single_device():
+    prelude = ("import tensorflow as tf\ncpu = tf.config.list_physical_devices('CPU')[0]\n"
+               "tf.config.set_logical_device_configuration(cpu, "
+               "[tf.config.LogicalDeviceConfiguration()] * 2)\n")
+    out = _run(prelude + MIRRORED, {"KERAS_BACKEND": "tensorflow"})
+    assert "replicas 2" in out
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel runs on JAX")
+def test_jax_data_parallel_equals_single_device():
+    out = _run(DATA_PARALLEL, {"KERAS_BACKEND": "jax",
+                               "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert "devices 2" in out
+
+
+LOW = {"mixed_float16": ("float16", 1e-2), "mixed_bfloat16": ("bfloat16", 4e-2)}
+
+
+@pytest.mark.parametrize("policy", sorted(LOW))
+@pytest.mark.parametrize("name,make,shape", CASES, ids=[c[0] for c in CASES])
+def test_every_layer_computes_in_low_precision(policy, name, make, shape):
+    low, tol = LOW[policy]
+    x = rand((2,) + shape, 3)
+    ref = make()
+    y_ref = keras.ops.convert_to_numpy(ref(x))
+    layer = type(ref).from_config(dict(ref.get_config(), dtype=policy))
+    y = layer(x)
+    assert keras.backend.standardize_dtype(y.dtype) == low
+    assert all(v.dtype == "float32" for v in layer.weights)
+    if ref.weights:
+        layer.set_weights(ref.get_weights())
+        y = layer(x)
+    # half-precision mantissas: 11 bits (float16) and 8 bits (bfloat16), relative to the output scale
+    assert_close(keras.ops.cast(y, "float32"), y_ref, tol)
+
+
+def _mixed_model(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return model
+
+
+@pytest.mark.parametrize("policy", sorted(LOW))
+def test_mixed_precision_fit_and_export(policy, tmp_path):
+    model = _mixed_model(policy)
+    assert model.get_layer("enc1_conv1").compute_dtype == LOW[policy][0]
+    model.compile(optimizer="adam", loss="mse")
+    if policy == "mixed_float16":
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    x = rand((2, 16, 16, 16, 1))
+    history = model.fit(x, rand((2, 16, 16, 16, 3)), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    report = kc.export_onnx(model, tmp_path / "m.onnx")
+    import onnx
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert all(t.data_type == onnx.TensorProto.FLOAT for t in graph.initializer
+               if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
+    assert report.passed and report.verify.checks[0].atol == LOW[policy][1]
+
+
+def test_fp16_export_verifies_at_float16_tolerance(tmp_path):
+    import onnx
+
+    model = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+    report = kc.export_onnx(model, tmp_path / "h.onnx", fp16=True)
+    graph = onnx.load(tmp_path / "h.onnx").graph
+    kinds = {t.data_type for t in graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in kinds
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O
+    assert report.passed and report.verify.checks[0].atol == 1e-2
+    worst = max(c.max_abs for c in report.verify.checks)
+    assert worst > 0  # it really computes in half precision
