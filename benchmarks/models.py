@@ -85,6 +85,11 @@ def main(argv=None):
     result = {"sgemm_gflops": sgemm_peak(512 if args.quick else 2048), "export": [],
               "inference": [], "build": {}}
     work = tempfile.mkdtemp(prefix="kcx-bench-")
+    # warm up every method once (imports, first-call setup) so timings compare steady states
+    tiny = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+    for method in ("native", "tf2onnx"):
+        kc.export_onnx(tiny, os.path.join(work, f"warm-{method}.onnx"), method=method, verify=False)
+    tiny.export(os.path.join(work, "warm-keras.onnx"), format="onnx", verbose=False)
     for name in ("resnet50", "mobilenet", "unet"):
         # U-Net at 188x188 (a valid size of the unpadded architecture; 572 takes minutes per run)
         overrides = {"size": 188} if name == "unet" and not args.quick else {}

@@ -63,16 +63,30 @@ def pad(x, pads, mode="constant", constant_value=0.0, data_format=None):
     pads = _normalize_pads(pads, len(axes), owner)
     if not any(b or a for b, a in pads):
         return x
+    width = [(0, 0)] * ndim
+    for axis, p in zip(axes, pads):
+        width[axis] = p
     if mode in ("constant", "zeros"):
-        width = [(0, 0)] * ndim
-        for axis, p in zip(axes, pads):
-            width[axis] = p
         value = 0.0 if mode == "zeros" else constant_value
         return kops.pad(x, width, mode="constant", constant_values=value)
+    native = _NATIVE_PAD_MODES.get(keras.backend.backend(), {}).get(mode)
+    if native:
+        for axis, pair in zip(axes, pads):
+            check_pad_fits(mode, pair, x.shape[axis], owner)
+        return kops.pad(x, width, mode=native)
     for axis, (before, after) in zip(axes, pads):
         if before or after:
             x = _pad_axis(x, axis, before, after, mode, owner)
     return x
+
+
+# Backends whose keras.ops.pad implements a mode exactly as numpy does (Keras's torch
+# backend maps 'symmetric' to 'replicate', so torch uses the slicing implementation).
+_NATIVE_PAD_MODES = {
+    "tensorflow": {"reflect": "reflect", "symmetric": "symmetric"},
+    "jax": {"reflect": "reflect", "symmetric": "symmetric", "replicate": "edge",
+            "circular": "wrap"},
+}
 
 
 def check_pad_fits(mode, pads, length, owner):
@@ -350,6 +364,13 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
                             output_padding, output_size)
     # TensorFlow's CPU transposed conv has no dilation; no backend op has groups.
     native = groups == 1 and not (_is_tensorflow() and max(dilation_rate) > 1)
+    if native and _backend_transpose_matches(padding, output_padding, output_size, strides,
+                                             dilation_rate):
+        # The backend's own 'valid'/'same' arithmetic is ours here (TensorFlow's), so let it
+        # size the output: no crop after the op (a crop costs a copy, and more backward).
+        return kops.conv_transpose(x, kernel, strides=strides, padding=padding,
+                                   output_padding=output_padding, data_format=data_format,
+                                   dilation_rate=dilation_rate)
     if native:
         y = kops.conv_transpose(x, kernel, strides=strides, padding="valid",
                                 output_padding=0, data_format=data_format,
@@ -364,6 +385,17 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
     if any(e for _, e in extend):
         y = pad(y, extend, data_format=data_format)
     return y
+
+
+def _backend_transpose_matches(padding, output_padding, output_size, strides, dilation_rate):
+    """Where keras.ops.conv_transpose's own padding equals keras_convx's semantics."""
+    if not isinstance(padding, str) or output_size is not None:
+        return False
+    if max(strides) > 1 and max(dilation_rate) > 1:
+        return False
+    # Keras's torch backend can't express 'same' with an output_padding (its docstring says so).
+    return not (keras.backend.backend() == "torch" and padding == "same"
+                and output_padding is not None)
 
 
 def transpose_crops(owner, lengths, kernel_size, strides, dilation_rate, padding,

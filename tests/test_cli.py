@@ -113,8 +113,6 @@ def test_hostile_filesystem_conditions(tmp_path, capsys, monkeypatch):
     import builtins
     import errno
 
-    import onnx
-
     config = tmp_path / "net.yaml"
     config.write_text(open(CONFIG).read())
     real_open = builtins.open
@@ -138,14 +136,14 @@ def test_hostile_filesystem_conditions(tmp_path, capsys, monkeypatch):
     assert code == 2 and "is not writable" in err
     monkeypatch.setattr(os, "access", real_access)
 
-    real_save = onnx.save
+    from keras_convx.exporter import export as export_module
 
-    def disk_full(proto, path, *args, **kwargs):
+    def disk_full(path, data):
         with real_open(path, "wb") as f:
-            f.write(b"\x08\x07partial")
+            f.write(data[:100])  # a partial write, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(onnx, "save", disk_full)
+    monkeypatch.setattr(export_module, "_write_file", disk_full)
     out = tmp_path / "full" / "a.onnx"
     out.parent.mkdir()
     code, _, err = run(capsys, "export", str(config), "--scale", "t", "-o", str(out))

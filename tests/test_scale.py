@@ -23,10 +23,10 @@ def make():
 
 def train(model, w0):
     model.set_weights(w0)
-    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 64, 1)).astype("float32")
-    y = rng.random((16, 64, 256)).astype("float32") / 128
+    y = np.eye(256, dtype="float32")[rng.integers(0, 256, (16, 64))]
     model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
     return model.get_weights()
 """
@@ -107,7 +107,8 @@ def test_every_layer_computes_in_low_precision(policy, name, make, shape):
 def _mixed_model(policy):
     keras.config.set_dtype_policy(policy)
     try:
-        model = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+        # WaveNet: TF has no float16 CPU kernel for MaxPooling3D (a Keras layer), so not unet3d
+        model = kc.build_model(os.path.join(ROOT, "configs", "wavenet.yaml"), scale="t", length=64)
     finally:
         keras.config.set_dtype_policy("float32")
     return model
@@ -116,12 +117,12 @@ def _mixed_model(policy):
 @pytest.mark.parametrize("policy", sorted(LOW))
 def test_mixed_precision_fit_and_export(policy, tmp_path):
     model = _mixed_model(policy)
-    assert model.get_layer("enc1_conv1").compute_dtype == LOW[policy][0]
+    assert model.get_layer("causal_in").compute_dtype == LOW[policy][0]
     model.compile(optimizer="adam", loss="mse")
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    x = rand((2, 16, 16, 16, 1))
-    history = model.fit(x, rand((2, 16, 16, 16, 3)), epochs=2, verbose=0)
+    x = rand((4, 64, 1))
+    history = model.fit(x, np.abs(rand((4, 64, 256))) / 256, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     report = kc.export_onnx(model, tmp_path / "m.onnx")
     import onnx

@@ -146,7 +146,8 @@ def _dims_dynamic(shape, dynamic_axes):
             "spatial" in dynamic_axes for i in range(len(shape))]
 
 
-def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_size=1):
+def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_size=1,
+                 fold_batch_norm=True):
     """The native lowering: returns (onnx ModelProto, GraphBuilder, io metadata)."""
     fmodel = _functional(model)
     missing = unsupported_layers(fmodel)
@@ -179,6 +180,8 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
         b.scope = "graph"
         b.add_output(name, value.name, graph_shape, _dims_dynamic(graph_shape, dynamic_axes))
         out_perms.append(list(perm))
+    b.bn_folded = passes.fold_batch_norm(b) if fold_batch_norm else 0
+    passes.fuse_pad_into_conv(b)
     proto = b.model(model.name)
     io = {"input_perms": [p if p != list(range(len(p))) else None for p in in_perms],
           "output_perms": [p if p != list(range(len(p))) else None for p in out_perms],
@@ -254,9 +257,7 @@ def _count(proto, op):
 def _finalize(proto, io):
     prop = proto.metadata_props.add()
     prop.key, prop.value = "keras_convx.io", json.dumps(io)
-    from onnx import shape_inference
-
-    return shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    return proto
 
 
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
@@ -314,7 +315,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     builder = None
     if chosen == "native":
         try:
-            proto, builder, io = lower_native(model, opset, dynamic_axes, nchw_io, batch_size)
+            proto, builder, io = lower_native(model, opset, dynamic_axes, nchw_io, batch_size,
+                                              fold_batch_norm)
         except UnsupportedModel as err:
             if method == "native":
                 raise
@@ -322,7 +324,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     else:
         proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
-    folded = passes.fold_batch_norm(proto) if fold_batch_norm and chosen == "native" else 0
+    folded = builder.bn_folded if builder is not None else 0
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
     if fp16:
         from onnxconverter_common import float16
@@ -335,8 +337,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".keras_convx-", suffix=".onnx.tmp")
     os.close(fd)
     try:
-        onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
+        # serialized once; full_check runs strict shape inference too
+        data = proto.SerializeToString()
+        onnx.checker.check_model(data, full_check=True)
+        _write_file(tmp, data)
         report.export_seconds = time.perf_counter() - start
         report.file_size = os.path.getsize(tmp)
         if diagnose and builder is not None:
@@ -365,6 +369,11 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         if os.path.exists(tmp):
             os.remove(tmp)
     return report
+
+
+def _write_file(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _umask_mode(path):

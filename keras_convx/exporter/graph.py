@@ -55,7 +55,8 @@ class GraphBuilder:
 
     def __init__(self, opset):
         self.opset = opset
-        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+        self.nodes, self.inputs, self.outputs = [], [], []
+        self.initializers = {}  # name -> numpy array, turned into TensorProtos once, at the end
         self.scope = "graph"
         self.layer_outputs = []  # (layer name, Value) for diagnosis
         self._names = set()
@@ -79,7 +80,7 @@ class GraphBuilder:
     def const(self, array, suffix="const", dtype=None):
         array = np.asarray(array, dtype=dtype)
         name = self.unique(f"{self.scope}/{suffix}")
-        self.initializers.append(numpy_helper.from_array(array, name))
+        self.initializers[name] = array
         return name
 
     def ints(self, values, suffix="shape"):
@@ -108,16 +109,33 @@ class GraphBuilder:
         self._names.add(name)
 
     def add_output(self, name, source, shape, dynamic):
-        self.nodes.append(helper.make_node("Identity", [source], [name],
-                                           name=self.unique(f"{self.scope}/output")))
+        """Declares `source` as graph output `name` (renaming it; an Identity only if it must)."""
+        graph_inputs = {i.name for i in self.inputs}
+        taken = {o.name for o in self.outputs}
+        if source in graph_inputs or source in taken or source in self.initializers:
+            self.nodes.append(helper.make_node("Identity", [source], [name],
+                                               name=self.unique(f"{self.scope}/output")))
+        else:
+            self.rename(source, name)
         self._names.add(name)
         dims = [f"{name}_d{i}" if dynamic[i] or shape[i] is None else int(shape[i])
                 for i in range(len(shape))]
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
 
+    def rename(self, old, new):
+        for node in self.nodes:
+            node.input[:] = [new if i == old else i for i in node.input]
+            node.output[:] = [new if o == old else o for o in node.output]
+        for _, value in self.layer_outputs:
+            if value.name == old:
+                value.name = new
+
     def model(self, graph_name, producer="keras_convx"):
+        used = {i for n in self.nodes for i in n.input}
+        initializers = [numpy_helper.from_array(a, n) for n, a in self.initializers.items()
+                        if n in used]
         graph = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs,
-                                  self.initializers)
+                                  initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name=producer)
         model.ir_version = min(model.ir_version, 10)

@@ -40,6 +40,10 @@ def lower_relu(b, layer, ctx):
     if float(layer.threshold) != 0.0:
         raise Unsupported("ReLU with a threshold has no single ONNX op")
     slope = float(layer.negative_slope)
+    if not slope and layer.max_value is not None:  # ReLU6 and friends: one Clip
+        y = b.node("Clip", [x.name, b.const(np.float32(0.0), "min"),
+                            b.const(np.float32(layer.max_value), "max")])
+        return Value(y, x.shape, x.perm)
     y = b.node("LeakyRelu", [x.name], alpha=slope) if slope else b.node("Relu", [x.name])
     if layer.max_value is not None:
         y = b.node("Clip", [y, "", b.const(np.float32(layer.max_value), "max")])
