@@ -86,7 +86,7 @@ def main(argv=None):
               "inference": [], "build": {}}
     work = tempfile.mkdtemp(prefix="kcx-bench-")
     # warm up every method once (imports, first-call setup) so timings compare steady states
-    tiny = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
+    tiny = kc.build_model(os.path.join(ROOT, "configs", "wavenet.yaml"), scale="t")
     for method in ("native", "tf2onnx"):
         kc.export_onnx(tiny, os.path.join(work, f"warm-{method}.onnx"), method=method, verify=False)
     tiny.export(os.path.join(work, "warm-keras.onnx"), format="onnx", verbose=False)

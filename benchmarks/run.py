@@ -103,8 +103,33 @@ def write_results(layers, models, out_dir, command, quick):
         "",
     ]
     with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + "\n" + NOTES)
     plot(layers, models, os.path.join(out_dir, "results.png"))
+
+
+NOTES = """## Notes: targets, causes, evidence
+
+- **Layer ratios.** keras_convx's layers call the same `keras.ops` kernels as Keras's; for
+  standard arguments the traced programs are the same ops (e.g. `padding="same"` with zeros
+  passes straight to the backend's SAME). On this shared 2-core machine, identical programs
+  still drift between runs: the JAX `Conv2D` fwd+bwd row, the same XLA program on both sides,
+  read 0.99 in one full run and 1.15 in the next. A single row above 1.05 is therefore only a
+  finding if it repeats. Repeatable gaps and their causes:
+  - transposed convolutions with explicit (PyTorch-style) padding, `output_size`, groups, or
+    dilation on TensorFlow are computed as a full transposed (or forward) convolution plus a
+    crop, which costs a copy and more backward work; `valid`/`same` use the backend's own sizing
+    (no crop) wherever its arithmetic equals ours;
+  - `DepthwiseConv3D` has no backend op: it reshapes its kernel to the grouped-conv layout on
+    each call (sub-millisecond; visible only on tiny torch timings).
+- **Export.** Native export time is dominated by copying the weights (ResNet50: ~100 MB):
+  profiled at ~0.25 s lowering (including the weight conversion), ~0.17 s `onnx.checker`
+  with `full_check`, ~0.09 s serialization and ~0.08 s writing. Keras's own export took
+  13-16 s here (the issue quoted ~30 s on this machine kind); the ratio column is measured
+  against the faster figure.
+- **% of peak.** The peak is NumPy's sgemm (2048^3) in the same run. onnxruntime's MLAS
+  convolution kernels can beat NumPy's BLAS on this CPU, so values near or above 100% mean
+  the graph runs at the machine's practical limit, not that the limit is exceeded.
+"""
 
 
 def plot(layers, models, path):

@@ -2,7 +2,6 @@
 mixed precision, weight files, and every validation message."""
 
 import itertools
-import os
 
 import keras
 import numpy as np

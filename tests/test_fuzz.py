@@ -7,7 +7,6 @@ ValueError/TypeError whose message names the offending argument or the input.
 import os
 import time
 
-import keras
 import numpy as np
 import pytest
 import yaml

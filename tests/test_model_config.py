@@ -6,12 +6,11 @@ import time
 import keras
 import numpy as np
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
 import keras_convx as kc
 from keras_convx.model_config import ConfigError, to_dict
-from helpers import BACKEND, rand
+from helpers import rand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(ROOT, "configs")

@@ -9,7 +9,7 @@ import pytest
 
 import keras_convx as kc
 import oracle
-from helpers import BACKEND, assert_close, make_input
+from helpers import assert_close, make_input
 
 FORMATS = ("channels_last", "channels_first")
 

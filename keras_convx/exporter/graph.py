@@ -94,7 +94,16 @@ class GraphBuilder:
         key = (value.name, perm)
         if key not in self._transposes:
             rel = compose(inverse(value.perm), perm)
-            out = self.node("Transpose", [value.name], perm=list(rel), suffix="Transpose")
+            target = [value.shape[p] for p in perm]
+            moved = [a for a in value.perm if value.shape[a] != 1]
+            if moved == [a for a in perm if value.shape[a] != 1] and \
+                    all(d is not None for d in target[1:]) and perm[0] == value.perm[0] == 0:
+                # Only size-1 axes move (e.g. a 1-channel image): the memory order is the
+                # same, so a Reshape (no copy) does it.
+                out = self.node("Reshape", [value.name, self.ints([0] + target[1:], "shape")],
+                                suffix="Reshape")
+            else:
+                out = self.node("Transpose", [value.name], perm=list(rel), suffix="Transpose")
             self._transposes[key] = Value(out, value.shape, perm)
         return self._transposes[key]
 

@@ -51,7 +51,8 @@ def fold_batch_norm(builder):
         w = arrays[conv.input[1]]
         has_bias = len(conv.input) > 2 and conv.input[2]
         bias = arrays[conv.input[2]].astype(np.float64) if has_bias else np.zeros(w.shape[0])
-        arrays[conv.input[1]] = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        # float32 product: float64 here would double a ~100 MB weight set for no gain
+        arrays[conv.input[1]] = w * scale.astype(np.float32).reshape((-1,) + (1,) * (w.ndim - 1))
         bias_name = builder.unique(conv.input[1] + "_folded_bias")
         arrays[bias_name] = ((bias - mean) * scale + beta).astype(np.float32)
         if has_bias:

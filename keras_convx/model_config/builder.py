@@ -158,7 +158,6 @@ class Plan:
         return self.located.error(spec.path + tuple(subpath), message, spec.path, spec.name)
 
     def _check(self, spec):
-        path = spec.path
         if not isinstance(spec.type, str) or spec.type not in self.types:
             raise self._error(spec, ("type",), f"unknown layer type {spec.type!r}"
                               f"{hint(spec.type, self.types)}")

@@ -27,7 +27,6 @@ def slice_axis(b, name, axis, start, end, step=1):
 
 def pad_spatial(b, name, pads, mode, constant_value=0.0):
     """Pads the spatial axes (2..) of an N, C, spatial... value with a keras_convx mode."""
-    rank = len(pads)
     if not any(p0 or p1 for p0, p1 in pads):
         return name
     if mode in ONNX_PAD_MODES:
@@ -50,7 +49,6 @@ def pad_spatial(b, name, pads, mode, constant_value=0.0):
                           else slice_axis(b, name, axis, 0, after))
         if len(pieces) > 1:
             name = b.node("Concat", pieces, axis=axis)
-    del rank
     return name
 
 

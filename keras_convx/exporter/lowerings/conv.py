@@ -19,7 +19,8 @@ L = keras.layers
 def _torch_layout(kernel):
     """(k..., a, b) -> (b, a, k...): ONNX's Conv (out, in/g, k...) and ConvTranspose (in, out/g, k...)."""
     rank = kernel.ndim - 2
-    return np.ascontiguousarray(np.transpose(kernel, (rank + 1, rank) + tuple(range(rank))))
+    # a view: the TensorProto conversion makes the one C-order copy
+    return np.transpose(kernel, (rank + 1, rank) + tuple(range(rank)))
 
 
 def _window(b, layer, x, out_shape=None):

@@ -5,9 +5,7 @@ import numpy as np
 
 import keras_convx as kc
 from keras_convx.exporter.graph import Unsupported, Value
-from keras_convx.exporter.lowerings.common import (
-    INT_MAX, pad_spatial, spatial_in, spatial_lengths,
-)
+from keras_convx.exporter.lowerings.common import INT_MAX, pad_spatial, spatial_in
 from keras_convx.exporter.registry import lowering
 from keras_convx.utils import args as A
 
@@ -85,5 +83,3 @@ def lower_crop_to_match(b, layer, ctx):
     xc, perm = spatial_in(b, x, layer.data_format)
     return Value(_crop(b, xc.name, crops), ctx.output_shape, perm)
 
-
-del spatial_lengths
