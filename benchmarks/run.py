@@ -114,7 +114,9 @@ NOTES = """## Notes: targets, causes, evidence
   passes straight to the backend's SAME). On this shared 2-core machine, identical programs
   still drift between runs: the JAX `Conv2D` fwd+bwd row, the same XLA program on both sides,
   read 0.99 in one full run and 1.15 in the next. A single row above 1.05 is therefore only a
-  finding if it repeats. Repeatable gaps and their causes:
+  finding if it repeats (the torch `UpSampling2D` bilinear fwd+bwd row read 1.33 and 1.61 in two
+  runs; both sides call `keras.ops.image.resize`, and an interleaved re-measurement of just
+  that pair gave 51.3 ms for keras_convx vs 64.4 ms for Keras). Repeatable gaps and causes:
   - transposed convolutions with explicit (PyTorch-style) padding, `output_size`, groups, or
     dilation on TensorFlow are computed as a full transposed (or forward) convolution plus a
     crop, which costs a copy and more backward work; `valid`/`same` use the backend's own sizing
