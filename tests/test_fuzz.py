@@ -137,17 +137,19 @@ def run_case(cls, args, shape, nan):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_layer_fuzz(family):
-    outcomes = {}
+    outcomes, longest = {}, [0.0]
 
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(cases(family))
     def check(case):
+        start = time.perf_counter()
         outcome = run_case(*case)
+        longest[0] = max(longest[0], time.perf_counter() - start)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     check()
-    print(family, outcomes)
+    print(f"fuzz {family}: {sum(outcomes.values())} cases {outcomes}, longest {longest[0]:.2f} s")
     assert outcomes.get("ran", 0) > EXAMPLES // 20, outcomes  # the fuzz reaches real calls
 
 
@@ -196,7 +198,7 @@ MUTATIONS = _mutations()
 
 
 def test_yaml_fuzz_always_located_error_or_valid_model():
-    outcomes = {"error": 0, "valid": 0}
+    outcomes, longest = {"error": 0, "valid": 0}, 0.0
     for text in MUTATIONS:
         start = time.perf_counter()
         try:
@@ -205,6 +207,7 @@ def test_yaml_fuzz_always_located_error_or_valid_model():
         except ConfigError as err:
             assert err.source == "<string>" and err.line is not None and err.col is not None, str(err)
             outcomes["error"] += 1
+        longest = max(longest, time.perf_counter() - start)
         assert time.perf_counter() - start < 10.0, text[:200]
-    print(outcomes, len(MUTATIONS))
+    print(f"yaml fuzz: {len(MUTATIONS)} cases {outcomes}, longest {longest:.2f} s")
     assert outcomes["error"] > len(MUTATIONS) // 2

@@ -73,6 +73,7 @@ def test_mirrored_strategy_equals_single_device():
                "tf.config.set_logical_device_configuration(cpu, "
                "[tf.config.LogicalDeviceConfiguration()] * 2)\n")
     out = _run(prelude + MIRRORED, {"KERAS_BACKEND": "tensorflow"})
+    print(out)
     assert "replicas 2" in out
 
 
@@ -80,6 +81,7 @@ def test_mirrored_strategy_equals_single_device():
 def test_jax_data_parallel_equals_single_device():
     out = _run(DATA_PARALLEL, {"KERAS_BACKEND": "jax",
                                "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    print(out)
     assert "devices 2" in out
 
 
