@@ -112,14 +112,14 @@ def run_case(cls, args, shape, nan):
         layer = cls(**args)
     except (ValueError, TypeError) as err:
         assert names_something(err, args, cls), f"{cls.__name__}({args}): {err}"
-        return "rejected-args"
+        return f"rejected-args:{type(err).__name__}"
     try:
         expected = layer.compute_output_shape(shape)
     except (ValueError, TypeError) as err:
         assert names_something(err, args, cls), f"{cls.__name__}({args}) on {shape}: {err}"
         with pytest.raises((ValueError, TypeError)):
             layer(np.zeros(shape, "float32"))
-        return "rejected-shape"
+        return f"rejected-shape:{type(err).__name__}"
     if np.prod([d for d in expected if d]) * 4 > MAX_CALL_ELEMENTS or \
             getattr(layer, "filters", 1) > 64:
         return "too-big-to-call"
@@ -130,7 +130,7 @@ def run_case(cls, args, shape, nan):
         y = layer(x)
     except (ValueError, TypeError) as err:
         assert names_something(err, args, cls), f"{cls.__name__}({args}) on {shape}: {err}"
-        return "rejected-call"
+        return f"rejected-call:{type(err).__name__}"
     assert tuple(y.shape) == tuple(expected), (cls.__name__, args, shape)
     return "ran"
 
