@@ -26,10 +26,13 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests import oracle/helpers as 
 # parameter grids keeps a deterministic third of each (TF and torch run them whole;
 # the layers are backend-agnostic code on keras.ops, and the lowering grid does not
 # depend on the backend at all).
-THINNED_ON_JAX = {
-    "test_matches_keras_layer", "test_matches_numpy_oracle", "test_depthwise_separable_match_oracle",
-    "test_transpose_matches_oracle", "test_single_layer_native_export",
-    "test_upsampling_matches_oracle",
+THINNED_ON_JAX = {  # test name -> keep one case in N
+    "test_matches_keras_layer": 3, "test_matches_numpy_oracle": 3,
+    "test_depthwise_separable_match_oracle": 3, "test_transpose_matches_oracle": 3,
+    "test_upsampling_matches_oracle": 3,
+    # the lowering reads weights only: the graph doesn't depend on the backend (and
+    # test_native_export_equal_across_backends exports from JAX and torch directly)
+    "test_single_layer_native_export": 6,
 }
 
 
@@ -42,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
         if name in THINNED_ON_JAX:
             key = (item.module.__name__, name)
             counters[key] = counters.get(key, 0) + 1
-            (keep if counters[key] % 3 == 1 else drop).append(item)
+            (keep if counters[key] % THINNED_ON_JAX[name] == 1 else drop).append(item)
         else:
             keep.append(item)
     if drop:
