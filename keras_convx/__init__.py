@@ -15,7 +15,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # The exporter imports onnx/onnxruntime: load it on first use only.
-    if name in ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "exporter"):
+    if name in ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
+                "VerificationError", "exporter"):
         import importlib
 
         exporter = importlib.import_module("keras_convx.exporter")

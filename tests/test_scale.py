@@ -132,7 +132,7 @@ def test_mixed_precision_fit_and_export(policy, tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(t.data_type == onnx.TensorProto.FLOAT for t in graph.initializer
                if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
-    assert report.passed and report.verify.checks[0].atol == LOW[policy][1]
+    assert report.passed and report.verify.checks[0].tolerance == LOW[policy][1]
 
 
 def test_fp16_export_verifies_at_float16_tolerance(tmp_path):
@@ -144,6 +144,6 @@ def test_fp16_export_verifies_at_float16_tolerance(tmp_path):
     kinds = {t.data_type for t in graph.initializer}
     assert onnx.TensorProto.FLOAT16 in kinds
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O
-    assert report.passed and report.verify.checks[0].atol == 1e-2
+    assert report.passed and report.verify.checks[0].tolerance == 1e-2
     worst = max(c.max_abs for c in report.verify.checks)
     assert worst > 0  # it really computes in half precision

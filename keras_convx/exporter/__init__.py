@@ -5,7 +5,9 @@ Not named `onnx`, which would read like the onnx package.
 
 from keras_convx.exporter import lowerings  # noqa: F401  (registers the lowerings)
 from keras_convx.exporter.export import (
-    ExportReport, UnsupportedModel, diagnose_layers, export_onnx, unsupported_layers,
+    ExportReport, UnsupportedModel, export_onnx, unsupported_layers,
 )
 from keras_convx.exporter.registry import LOWERINGS, lowering
-from keras_convx.exporter.verify import VerificationError, VerifyReport, verify_onnx
+from keras_convx.exporter.verify import (
+    ExportError, VerificationError, Verifier, VerifyReport, verify_onnx,
+)

@@ -10,12 +10,10 @@ import keras
 import numpy as np
 import onnx
 
-from keras_convx.exporter import passes, registry
+from keras_convx.exporter import passes, registry, tensor_map
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
-from keras_convx.exporter.verify import (
-    VerificationError, VerifyReport, _from_graph, _to_graph, compare, model_inputs, run_keras,
-    verify_onnx,
-)
+from keras_convx.exporter.tensor_map import functional as _functional, tensor_key
+from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
 
 METHODS = ("auto", "native", "tf2onnx")
 DYNAMIC = ("batch", "spatial")
@@ -43,12 +41,17 @@ class ExportReport:
     file_size: int = 0
     export_seconds: float = 0.0
     bn_folded: int = 0
+    fused: int = 0
     verify: VerifyReport = None
-    diagnosis: list = None
 
     @property
     def passed(self):
         return self.verify is None or self.verify.passed
+
+    @property
+    def diagnosis(self):
+        """The tensors whose ONNX values diverge from Keras's, in graph order."""
+        return self.verify.diagnosis if self.verify is not None else []
 
     def to_dict(self):
         out = dataclasses.asdict(self)
@@ -67,20 +70,6 @@ class _Ctx:
     kwargs: dict
     output_shape: tuple
     output_shapes: list
-
-
-def _functional(model):
-    if isinstance(model, keras.Sequential):
-        if getattr(model, "_functional", None) is None:
-            raise ValueError("export: build the Sequential model with an input shape first")
-        return model._functional
-    if not hasattr(model, "_nodes_by_depth"):
-        raise ValueError(
-            f"export: model must be a Functional or Sequential Keras model, got "
-            f"{type(model).__name__} (subclassed models have no graph to lower: use "
-            f"method='tf2onnx')"
-        )
-    return model
 
 
 def _walk(model):
@@ -103,7 +92,7 @@ def unsupported_layers(model):
     return problems
 
 
-def _lower(b, model, inputs, problems):
+def _lower(b, model, inputs, problems, top=True):
     model = _functional(model)
     tensors = {id(kt): v for kt, v in zip(model.inputs, inputs)}
     for node in _walk(model):
@@ -114,23 +103,30 @@ def _lower(b, model, inputs, problems):
         try:
             if isinstance(layer, keras.Model):
                 flat = args[0] if isinstance(args[0], (list, tuple)) else list(args)
-                results = _lower(b, layer, list(flat), problems)
+                # a nested model's inner tensors are not reachable from the outer inputs:
+                # only its outputs are mapped (by the outer graph, below)
+                results = _lower(b, layer, list(flat), problems, top=False)
             else:
                 fn = registry.find(layer)
                 if fn is None:
                     problems.append((layer.name, type(layer).__name__, "no lowering registered"))
                     continue
                 b.scope = layer.name
+                b.preactivation = None
                 ctx = _Ctx(args, kwargs, tuple(node.outputs[0].shape),
                            [tuple(o.shape) for o in node.outputs])
                 result = fn(b, layer, ctx)
                 results = result if isinstance(result, list) else [result]
-                b.layer_outputs.append((layer.name, results[0]))
         except Unsupported as err:
             problems.append((layer.name, type(layer).__name__, str(err)))
             continue
         for kt, value in zip(node.outputs, results):
             tensors[id(kt)] = value
+            if top:
+                b.bind(tensor_key(kt), layer.name, value)
+        if top and not isinstance(layer, keras.Model) and b.preactivation is not None:
+            value, name = b.preactivation
+            b.bind(tensor_key(node.outputs[0]), layer.name, value, "preactivation", name)
     return [tensors.get(id(kt)) for kt in model.outputs]
 
 
@@ -181,8 +177,10 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
         b.add_output(name, value.name, graph_shape, _dims_dynamic(graph_shape, dynamic_axes))
         out_perms.append(list(perm))
     b.bn_folded = passes.fold_batch_norm(b) if fold_batch_norm else 0
-    passes.fuse_pad_into_conv(b)
+    b.pads_fused = passes.fuse_pad_into_conv(b)
     proto = b.model(model.name)
+    prop = proto.metadata_props.add()
+    prop.key, prop.value = tensor_map.METADATA_KEY, json.dumps(b.tensor_map())
     io = {"input_perms": [p if p != list(range(len(p))) else None for p in in_perms],
           "output_perms": [p if p != list(range(len(p))) else None for p in out_perms],
           "static_batch": None if "batch" in dynamic_axes else batch_size}
@@ -261,9 +259,9 @@ def _finalize(proto, io):
 
 
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
-                providers=None, rtol=None, atol=None, samples=None, nchw_io=False,
-                input_shape=None, batch_size=1, diagnose=False, fold_batch_norm=True,
-                fp16=False):
+                providers=None, tolerance=None, samples=None, nchw_io=False,
+                input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
+                fp16=False, optimization_level="all"):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -276,12 +274,15 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             backend) or `"auto"` (native when every layer has a lowering).
         dynamic_axes: which dims are symbolic: `("batch",)`, `("batch", "spatial")`
             or `()` (fully static, batch `batch_size`).
-        verify: run onnxruntime and compare with Keras (a failure raises `VerificationError`).
-        providers, rtol, atol, samples: see `verify_onnx`.
+        verify: run onnxruntime and compare with Keras (a failure raises
+            `VerificationError`).
+        providers, tolerance, samples, optimization_level: see `verify_onnx`.
         nchw_io: give channels_last models NCHW graph inputs and outputs.
         input_shape: shape(s) without batch, to fix unknown spatial dims.
-        diagnose: compare every layer's ONNX output with Keras's and report the first
-            layer that diverges.
+        diagnose: compare every Keras tensor the graph keeps (layer and `keras.ops`
+            outputs, pre-activations), not only the graph outputs; the report's
+            `diagnosis` names the first that diverges. On by default; `False` checks
+            the outputs only (faster, and blind to errors the outputs hide).
         fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
         fp16: store weights and compute in float16 (inputs and outputs stay float32);
             verified at float16 tolerance. Mixed-precision Keras models export to float32
@@ -289,6 +290,12 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
 
     Returns:
         An `ExportReport`.
+
+    Raises:
+        UnsupportedModel: `method="native"` and some layers have no lowering.
+        VerificationError: the graph disagrees with Keras (the `.failed` files are kept).
+        ExportError: a step could not be carried out (the message names the method, the
+            step and the cause).
     """
     if method not in METHODS:
         raise ValueError(f"export: method must be one of {METHODS}, got {method!r}")
@@ -321,10 +328,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             if method == "native":
                 raise
             chosen, reason = "tf2onnx", str(err)
-            proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
+            proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     else:
-        proto, _, io = lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
-    folded = builder.bn_folded if builder is not None else 0
+        proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
     if fp16:
         from onnxconverter_common import float16
@@ -333,42 +339,66 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     proto = _finalize(proto, io)
     report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
                           node_count=len(proto.graph.node),
-                          transpose_count=_count(proto, "Transpose"), bn_folded=folded)
+                          transpose_count=_count(proto, "Transpose"),
+                          bn_folded=builder.bn_folded if builder is not None else 0,
+                          fused=builder.pads_fused if builder is not None else 0)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".keras_convx-", suffix=".onnx.tmp")
     os.close(fd)
     try:
         # serialized once; full_check runs strict shape inference too
         data = proto.SerializeToString()
-        onnx.checker.check_model(data, full_check=True)
+        try:
+            onnx.checker.check_model(data, full_check=True)
+        except Exception as err:
+            raise ExportError(f"export ({chosen}): the ONNX checker rejects the graph: "
+                              f"{str(err).strip().splitlines()[0]}") from None
         _write_file(tmp, data)
         report.export_seconds = time.perf_counter() - start
         report.file_size = os.path.getsize(tmp)
-        if diagnose and builder is not None:
-            report.diagnosis = diagnose_layers(model, proto, builder, io, atol, rtol)
         if verify:
-            report.verify = verify_onnx(tmp, model, samples=samples, providers=providers,
-                                        rtol=rtol, atol=atol)
+            try:
+                verifier = Verifier(model, io, tensor_map.read(proto), samples)
+                report.verify = verifier.verify(proto, tmp, providers, tolerance,
+                                                optimization_level, inspect=diagnose,
+                                                serialized=data)
+            except ExportError as err:
+                _keep_failed(path, tmp, report)
+                raise ExportError(f"export ({chosen}): verification could not run: {err}; kept "
+                                  f"{os.path.splitext(path)[0]}.failed.onnx", report) from None
             report.verify.path = path
             if not report.verify.passed:
-                stem = os.path.splitext(path)[0]
-                _umask_mode(tmp)
-                os.replace(tmp, stem + ".failed.onnx")
-                with open(stem + ".failed.json", "w") as f:
-                    f.write(report.to_json())
-                worst = max(report.verify.checks, key=lambda c: c.max_abs)
-                culprit = ""
-                if report.diagnosis:
-                    culprit = f"; first diverging layer: {report.diagnosis[0]['layer']}"
+                stem = _keep_failed(path, tmp, report)
                 raise VerificationError(
-                    f"export: verification failed (output {worst.output}, provider "
-                    f"{worst.provider}: max abs error {worst.max_abs:.3g}, max rel "
-                    f"{worst.max_rel:.3g}){culprit}; kept {stem}.failed.onnx", report)
+                    f"export ({chosen}): verification failed, {report.verify.summary()}; kept "
+                    f"{stem}.failed.onnx and {stem}.failed.json", report)
         _umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return report
+
+
+def _keep_failed(path, tmp, report):
+    """Moves the unproven graph to `<stem>.failed.onnx` beside its report; returns the stem."""
+    stem = os.path.splitext(path)[0]
+    _umask_mode(tmp)
+    os.replace(tmp, stem + ".failed.onnx")
+    with open(stem + ".failed.json", "w") as f:
+        f.write(report.to_json())
+    _umask_mode(stem + ".failed.json")
+    return stem
+
+
+def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):
+    """tf2onnx with its failures as `ExportError`s naming the method and the cause."""
+    if keras.backend.backend() != "tensorflow":
+        return lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)  # says why
+    try:
+        return lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
+    except Exception as err:
+        raise ExportError(f"export (tf2onnx): conversion failed: "
+                          f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
 
 
 def _write_file(path, data):
@@ -383,45 +413,4 @@ def _umask_mode(path):
     os.chmod(path, 0o666 & ~mask)
 
 
-def diagnose_layers(model, proto, builder, io, atol=None, rtol=None, seed=1):
-    """Compares each lowered layer's ONNX output with the Keras layer's output.
-
-    Returns the diverging layers in graph order (first = the first that broke), each
-    `{"layer", "max_abs", "max_rel"}`; empty when all agree.
-    """
-    import onnxruntime as ort
-
-    atol = 1e-4 if atol is None else atol
-    rtol = 1e-4 if rtol is None else rtol
-    fmodel = _functional(model)
-    wanted = [(name, value) for name, value in builder.layer_outputs]
-    layers = {layer.name: layer for layer in fmodel.layers}
-    wanted = [(n, v) for n, v in wanted if n in layers]
-    probe = keras.Model(fmodel.inputs, [layers[n].output for n, _ in wanted])
-    graph = onnx.ModelProto()
-    graph.CopyFrom(proto)
-    existing = {o.name for o in graph.graph.output}
-    for _, value in wanted:
-        if value.name not in existing:
-            graph.graph.output.append(onnx.helper.make_value_info(value.name, onnx.TypeProto()))
-            graph.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-            existing.add(value.name)
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    batch = io.get("static_batch") or 2
-    arrays = model_inputs(fmodel, io, batch, rng)
-    in_names = [i.name for i in graph.graph.input]
-    feeds = dict(zip(in_names, _to_graph(arrays, io.get("input_perms") or [None] * len(arrays))))
-    got = dict(zip([o.name for o in graph.graph.output], session.run(None, feeds)))
-    expected = run_keras(probe, arrays) if wanted else []
-    diverging = []
-    for (name, value), e in zip(wanted, expected):
-        g = _from_graph([got[value.name]], [list(value.perm)])[0]
-        stats = compare(g, e, atol, rtol)
-        if not stats["passed"]:
-            diverging.append({"layer": name, "max_abs": stats["max_abs"],
-                              "max_rel": stats["max_rel"]})
-    return diverging
-
-
-__all__ = ["export_onnx", "ExportReport", "UnsupportedModel", "VerificationError"]
+__all__ = ["export_onnx", "ExportError", "ExportReport", "UnsupportedModel", "VerificationError"]

@@ -50,6 +50,28 @@ class Unsupported(Exception):
     """A layer (or one of its argument combinations) has no ONNX lowering."""
 
 
+class TensorEntry:
+    """Where a Keras tensor lives in the ONNX graph, kept true through every rewrite.
+
+    `key` names the Keras tensor as `operation:node_index:tensor_index` (a `keras.ops`
+    node in a Functional model has no layer, so layer names are not enough); `label`
+    is the operation's name for reports. `status` is `"live"` while an ONNX tensor
+    holds the value, `"fused"` once a rewrite removed it (`into` says where it went).
+    `kind` is `"output"`, or `"preactivation"` for the input of a squashing activation
+    (softmax, sigmoid) that a layer fused into its output.
+    """
+
+    def __init__(self, key, label, value, kind="output", activation=None):
+        self.key, self.label, self.kind, self.activation = key, label, kind, activation
+        self.name, self.perm, self.shape = value.name, tuple(value.perm), tuple(value.shape)
+        self.status, self.into = "live", None
+
+    def to_dict(self):
+        return {"key": self.key, "label": self.label, "onnx": self.name,
+                "perm": list(self.perm), "status": self.status, "into": self.into,
+                "kind": self.kind, "activation": self.activation}
+
+
 class GraphBuilder:
     """Collects nodes and initializers; names nodes after the Keras layer being lowered."""
 
@@ -58,7 +80,9 @@ class GraphBuilder:
         self.nodes, self.inputs, self.outputs = [], [], []
         self.initializers = {}  # name -> numpy array, turned into TensorProtos once, at the end
         self.scope = "graph"
-        self.layer_outputs = []  # (layer name, Value) for diagnosis
+        self.tensors = []  # TensorEntry per lowered Keras tensor, in execution order
+        self.preactivation = None  # (Value, activation name) a lowering fused, for the map
+        self.bn_folded = self.pads_fused = 0
         self._names = set()
         self._transposes = {}
 
@@ -131,13 +155,38 @@ class GraphBuilder:
                 for i in range(len(shape))]
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
 
+    def bind(self, key, label, value, kind="output", activation=None):
+        """Records that ONNX value `value` holds the Keras tensor `key`."""
+        self.tensors.append(TensorEntry(key, label, value, kind, activation))
+
     def rename(self, old, new):
+        """Renames ONNX tensor `old` to `new` in every node and in the tensor map."""
         for node in self.nodes:
             node.input[:] = [new if i == old else i for i in node.input]
             node.output[:] = [new if o == old else o for o in node.output]
-        for _, value in self.layer_outputs:
-            if value.name == old:
-                value.name = new
+        for entry in self.tensors:
+            if entry.name == old:
+                entry.name = new
+
+    def fuse_away(self, name, into):
+        """ONNX tensor `name` no longer exists: its Keras tensors were fused `into` a node."""
+        for entry in self.tensors:
+            if entry.name == name and entry.status == "live":
+                entry.status, entry.into = "fused", into.split("/")[0]
+
+    def replace_output(self, node, new_name, into):
+        """`node` now writes `new_name` instead of its first output, which disappears
+        (its Keras tensors were fused `into` the node that wrote `new_name`)."""
+        self.fuse_away(node.output[0], into.name)
+        node.output[0] = new_name
+
+    def remove(self, node, into):
+        """Drops `node`; the Keras tensors its output held are fused `into` another node."""
+        self.fuse_away(node.output[0], into.name)
+        self.nodes.remove(node)
+
+    def tensor_map(self):
+        return [entry.to_dict() for entry in self.tensors]
 
     def model(self, graph_name, producer="keras_convx"):
         used = {i for n in self.nodes for i in n.input}
@@ -157,4 +206,4 @@ def float_array(value):
     return np.asarray(keras.ops.convert_to_numpy(value), np.float32)
 
 
-__all__ = ["GraphBuilder", "Value", "Unsupported", "channels_first_perm", "float_array", "onnx"]
+__all__ = ["GraphBuilder", "TensorEntry", "Value", "Unsupported", "channels_first_perm", "float_array", "onnx"]

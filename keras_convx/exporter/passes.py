@@ -1,5 +1,8 @@
 """Clean-up passes over the lowered graph (nodes + numpy initializers), kept apart from
-the lowerings. Each returns how many nodes it removed."""
+the lowerings. Each returns how many nodes it removed.
+
+Every removal goes through the builder (`replace_output`, `remove`), which keeps the
+Keras-tensor map true: verification and diagnosis read only that map."""
 
 import numpy as np
 
@@ -59,7 +62,8 @@ def fold_batch_norm(builder):
             conv.input[2] = bias_name
         else:
             conv.input.append(bias_name)
-        conv.output[0] = bn.output[0]
+        # the Conv's own output (the pre-BN Keras tensor) is gone; the Conv now writes BN's
+        builder.replace_output(conv, bn.output[0], into=bn)
         nodes.remove(bn)
         folded += 1
     return folded
@@ -91,6 +95,6 @@ def fuse_pad_into_conv(builder):
             pads = list(_attr(conv, "pads", [0] * len(spatial)))
             _set_attr(conv, "pads", [a + b for a, b in zip(pads, spatial)])
             conv.input[0] = pad.input[0]
-        nodes.remove(pad)
+        builder.remove(pad, into=users[0])
         fused += 1
     return fused

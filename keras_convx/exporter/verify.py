@@ -1,4 +1,13 @@
-"""Running an ONNX file in onnxruntime and comparing it with the Keras model."""
+"""Proving an ONNX graph against its Keras model in onnxruntime, tensor by tensor.
+
+Two sessions per provider: the file as users deploy it (`optimization_level`, default
+`"all"`) checks the graph outputs on every run; an inspection copy that also exposes
+every Keras tensor the graph still holds (the exporter's tensor map) runs at
+`"basic"`, which onnxruntime documents as semantics-preserving, and checks them all.
+When the deployed outputs disagree with Keras but the inspected graph agrees, the
+graph is right and onnxruntime's optimiser is not: that is reported as an onnxruntime
+optimisation problem, with the first tensor where it appears (a third session).
+"""
 
 import dataclasses
 import json
@@ -7,79 +16,122 @@ import os
 import keras
 import numpy as np
 
-# Polygraphy-style: an element fails only if abs error > atol AND rel error > rtol.
-DEFAULT_TOLERANCES = {
-    "CPUExecutionProvider": (1e-4, 1e-4),
-    # cuDNN may pick TF32 or Winograd kernels: ~1e-3 relative error is normal there.
-    "CUDAExecutionProvider": (1e-2, 1e-2),
-}
+from keras_convx.exporter import stats, tensor_map
+from keras_convx.exporter.stats import (  # noqa: F401  (public constants)
+    DEFAULT_TOLERANCES, LOW_PRECISION_TOLERANCES, TOLERANCE_RULE,
+)
+
+LEVELS = ("disable", "basic", "extended", "all")
+# The inspection copy runs unoptimised: ORT_ENABLE_BASIC is documented as
+# semantics-preserving, but onnxruntime 1.31's PadFusion (a basic-level pass) moves a zero
+# Pad into MaxPool's pads, where padding means -inf (measured on ResNet50V2: 15% of
+# pool1_pool's scale). The graph's own semantics are what the export is judged on.
+INSPECT_LEVEL = "disable"
+SQUASHING = ("softmax", "sigmoid", "hard_sigmoid")
 
 
-class VerificationError(RuntimeError):
-    """The ONNX graph's outputs differ from the Keras model's beyond tolerance."""
+class ExportError(RuntimeError):
+    """Export or verification could not be carried out; the message says which step and why."""
 
     def __init__(self, message, report=None):
         super().__init__(message)
         self.report = report
 
 
+class VerificationError(ExportError):
+    """The ONNX graph's tensors differ from the Keras model's beyond tolerance."""
+
+
 @dataclasses.dataclass
-class OutputCheck:
-    output: str
+class TensorCheck:
+    """One tensor compared: a graph output, an internal Keras tensor, or a pre-activation.
+
+    `status` is `"pass"`, `"FAIL"`, `"uninformative"` (a constant reference proves
+    nothing) or `"fused"` (the graph has no tensor for it: `into` names the layer that
+    absorbed it; not compared).
+    """
+
+    tensor: str
+    role: str
     provider: str
+    level: str
     batch: int
     shape: tuple
-    max_abs: float
-    max_rel: float
-    mean_abs: float
-    p99_abs: float
-    atol: float
-    rtol: float
-    passed: bool
+    tolerance: float
+    status: str
+    scale: float = 0.0
+    max_abs: float = 0.0
+    rel: float = 0.0
+    rms_rel: float = 0.0
+    cosine: float = 1.0
+    into: str = None
+    key: str = None
+
+    @property
+    def passed(self):
+        return self.status != "FAIL"
 
 
 @dataclasses.dataclass
 class VerifyReport:
-    """What `verify_onnx` ran and measured; `passed` is True only if every check passed."""
+    """What `verify_onnx` ran and measured.
+
+    `checks`: graph outputs at the deployment level, every run. `tensors`: every Keras
+    tensor of the tensor map (outputs of layers and `keras.ops` nodes, pre-activations),
+    at the inspection level, one run. `passed` is True when nothing failed and at least
+    one informative tensor was compared.
+    """
 
     path: str
     opset: int
     node_count: int
     file_size: int
     providers: list
+    level: str = "all"
+    rule: str = TOLERANCE_RULE
     checks: list = dataclasses.field(default_factory=list)
+    tensors: list = dataclasses.field(default_factory=list)
+    errors: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+    ort_problem: dict = None
+    seconds: float = 0.0
+
+    @property
+    def informative(self):
+        return [c for c in self.checks + self.tensors if c.status in ("pass", "FAIL")]
 
     @property
     def passed(self):
-        return bool(self.checks) and all(c.passed for c in self.checks)
+        return (not self.errors and bool(self.informative)
+                and all(c.passed for c in self.checks + self.tensors))
+
+    @property
+    def diagnosis(self):
+        """The failing internal tensors in graph order (the first is where it broke)."""
+        return [c for c in self.tensors if c.status == "FAIL"]
+
+    def summary(self):
+        """One line: what failed first, by how much relative to its scale, where."""
+        if self.errors:
+            return self.errors[0]
+        failed = self.diagnosis or [c for c in self.checks if c.status == "FAIL"]
+        if failed:
+            c = failed[0]
+            where = "first diverging layer" if c.role != "output" else "output"
+            return (f"{where}: {c.tensor} (error {c.rel:.3g} x its scale {c.scale:.3g}, "
+                    f"tolerance {c.tolerance:g}; {c.provider}, ORT level {c.level})")
+        if not self.informative:
+            return "nothing informative to compare: every reference tensor is constant or zero"
+        return "passed"
 
     def to_dict(self):
         out = dataclasses.asdict(self)
         out["passed"] = self.passed
+        out["summary"] = self.summary()
         return out
 
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, default=str)
-
-
-def compare(actual, expected, atol, rtol):
-    """Error statistics of `actual` against `expected` (float64)."""
-    a = np.asarray(actual, np.float64)
-    e = np.asarray(expected, np.float64)
-    if a.shape != e.shape:
-        return dict(max_abs=float("inf"), max_rel=float("inf"), mean_abs=float("inf"),
-                    p99_abs=float("inf"), passed=False)
-    diff = np.abs(a - e)
-    rel = diff / np.maximum(np.abs(e), 1e-12)
-    ok = (diff <= atol) | (rel <= rtol)
-    finite = np.isfinite(a).all()
-    return dict(
-        max_abs=float(diff.max()) if diff.size else 0.0,
-        max_rel=float(rel.max()) if rel.size else 0.0,
-        mean_abs=float(diff.mean()) if diff.size else 0.0,
-        p99_abs=float(np.quantile(diff, 0.99)) if diff.size else 0.0,
-        passed=bool(ok.all() and finite),
-    )
 
 
 def available_providers(requested=None):
@@ -97,17 +149,17 @@ def available_providers(requested=None):
     return [p for p in ("CPUExecutionProvider", "CUDAExecutionProvider") if p in have]
 
 
-# Half-precision computation (in Keras or in the graph) widens the default tolerances.
-LOW_PRECISION_TOLERANCES = {"float16": (1e-2, 1e-2), "bfloat16": (4e-2, 4e-2)}
-
-
-def precision_tolerances(model, onnx_model=None):
-    """(atol, rtol) floor from the lowest precision the model or the graph computes in."""
+def precision_tolerance(model, onnx_model=None):
+    """Tolerance floor from the lowest precision the model or the graph computes in."""
     dtypes = {getattr(layer, "compute_dtype", "float32") for layer in getattr(model, "layers", [])}
-    if onnx_model is not None and any(t.data_type == 10 for t in onnx_model.graph.initializer):
-        dtypes.add("float16")  # TensorProto.FLOAT16 weights
+    if onnx_model is not None and _has_float16(onnx_model):
+        dtypes.add("float16")
     floors = [LOW_PRECISION_TOLERANCES[d] for d in dtypes if d in LOW_PRECISION_TOLERANCES]
-    return max(floors) if floors else (0.0, 0.0)
+    return max(floors, default=0.0)
+
+
+def _has_float16(onnx_model):
+    return any(t.data_type == 10 for t in onnx_model.graph.initializer)  # TensorProto.FLOAT16
 
 
 def _metadata(onnx_model):
@@ -115,8 +167,31 @@ def _metadata(onnx_model):
     return json.loads(props.get("keras_convx.io", "{}"))
 
 
+def input_distribution(model, index):
+    """How to draw input `index` at the scale the model expects: (kind, a, b).
+
+    Pixels in 0..255 when the input feeds a `Rescaling` that divides by ~255 or ~127.5;
+    the `Normalization` statistics when it feeds one; else N(0, 1).
+    """
+    fmodel = tensor_map.functional(model)
+    kt = fmodel.inputs[index]
+    consumers = [n.operation for n in getattr(kt._keras_history.operation, "_outbound_nodes", [])]
+    for op in consumers:
+        if isinstance(op, keras.layers.Rescaling):
+            scale = np.abs(np.asarray(op.scale, np.float64))
+            if np.all(scale > 0) and np.all(scale <= 1 / 100):
+                return ("uniform", 0.0, 255.0)
+        if isinstance(op, keras.layers.Normalization) and not getattr(op, "invert", False):
+            mean = getattr(op, "mean", None)
+            if mean is not None:
+                mean = np.asarray(keras.ops.convert_to_numpy(mean), np.float64)
+                var = np.asarray(keras.ops.convert_to_numpy(op.variance), np.float64)
+                return ("normal", mean, np.sqrt(np.maximum(var, 0)))
+    return ("normal", 0.0, 1.0)
+
+
 def model_inputs(model, io, batch, rng):
-    """Random inputs in Keras layout for each model input."""
+    """Random inputs in Keras layout for each model input, at its expected scale."""
     arrays = []
     for i, kt in enumerate(model.inputs):
         shape = list(kt.shape)
@@ -129,7 +204,12 @@ def model_inputs(model, io, batch, rng):
                 f"verify: input {kt.name!r} has unknown dims {tuple(kt.shape)}; pass samples "
                 f"or export with an input shape"
             )
-        arrays.append(rng.standard_normal(shape).astype("float32"))
+        kind, a, b = input_distribution(model, i)
+        if kind == "uniform":
+            x = rng.uniform(a, b, shape)
+        else:
+            x = a + b * rng.standard_normal(shape)
+        arrays.append(np.asarray(x, np.float32))
     return arrays
 
 
@@ -147,66 +227,398 @@ def run_keras(model, arrays):
     return [np.asarray(keras.ops.convert_to_numpy(o), np.float32) for o in outs]
 
 
-def verify_onnx(path, model, samples=None, providers=None, rtol=None, atol=None,
-                batch_sizes=(1, 3), seed=0):
-    """Runs `path` in onnxruntime with each provider and compares with `model`.
+def _without_activation(layer, inputs):
+    """The layer's output before its fused activation, computed by Keras itself."""
+    saved = layer.activation
+    layer.activation = keras.activations.linear
+    try:
+        out = layer(*inputs, training=False)
+    finally:
+        layer.activation = saved
+    return np.asarray(keras.ops.convert_to_numpy(out), np.float32)
 
-    Args:
-        path: the ONNX file.
-        model: the Keras model it was exported from.
-        samples: optional list of input lists (Keras layout) to check besides random ones.
-        providers: e.g. `["cpu", "cuda"]`; default every available one.
-        rtol, atol: tolerances (default per provider: `DEFAULT_TOLERANCES`, widened to
-            `LOW_PRECISION_TOLERANCES` when the model or the graph computes in float16/bfloat16).
-        batch_sizes: batch sizes of the random inputs (a static batch uses its own).
 
-    Returns:
-        A `VerifyReport`; `report.passed` says whether every output of every run passed.
+class Reference:
+    """Keras's values of the model outputs and of the mapped tensors, for given runs.
+
+    Computed once per model and reused for any number of graphs (the fault-injection
+    tests check hundreds of mutants against one reference).
     """
-    import onnx
+
+    def __init__(self, model, entries, runs, inspect_run=0):
+        self.model, self.runs, self.inspect_run = model, runs, inspect_run
+        self.tensors = {}  # key -> reference array on runs[inspect_run]
+        self.skipped = []
+        # the inspected run's outputs come from the probe below: one forward pass less
+        self.outputs = [None if i == inspect_run and entries else run_keras(model, arrays)
+                        for i, arrays in enumerate(runs)]
+        if not entries:
+            return
+        fmodel = tensor_map.functional(model)
+        found = tensor_map.resolve(model, [e["key"] for e in entries])
+        self.skipped = [e["key"] for e in entries if e["key"] not in found]
+        wanted, pre = {}, {}
+        for e in entries:
+            if e["key"] not in found or e["status"] != "live":
+                continue
+            kt, op = found[e["key"]]
+            if e["kind"] == "preactivation":
+                node = op._inbound_nodes[int(e["key"].rsplit(":", 2)[1])]
+                pre[e["key"]] = (op, list(node.input_tensors))
+                for t in node.input_tensors:
+                    wanted.setdefault(id(t), t)
+            else:
+                wanted.setdefault(id(kt), kt)
+        n_out = len(fmodel.outputs)
+        probe_tensors = list(fmodel.outputs) + list(wanted.values())
+        probe = keras.Model(fmodel.inputs if len(fmodel.inputs) > 1 else fmodel.inputs[0],
+                            probe_tensors)
+        results = run_keras(probe, runs[inspect_run])
+        self.outputs[inspect_run] = results[:n_out]
+        values = dict(zip((id(t) for t in probe_tensors[n_out:]), results[n_out:]))
+        for e in entries:
+            key = e["key"]
+            if key in pre:
+                op, ins = pre[key]
+                self.tensors[("pre", key)] = _without_activation(op, [values[id(t)] for t in ins])
+            elif key in found and e["status"] == "live":
+                self.tensors[("out", key)] = values[id(found[key][0])]
+
+
+def _session(data, provider, level):
     import onnxruntime as ort
 
-    onnx_model = onnx.load(path)
-    io = _metadata(onnx_model)
-    in_perms = io.get("input_perms") or [None] * len(model.inputs)
-    out_perms = io.get("output_perms") or [None] * len(model.outputs)
-    static_batch = io.get("static_batch")
-    providers = available_providers(providers)
-    report = VerifyReport(
-        path=str(path),
-        opset=max((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
-                  default=0),
-        node_count=len(onnx_model.graph.node), file_size=os.path.getsize(path),
-        providers=providers,
-    )
-    rng = np.random.default_rng(seed)
-    runs = []
-    for batch in ([static_batch] if static_batch else batch_sizes):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, options, providers=[provider])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise ExportError(f"verify: onnxruntime ({provider}, level {level}) rejected the graph: "
+                          f"{_first_line(err)}") from None
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _inspection_graph(onnx_model, names):
+    """A serialized copy of the graph with `names` added as outputs."""
+    import onnx
+
+    existing = {o.name for o in onnx_model.graph.output}
+    elem = onnx.TensorProto.FLOAT16 if _has_float16(onnx_model) else onnx.TensorProto.FLOAT
+    added = []
+    for name in names:
+        if name not in existing:
+            info = onnx.helper.make_tensor_value_info(name, elem, None)
+            onnx_model.graph.output.append(info)
+            existing.add(name)
+            added.append(name)
+    try:
+        return onnx_model.SerializeToString()
+    finally:
+        for _ in added:
+            onnx_model.graph.output.pop()
+
+
+class Verifier:
+    """Verifies ONNX graphs against one Keras model; the Keras side is computed once.
+
+    Args:
+        model: the Keras model.
+        io: the `keras_convx.io` metadata of the graphs (layouts, static batch, shapes).
+        entries: the tensor map (`tensor_map.read`); empty for graphs of other exporters.
+        samples: optional list of input lists (Keras layout) to check besides random ones.
+        batch_sizes: batch sizes of the random inputs (a static batch uses its own).
+        seed: seed of the random inputs.
+    """
+
+    def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0):
+        self.model, self.io = model, dict(io or {})
+        self.entries = list(entries)
+        rng = np.random.default_rng(seed)
+        runs = []
+        static = self.io.get("static_batch")
+        for batch in ([static] if static else batch_sizes):
+            try:
+                runs.append(model_inputs(model, self.io, batch, rng))
+            except ValueError:
+                if not samples:
+                    raise
+                break  # unknown spatial dims: the user's samples are the runs
+        for sample in samples or []:
+            sample = sample if isinstance(sample, (list, tuple)) else [sample]
+            runs.append([np.asarray(s, np.float32) for s in sample])
+        # the largest random batch shows every tensor (more samples, same single run)
+        inspect = max(range(len(runs)), key=lambda i: runs[i][0].shape[0]) if runs else 0
+        self.reference = Reference(model, self.entries, runs, inspect)
+
+    def verify(self, onnx_model, path="", providers=None, tolerance=None,
+               optimization_level="all", inspect=True, serialized=None):
+        """Runs `onnx_model` (a ModelProto; `serialized`: its bytes, if at hand) and
+        compares; returns a `VerifyReport`."""
+        import time
+
+        start = time.perf_counter()
+        if optimization_level not in LEVELS:
+            raise ValueError(f"verify: optimization_level must be one of {LEVELS}, got "
+                             f"{optimization_level!r}")
+        providers = available_providers(providers)
+        report = VerifyReport(
+            path=str(path),
+            opset=max((o.version for o in onnx_model.opset_import
+                       if o.domain in ("", "ai.onnx")), default=0),
+            node_count=len(onnx_model.graph.node),
+            file_size=os.path.getsize(path) if path and os.path.exists(path) else 0,
+            providers=providers, level=optimization_level,
+        )
+        self._check_inputs(onnx_model)
+        if self.reference.skipped:
+            report.warnings.append(
+                f"{len(self.reference.skipped)} mapped tensor(s) are not in this model "
+                f"(e.g. {self.reference.skipped[0]}): not compared")
+        floor = precision_tolerance(self.model, onnx_model)
+        plain = serialized if serialized is not None else onnx_model.SerializeToString()
+        live = [e for e in self.entries if e["status"] == "live"
+                and (("pre" if e["kind"] == "preactivation" else "out"), e["key"])
+                in self.reference.tensors]
+        for provider in providers:
+            tol = tolerance if tolerance is not None else max(
+                DEFAULT_TOLERANCES.get(provider, stats.CPU_TOLERANCE), floor)
+            baseline = None
+            if inspect and self.entries:
+                data = _inspection_graph(onnx_model, [e["onnx"] for e in live])
+                baseline = self._run_tensors(report, data, onnx_model, provider, tol)
+            deployed = self._run_outputs(report, plain, onnx_model, provider,
+                                         optimization_level, tol)
+            if baseline is not None and deployed is not None \
+                    and optimization_level != INSPECT_LEVEL:
+                self._check_optimiser(report, onnx_model, live, provider, optimization_level,
+                                      deployed, baseline)
+        for c in report.checks + report.tensors:
+            if c.status == "uninformative" and c.role == "output":
+                report.warnings.append(
+                    f"output {c.tensor} is constant to float32 precision (scale {c.scale:.3g}): "
+                    f"uninformative; the internal tensors carry the proof")
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _check_inputs(self, onnx_model):
+        initializers = {t.name for t in onnx_model.graph.initializer}
+        graph_inputs = [i.name for i in onnx_model.graph.input if i.name not in initializers]
+        want = len(self.model.inputs)
+        if len(graph_inputs) != want:
+            raise ExportError(
+                f"verify: the ONNX graph has {len(graph_inputs)} input(s) {graph_inputs}, the "
+                f"Keras model {want} ({[kt.name for kt in self.model.inputs]}); a graph that "
+                f"needs inputs the model does not have can't be verified")
+
+    def _feeds(self, session, arrays):
+        perms = self.io.get("input_perms") or [None] * len(arrays)
+        return dict(zip([i.name for i in session.get_inputs()], _to_graph(arrays, perms)))
+
+    def _run(self, report, session, arrays, what):
         try:
-            runs.append(model_inputs(model, io, batch, rng))
-        except ValueError:
-            if not samples:
-                raise
-            break  # unknown spatial dims: the user's samples are the runs
-    for sample in samples or []:
-        sample = sample if isinstance(sample, (list, tuple)) else [sample]
-        runs.append([np.asarray(s, np.float32) for s in sample])
-    names = [o.name for o in onnx_model.graph.output]
-    in_names = [i.name for i in onnx_model.graph.input]
-    floor_atol, floor_rtol = precision_tolerances(model, onnx_model)
-    for provider in providers:
-        default_atol, default_rtol = DEFAULT_TOLERANCES.get(provider, (1e-4, 1e-4))
-        default_atol, default_rtol = max(default_atol, floor_atol), max(default_rtol, floor_rtol)
-        a_tol = default_atol if atol is None else atol
-        r_tol = default_rtol if rtol is None else rtol
-        session = ort.InferenceSession(str(path), providers=[provider])
-        for arrays in runs:
-            expected = run_keras(model, arrays)
-            feeds = dict(zip(in_names, _to_graph(arrays, in_perms)))
-            got = _from_graph(session.run(None, feeds), out_perms)
-            for name, g, e in zip(names, got, expected):
-                stats = compare(g, e, a_tol, r_tol)
-                report.checks.append(OutputCheck(
-                    output=name, provider=provider, batch=int(arrays[0].shape[0]),
-                    shape=tuple(e.shape), atol=a_tol, rtol=r_tol, **stats))
-    return report
+            return session.run(None, self._feeds(session, arrays))
+        except Exception as err:
+            report.errors.append(f"verify: onnxruntime failed running the graph ({what}): "
+                                 f"{_first_line(err)}")
+            return None
+
+    def _run_outputs(self, report, data, onnx_model, provider, level, tol):
+        session = _session(data, provider, level)
+        names = [o.name for o in onnx_model.graph.output]
+        out_perms = self.io.get("output_perms") or [None] * len(names)
+        inspected = None
+        for i, arrays in enumerate(self.reference.runs):
+            got = self._run(report, session, arrays, f"{provider}, level {level}")
+            if got is None:
+                return None
+            got = _from_graph(got[:len(names)], out_perms)
+            if i == self.reference.inspect_run:
+                inspected = got
+            for name, g, e in zip(names, got, self.reference.outputs[i]):
+                report.checks.append(_check(name, "output", provider, level, arrays, g, e, tol,
+                                            cosine=True))
+        return inspected
+
+    def _run_tensors(self, report, data, onnx_model, provider, tol):
+        """Every mapped tensor at INSPECT_LEVEL; returns the graph outputs of that run."""
+        session = _session(data, provider, INSPECT_LEVEL)
+        arrays = self.reference.runs[self.reference.inspect_run]
+        got = self._run(report, session, arrays, f"{provider}, level {INSPECT_LEVEL}, inspection")
+        if got is None:
+            return None
+        values = dict(zip([o.name for o in session.get_outputs()], got))
+        for e in self.entries:
+            role = "preactivation" if e["kind"] == "preactivation" else "internal"
+            ref_key = ("pre" if role == "preactivation" else "out", e["key"])
+            label = e["label"] + (f" (before {e['activation']})" if role == "preactivation" else "")
+            if e["status"] != "live":
+                report.tensors.append(TensorCheck(
+                    tensor=label, role=role, provider=provider, level=INSPECT_LEVEL,
+                    batch=int(arrays[0].shape[0]), shape=(), tolerance=tol, status="fused",
+                    into=e["into"], key=e["key"]))
+                continue
+            if ref_key not in self.reference.tensors:
+                continue
+            g = _from_graph([values[e["onnx"]]], [e["perm"]])[0]
+            report.tensors.append(_check(label, role, provider, INSPECT_LEVEL, arrays, g,
+                                         self.reference.tensors[ref_key], tol, key=e["key"]))
+        names = [o.name for o in onnx_model.graph.output]
+        return _from_graph([values[n] for n in names], self.io.get("output_perms")
+                           or [None] * len(names))
+
+    def _check_optimiser(self, report, onnx_model, live, provider, level, deployed, baseline):
+        """The deployed level against the unoptimised graph: onnxruntime's own changes.
+
+        Both sides are onnxruntime on the same graph, so they differ by rounding only
+        (`stats.LEVEL_TOLERANCE`) unless an optimisation changed the semantics.
+        """
+        names = [o.name for o in onnx_model.graph.output]
+        worst = max((stats.tensor_error(d, b).rel for d, b in zip(deployed, baseline)),
+                    default=0.0)
+        keras_bad = [c for c in report.checks if c.provider == provider and c.status == "FAIL"]
+        inspected_bad = any(c.status == "FAIL" for c in report.tensors if c.provider == provider)
+        if inspected_bad or (worst <= stats.LEVEL_TOLERANCE and not keras_bad):
+            return
+        first = _first_divergence(onnx_model, [e for e in live if e["kind"] == "output"],
+                                  self._feeds_for(self.reference.runs[self.reference.inspect_run]),
+                                  provider, level)
+        report.ort_problem = {"provider": provider, "level": level,
+                              "correct_at": INSPECT_LEVEL, "output_rel": worst,
+                              "first_tensor": first[0] if first else None,
+                              "first_rel": first[1] if first else None}
+        for c in keras_bad:  # the graph is right; onnxruntime's optimiser is not
+            c.status = "ort-optimiser"
+        where = f"first at {first[0]} (error {first[1]:.3g} x its scale)" if first else \
+            f"outputs {', '.join(names)}"
+        report.warnings.append(
+            f"onnxruntime problem, not an export problem: level '{level}' optimisation changes "
+            f"the results on {provider} by {worst:.3g} x the output scale, {where}; the graph "
+            f"itself is right (level '{INSPECT_LEVEL}' agrees with Keras). Deploy with "
+            f"GraphOptimizationLevel ORT_DISABLE_ALL, or check a newer onnxruntime")
+
+    def _feeds_for(self, arrays):
+        perms = self.io.get("input_perms") or [None] * len(arrays)
+        return _to_graph(arrays, perms)
+
+
+def _prefix_graph(onnx_model, output_name):
+    """The serialized subgraph that computes `output_name` only (its nodes and weights)."""
+    import onnx
+
+    producers = {o: n for n in onnx_model.graph.node for o in n.output}
+    keep, stack, seen = [], [output_name], set()
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        keep.append(node)
+        stack.extend(i for i in node.input if i)
+    order = {id(n): i for i, n in enumerate(onnx_model.graph.node)}
+    keep.sort(key=lambda n: order[id(n)])
+    used = {i for n in keep for i in n.input}
+    graph = onnx.helper.make_graph(
+        keep, "prefix", [i for i in onnx_model.graph.input if i.name in used],
+        [onnx.helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT, None)],
+        [t for t in onnx_model.graph.initializer if t.name in used])
+    model = onnx.helper.make_model(graph, opset_imports=onnx_model.opset_import)
+    model.ir_version = onnx_model.ir_version
+    return model.SerializeToString()
+
+
+def _first_divergence(onnx_model, entries, arrays, provider, level):
+    """(label, rel) of the first mapped tensor where `level` and INSPECT_LEVEL disagree.
+
+    Exposing a tensor as an output can block the very fusion at fault, so each probe
+    is a prefix graph ending at that tensor; a bisection over execution order needs
+    ~log2(tensors) of them (a change propagates downstream).
+    """
+    graph_inputs = [g.name for g in onnx_model.graph.input]
+
+    def diverges(entry):
+        data = _prefix_graph(onnx_model, entry["onnx"])
+        runs = []
+        for lvl in (level, INSPECT_LEVEL):
+            session = _session(data, provider, lvl)
+            feeds = {i.name: arrays[graph_inputs.index(i.name)] for i in session.get_inputs()}
+            runs.append(session.run(None, feeds)[0])
+        rel = stats.tensor_error(runs[0], runs[1]).rel
+        return rel if rel > stats.LEVEL_TOLERANCE else None
+
+    lo, hi, found = 0, len(entries) - 1, None
+    try:
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            rel = diverges(entries[mid])
+            if rel is not None:
+                found, hi = (entries[mid]["label"], rel), mid - 1
+            else:
+                lo = mid + 1
+    except Exception:  # a probe that can't run only costs the location, not the verdict
+        return found
+    return found
+
+
+def _check(name, role, provider, level, arrays, actual, expected, tol, cosine=False, key=None):
+    err = stats.tensor_error(actual, expected, cosine=cosine)
+    status = "FAIL" if err.failed(tol) else ("pass" if err.informative else "uninformative")
+    return TensorCheck(tensor=name, role=role, provider=provider, level=level,
+                       batch=int(arrays[0].shape[0]), shape=err.shape, tolerance=tol,
+                       status=status, scale=err.scale, max_abs=err.max_abs, rel=err.rel,
+                       rms_rel=err.rms_rel, cosine=err.cosine, key=key)
+
+
+def verify_onnx(path, model, samples=None, providers=None, tolerance=None,
+                batch_sizes=(1, 2), seed=0, optimization_level="all", inspect=True):
+    """Runs the ONNX file `path` in onnxruntime and compares it with `model`, tensor by tensor.
+
+    Args:
+        path: the ONNX file (or an `onnx.ModelProto`).
+        model: the Keras model it was exported from.
+        samples: optional list of input lists (Keras layout) to check besides random ones
+            (random inputs are drawn at the model's expected scale: 0..255 before a
+            `Rescaling(1/255)`, the statistics of a leading `Normalization`, else N(0, 1)).
+        providers: e.g. `["cpu", "cuda"]`; default every available one.
+        tolerance: max abs error allowed, as a fraction of each tensor's max |value|
+            (default per provider, `DEFAULT_TOLERANCES`, widened to
+            `LOW_PRECISION_TOLERANCES` when the model or the graph computes in half
+            precision). See `keras_convx.exporter.stats` for how the defaults were measured.
+        batch_sizes: batch sizes of the random inputs (a static batch uses its own).
+        seed: seed of the random inputs.
+        optimization_level: the onnxruntime level the outputs are checked at, as deployed:
+            `"all"` (default), `"extended"`, `"basic"` or `"disable"`. The internal tensors
+            are checked at `"basic"`.
+        inspect: compare the internal tensors too (graphs exported by keras_convx carry a
+            map from each Keras tensor to the ONNX tensor holding it).
+
+    Returns:
+        A `VerifyReport`; `report.passed` says whether everything agreed, and
+        `report.diagnosis` lists the tensors that diverge, in graph order.
+
+    Raises:
+        ExportError: the graph can't be run against this model (onnxruntime rejects it,
+            or it needs inputs the model does not have).
+    """
+    import onnx
+
+    if isinstance(path, onnx.ModelProto):
+        onnx_model, path = path, ""
+    else:
+        try:
+            onnx_model = onnx.load(os.fspath(path))
+        except Exception as err:
+            raise ExportError(f"verify: can't read {path}: {_first_line(err)}") from None
+    verifier = Verifier(model, _metadata(onnx_model), tensor_map.read(onnx_model), samples,
+                        batch_sizes, seed)
+    return verifier.verify(onnx_model, path, providers, tolerance, optimization_level, inspect)

@@ -86,6 +86,11 @@ ACTIVATIONS = {
 }
 
 
+# Activations that flatten differences (a random-init softmax is ~1/classes everywhere):
+# verification compares the tensor before them too.
+SQUASHING = ("softmax", "sigmoid", "hard_sigmoid")
+
+
 def activation(b, fn, value):
     """Applies a Keras activation function to `value`; returns a Value (same perm)."""
     if fn is None:
@@ -93,4 +98,6 @@ def activation(b, fn, value):
     name = getattr(fn, "__name__", type(fn).__name__)
     if name not in ACTIVATIONS:
         raise Unsupported(f"activation {name!r} has no ONNX lowering")
+    if name in SQUASHING:
+        b.preactivation = (value, name)
     return Value(ACTIVATIONS[name](b, value, value.name), value.shape, value.perm)

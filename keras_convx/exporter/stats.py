@@ -1,0 +1,111 @@
+"""How far an ONNX tensor may be from Keras's, and why: the tolerance rule, measured.
+
+Errors are relative to each tensor's scale, `rel = max|onnx - keras| / max|keras|`, so a
+random-init softmax (values ~1e-3) or MobileNet logits (~1e-12) are judged by the same
+rule as a ReLU map of magnitude 10. A tensor fails when `rel > tolerance`, or when its
+shape differs or it holds a non-finite value Keras doesn't. A tensor whose reference is
+constant to float32 precision (or zero) proves nothing either way: it is reported as
+uninformative, never as a pass.
+
+The numbers below come from `python benchmarks/verification.py` (benchmarks/RESULTS.md,
+section "Verification"): correct exports of the zoo and of keras.applications models
+with randomised BatchNorm statistics, every tensor the graph keeps, on TensorFlow, JAX
+and torch, at every onnxruntime optimisation level; and the smallest real faults
+injected into those graphs (tests/test_verification_faults.py).
+"""
+
+import dataclasses
+
+import numpy as np
+
+# Rounding spread of correct float32 exports on the CPU provider: the largest `rel` seen
+# over every compared tensor, model, backend and ORT level (see the module docstring).
+MEASURED_CPU_SPREAD = 2.1e-4
+# The tolerance sits a margin above the spread; the smallest fault the tests inject
+# (one conv's weights x1.05) moves its tensor by rel >= 1.4e-2 in the same runs.
+CPU_TOLERANCE = 2e-3
+# cuDNN may pick TF32 or Winograd kernels: ~1e-3 relative is normal there (not measured
+# here: no GPU was lent; the value follows NVIDIA's TF32 mantissa of 10 bits).
+CUDA_TOLERANCE = 1e-2
+# onnxruntime against itself (deployed level vs unoptimised, same graph, same inputs):
+# fusions reorder float32 sums only, so the outputs agree far more closely than
+# Keras and onnxruntime do; more than this is an optimisation that changed semantics.
+MEASURED_LEVEL_SPREAD = 1e-6
+LEVEL_TOLERANCE = 1e-4
+DEFAULT_TOLERANCES = {"CPUExecutionProvider": CPU_TOLERANCE,
+                      "CUDAExecutionProvider": CUDA_TOLERANCE}
+# Half-precision computation (in Keras or in the graph) widens the tolerance to this.
+LOW_PRECISION_TOLERANCES = {"float16": 1e-2, "bfloat16": 4e-2}
+# A reference whose values span less than this fraction of their magnitude is constant to
+# float32 precision (a random-init softmax over near-zero logits): uninformative.
+UNINFORMATIVE_SPREAD = 1e-5
+# References smaller than this are zero for our purposes (float32 denormals start ~1e-38).
+TINY = 1e-30
+
+TOLERANCE_RULE = (
+    "a tensor fails when max|onnx - keras| > tolerance x max|keras| (default "
+    f"{CPU_TOLERANCE:g} on CPU, {CUDA_TOLERANCE:g} on CUDA, {LOW_PRECISION_TOLERANCES['float16']:g} "
+    f"for float16); constant or zero references are uninformative"
+)
+
+
+@dataclasses.dataclass
+class TensorError:
+    """Error statistics of one tensor: `rel` is the max abs error over max|reference|."""
+
+    shape: tuple
+    scale: float = 0.0
+    max_abs: float = 0.0
+    rel: float = 0.0
+    rms_rel: float = 0.0
+    cosine: float = 1.0
+    informative: bool = True
+    shape_ok: bool = True
+    finite_ok: bool = True
+
+    def failed(self, tolerance):
+        return not self.shape_ok or not self.finite_ok or (self.informative and
+                                                           self.rel > tolerance)
+
+
+def tensor_error(actual, expected, cosine=False):
+    """Compares `actual` with `expected` (the reference) relative to its scale.
+
+    float32 arithmetic: the statistics need ~3 digits, and converting every tensor of a
+    large model to float64 would double verification time. `cosine=True` adds the
+    smallest per-sample cosine similarity (float64, for the few outputs it is asked for).
+    """
+    a = np.asarray(actual)
+    e = np.asarray(expected)
+    if a.shape != e.shape:
+        return TensorError(shape=tuple(e.shape), shape_ok=False, rel=float("inf"),
+                           max_abs=float("inf"), rms_rel=float("inf"), cosine=0.0)
+    if e.size == 0:
+        return TensorError(shape=tuple(e.shape), informative=False)
+    a32, e32 = a.astype(np.float32, copy=False), e.astype(np.float32, copy=False)
+    e_finite = np.isfinite(e32)
+    finite_ok = bool(np.array_equal(np.isfinite(a32), e_finite))
+    if not e_finite.all():  # compare where Keras is finite
+        a32, e32 = a32[e_finite], e32[e_finite]
+    diff = np.abs(a32 - e32)
+    scale = float(np.max(np.abs(e32))) if e32.size else 0.0
+    spread = float(np.max(e32) - np.min(e32)) if e32.size else 0.0
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    if not np.isfinite(max_abs):
+        finite_ok = False
+    informative = scale > TINY and spread > UNINFORMATIVE_SPREAD * scale
+    rel = max_abs / scale if scale > TINY else (0.0 if max_abs == 0 else float("inf"))
+    rms_e = float(np.sqrt(np.mean(np.square(e32, dtype=np.float64)))) if e32.size else 0.0
+    rms_rel = float(np.sqrt(np.mean(np.square(diff, dtype=np.float64)))) / rms_e \
+        if rms_e > TINY else 0.0
+    cos = 1.0
+    if cosine and a.ndim and a.shape[0]:
+        a64 = np.asarray(actual, np.float64).reshape(a.shape[0], -1)
+        e64 = np.asarray(expected, np.float64).reshape(e.shape[0], -1)
+        norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(e64, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos_each = np.where(norms > 0, np.sum(a64 * e64, axis=1) / norms, 1.0)
+        cos = float(np.nanmin(cos_each)) if np.isfinite(cos_each).any() else 0.0
+    return TensorError(shape=tuple(e.shape), scale=scale, max_abs=max_abs, rel=rel,
+                       rms_rel=rms_rel, cosine=cos, informative=informative,
+                       finite_ok=finite_ok)
