@@ -1,7 +1,9 @@
 """`keras-convx` command line: a thin layer over library functions.
 
-Exit codes: 0 ok, 1 verification failed, 2 bad input (one-line reason; `--debug`
-shows the traceback).
+Exit codes: 0 ok; 1 the export or the verification failed (the graph disagrees with
+Keras, or a step could not run; `.failed` files are kept); 2 bad input (one-line
+reason; `--debug` shows the traceback). Anything else (3: "internal error") is a bug in
+keras_convx: please report it with the `--debug` traceback.
 """
 
 import argparse
@@ -137,17 +139,60 @@ def _write_report(path, report):
 
 
 def _report_table(report):
+    """Graph outputs at the deployed level: one row per output and batch."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{report.path}  [{report.method}: {report.reason}]")
-    for col in ("output", "provider", "batch", "max abs", "max rel", "p99 abs", "atol/rtol",
-                "result"):
+    table = Table(title=escape(f"{report.path}  [{report.method}: {report.reason}]"))
+    for col in ("output", "provider", "ORT level", "batch", "scale", "max abs", "error/scale",
+                "cosine", "tolerance", "result"):
         table.add_column(col)
     for c in (report.verify.checks if report.verify else []):
-        table.add_row(c.output, c.provider.replace("ExecutionProvider", ""), str(c.batch),
-                      f"{c.max_abs:.2e}", f"{c.max_rel:.2e}", f"{c.p99_abs:.2e}",
-                      f"{c.atol:g}/{c.rtol:g}", "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+        table.add_row(escape(c.tensor), c.provider.replace("ExecutionProvider", ""), c.level,
+                      str(c.batch), f"{c.scale:.3g}", f"{c.max_abs:.2e}", f"{c.rel:.2e}",
+                      f"{c.cosine:.7f}", f"{c.tolerance:g}", _status(c.status))
     return table
+
+
+def _status(status):
+    return {"pass": "[green]pass[/]", "FAIL": "[red]FAIL[/]", "fused": "fused",
+            "uninformative": "[yellow]uninformative[/]",
+            "ort-optimiser": "[yellow]ORT optimiser[/]"}.get(status, status)
+
+
+def _tensor_summary(console, verify, full=False):
+    """Per-layer agreement: counts, the worst tensors, the first that diverges."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if verify is None:
+        return
+    tensors = verify.tensors
+    if not tensors:
+        console.print("internal tensors: not compared (no tensor map: graph from another "
+                      "exporter, or --no-diagnose)")
+    else:
+        counts = {}
+        for c in tensors:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        compared = [c for c in tensors if c.status in ("pass", "FAIL")]
+        worst = sorted(compared, key=lambda c: -c.rel)[: (len(compared) if full else 5)]
+        table = Table(title=f"layer outputs at ORT level {tensors[0].level}: "
+                            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        for col in ("tensor", "role", "shape", "scale", "error/scale", "result"):
+            table.add_column(col)
+        shown = verify.diagnosis[:3] + [c for c in worst if c not in verify.diagnosis[:3]]
+        for c in shown:
+            table.add_row(escape(c.tensor), c.role, str(tuple(c.shape)), f"{c.scale:.3g}",
+                          f"{c.rel:.2e}", _status(c.status))
+        console.print(table)
+        fused = [c for c in tensors if c.status == "fused"]
+        if fused:
+            console.print(f"fused away (no ONNX tensor to compare): {len(fused)}, e.g. "
+                          + ", ".join(escape(f"{c.tensor} -> {c.into}") for c in fused[:3]))
+    console.print(f"rule: {verify.rule}")
+    for warning in verify.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _parse_shape(text):
@@ -163,7 +208,7 @@ def _parse_shape(text):
 
 def cmd_export(args):
     import keras_convx as kc
-    from keras_convx.exporter import VerificationError
+    from keras_convx.exporter import ExportError, VerificationError
 
     console = _console()
     out = args.output
@@ -171,6 +216,9 @@ def cmd_export(args):
     with console.status("build") as status:
         start = time.perf_counter()
         model, name = load_source(args.source, args.weights, _overrides(args.set), args.scale)
+        if getattr(args, "prepare", None):
+            status.update("set BatchNorm statistics as after training")
+            args.prepare(model)
         timings["build"] = time.perf_counter() - start
         out = out or os.path.join("export", f"{name}.onnx")
         folder = os.path.dirname(os.path.abspath(out))
@@ -186,24 +234,24 @@ def cmd_export(args):
         try:
             report = kc.export_onnx(
                 model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
-                verify=not args.no_verify, diagnose=args.diagnose, nchw_io=args.nchw_io,
+                verify=not args.no_verify, diagnose=not args.no_diagnose, nchw_io=args.nchw_io,
                 providers=args.providers.split(",") if args.providers else None,
-                input_shape=_parse_shape(args.input_shape), atol=args.atol, rtol=args.rtol,
-                fp16=args.fp16)
-        except VerificationError as err:
-            console.print(_report_table(err.report))
-            if err.report.diagnosis:
-                console.print(f"first diverging layer: {err.report.diagnosis[0]}")
-            if args.report:
+                input_shape=_parse_shape(args.input_shape), tolerance=args.tolerance,
+                fp16=args.fp16, optimization_level=args.ort_level)
+        except ExportError as err:
+            status.stop()
+            if err.report is not None and err.report.verify is not None:
+                console.print(_report_table(err.report))
+                _tensor_summary(console, err.report.verify)
+            if args.report and err.report is not None:
                 _write_report(args.report, err.report)
-            print(f"keras-convx: verification failed: {err}", file=sys.stderr)
+            failed = "verification failed" if isinstance(err, VerificationError) else "export failed"
+            print(f"keras-convx: {failed}: {err}", file=sys.stderr)
             return 1
     timings["export"] = report.export_seconds
     if report.verify:
         console.print(_report_table(report))
-    if report.diagnosis is not None:
-        console.print("diagnosis: every layer matches" if not report.diagnosis
-                      else f"diagnosis: {report.diagnosis}")
+        _tensor_summary(console, report.verify, full=args.full_report)
     console.print(f"wrote {out}: {report.node_count} nodes ({report.transpose_count} Transpose, "
                   f"{report.bn_folded} BatchNorm folded), {report.file_size / 1e6:.1f} MB, opset "
                   f"{report.opset}; build {timings['build']:.2f} s, export {report.export_seconds:.2f} s")
@@ -225,16 +273,20 @@ def cmd_verify(args):
         onnx.checker.check_model(args.model, full_check=True)
     except Exception as err:
         raise BadInput(f"{args.model}: not a valid ONNX file ({str(err).splitlines()[0]})") from None
+    from keras_convx.exporter import ExportError
+
     try:
-        report = kc.verify_onnx(args.model, model, atol=args.atol, rtol=args.rtol,
-                                providers=args.providers.split(",") if args.providers else None)
-    except Exception as err:
+        report = kc.verify_onnx(args.model, model, tolerance=args.tolerance,
+                                providers=args.providers.split(",") if args.providers else None,
+                                optimization_level=args.ort_level, inspect=not args.no_diagnose)
+    except (ExportError, ValueError) as err:
         raise BadInput(f"{args.model}: can't run against {args.source} "
                        f"({str(err).splitlines()[0]})") from None
     from types import SimpleNamespace
 
     console.print(_report_table(SimpleNamespace(path=args.model, method="verify",
                                                 reason="existing file", verify=report)))
+    _tensor_summary(console, report, full=args.full_report)
     if args.report:
         _write_report(args.report, report)
     if not report.passed and Path(args.source).suffix != ".keras" and not args.weights:
@@ -245,10 +297,14 @@ def cmd_verify(args):
 
 def cmd_demo(args):
     args.source = DEFAULT_ZOO_MODEL
+    from keras_convx.exporter.verify import calibrate_batch_norm
+
+    args.prepare = calibrate_batch_norm
     for key, value in dict(output=None, weights=None, set=None, scale=None, opset=17,
-                           method="native", no_verify=False, diagnose=False, providers="cpu",
+                           method="native", no_verify=False, no_diagnose=False, providers="cpu",
                            report=None, input_shape=None, dynamic="batch", nchw_io=False,
-                           atol=None, rtol=None, fp16=False).items():
+                           tolerance=None, fp16=False, ort_level="all",
+                           full_report=False).items():
         setattr(args, key, value)
     return cmd_export(args)
 
@@ -274,7 +330,28 @@ def build_parser():
                        help="override a config variable (repeatable)")
         p.add_argument("--scale", help="a scale preset of the config")
 
-    p = sub.add_parser("demo", help=f"export the zoo's {DEFAULT_ZOO_MODEL} natively and verify it")
+    from keras_convx.exporter import stats  # numpy only: no keras before parsing
+
+    def verify_args(p):
+        p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda (default: "
+                                           "every available one)")
+        p.add_argument("--tolerance", type=float,
+                       help="max abs error as a fraction of each tensor's max |value| "
+                            f"(default {stats.CPU_TOLERANCE:g} on CPU, {stats.CUDA_TOLERANCE:g} "
+                            f"on CUDA or in float16)")
+        p.add_argument("--ort-level", default="all",
+                       choices=("disable", "basic", "extended", "all"),
+                       help="onnxruntime optimisation level the outputs are checked at, as "
+                            "deployed (default all); internal tensors are checked unoptimised")
+        p.add_argument("--no-diagnose", action="store_true",
+                       help="compare the graph outputs only, not every layer's output")
+        p.add_argument("--diagnose", action="store_true",
+                       help="compare every layer's output (the default; kept for scripts)")
+        p.add_argument("--full-report", action="store_true",
+                       help="list every compared tensor, not only the worst")
+
+    p = sub.add_parser("demo", help=f"export the zoo's {DEFAULT_ZOO_MODEL} (BatchNorm statistics "
+                                    f"as after training) natively and verify every layer")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("build", help="build a YAML config and print its layer table")
     p.add_argument("config")
@@ -294,22 +371,17 @@ def build_parser():
     p.add_argument("--dynamic", default="batch", help="dynamic dims: batch, spatial, or none")
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute")
-    p.add_argument("--no-verify", action="store_true")
-    p.add_argument("--diagnose", action="store_true", help="compare every layer's output")
-    p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda")
-    p.add_argument("--atol", type=float)
-    p.add_argument("--rtol", type=float)
+    p.add_argument("--no-verify", action="store_true", help="skip verification in onnxruntime")
+    verify_args(p)
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("verify", help="re-verify an ONNX file against its source model")
     p.add_argument("model", help="the .onnx file")
     p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
-    p.add_argument("--weights")
-    p.add_argument("--providers")
-    p.add_argument("--atol", type=float)
-    p.add_argument("--rtol", type=float)
-    p.add_argument("--report")
+    p.add_argument("--weights", help="a .weights.h5 file to load into the source first")
+    verify_args(p)
+    p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("bench", help="run the benchmark suite (writes benchmarks/RESULTS.md)")

@@ -66,6 +66,8 @@ class TensorCheck:
     cosine: float = 1.0
     into: str = None
     key: str = None
+    layer: str = None  # the Keras layer or operation the tensor belongs to
+    actual_shape: tuple = None  # set when the ONNX tensor's shape differs from Keras's
 
     @property
     def passed(self):
@@ -94,6 +96,7 @@ class VerifyReport:
     errors: list = dataclasses.field(default_factory=list)
     warnings: list = dataclasses.field(default_factory=list)
     ort_problem: dict = None
+    level_spread: float = None  # deployed level vs unoptimised graph, outputs, error/scale
     seconds: float = 0.0
 
     @property
@@ -118,8 +121,13 @@ class VerifyReport:
         if failed:
             c = failed[0]
             where = "first diverging layer" if c.role != "output" else "output"
-            return (f"{where}: {c.tensor} (error {c.rel:.3g} x its scale {c.scale:.3g}, "
-                    f"tolerance {c.tolerance:g}; {c.provider}, ORT level {c.level})")
+            if c.actual_shape is not None:
+                what = f"shape {c.actual_shape} where Keras has {tuple(c.shape)}"
+            elif not np.isfinite(c.rel):
+                what = "non-finite values where Keras has finite ones"
+            else:
+                what = f"error {c.rel:.3g} x its scale {c.scale:.3g}, tolerance {c.tolerance:g}"
+            return f"{where}: {c.tensor} ({what}; {c.provider}, ORT level {c.level})"
         if not self.informative:
             return "nothing informative to compare: every reference tensor is constant or zero"
         return "passed"
@@ -211,6 +219,30 @@ def model_inputs(model, io, batch, rng):
             x = a + b * rng.standard_normal(shape)
         arrays.append(np.asarray(x, np.float32))
     return arrays
+
+
+def calibrate_batch_norm(model, seed=0, batch=4):
+    """Sets every BatchNormalization's moving statistics to those of random inputs drawn
+    at the model's expected scale, as training would, and returns the model.
+
+    Random-init statistics (mean 0, variance 1) shrink a deep net's activations layer
+    after layer (MobileNet's random-init logits are ~1e-12): outputs like that prove
+    little. Calibrated statistics keep every tensor at a realistic scale.
+    """
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return model
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # the moving statistics become this batch's statistics
+    try:
+        arrays = model_inputs(model, {}, batch, np.random.default_rng(seed))
+        model(arrays if len(arrays) > 1 else arrays[0], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+    return model
 
 
 def _to_graph(arrays, perms):
@@ -465,16 +497,25 @@ class Verifier:
                 report.tensors.append(TensorCheck(
                     tensor=label, role=role, provider=provider, level=INSPECT_LEVEL,
                     batch=int(arrays[0].shape[0]), shape=(), tolerance=tol, status="fused",
-                    into=e["into"], key=e["key"]))
+                    into=e["into"], key=e["key"], layer=e["label"]))
                 continue
             if ref_key not in self.reference.tensors:
                 continue
             g = _from_graph([values[e["onnx"]]], [e["perm"]])[0]
             report.tensors.append(_check(label, role, provider, INSPECT_LEVEL, arrays, g,
-                                         self.reference.tensors[ref_key], tol, key=e["key"]))
+                                         self.reference.tensors[ref_key], tol, key=e["key"],
+                                         layer=e["label"]))
+        # the graph outputs themselves, unoptimised: layout moves after the last mapped
+        # tensor (an output Transpose) are checked here, and this is what tells an export
+        # error from an onnxruntime optimisation problem
         names = [o.name for o in onnx_model.graph.output]
-        return _from_graph([values[n] for n in names], self.io.get("output_perms")
-                           or [None] * len(names))
+        outputs = _from_graph([values[n] for n in names], self.io.get("output_perms")
+                              or [None] * len(names))
+        expected = self.reference.outputs[self.reference.inspect_run]
+        for name, g, e in zip(names, outputs, expected):
+            report.tensors.append(_check(name, "output", provider, INSPECT_LEVEL, arrays, g, e,
+                                         tol, cosine=True))
+        return outputs
 
     def _check_optimiser(self, report, onnx_model, live, provider, level, deployed, baseline):
         """The deployed level against the unoptimised graph: onnxruntime's own changes.
@@ -485,6 +526,7 @@ class Verifier:
         names = [o.name for o in onnx_model.graph.output]
         worst = max((stats.tensor_error(d, b).rel for d, b in zip(deployed, baseline)),
                     default=0.0)
+        report.level_spread = max(report.level_spread or 0.0, worst)
         keras_bad = [c for c in report.checks if c.provider == provider and c.status == "FAIL"]
         inspected_bad = any(c.status == "FAIL" for c in report.tensors if c.provider == provider)
         if inspected_bad or (worst <= stats.LEVEL_TOLERANCE and not keras_bad):
@@ -570,13 +612,15 @@ def _first_divergence(onnx_model, entries, arrays, provider, level):
     return found
 
 
-def _check(name, role, provider, level, arrays, actual, expected, tol, cosine=False, key=None):
+def _check(name, role, provider, level, arrays, actual, expected, tol, cosine=False, key=None,
+           layer=None):
     err = stats.tensor_error(actual, expected, cosine=cosine)
     status = "FAIL" if err.failed(tol) else ("pass" if err.informative else "uninformative")
     return TensorCheck(tensor=name, role=role, provider=provider, level=level,
                        batch=int(arrays[0].shape[0]), shape=err.shape, tolerance=tol,
                        status=status, scale=err.scale, max_abs=err.max_abs, rel=err.rel,
-                       rms_rel=err.rms_rel, cosine=err.cosine, key=key)
+                       rms_rel=err.rms_rel, cosine=err.cosine, key=key, layer=layer or name,
+                       actual_shape=err.actual_shape)
 
 
 def verify_onnx(path, model, samples=None, providers=None, tolerance=None,

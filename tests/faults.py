@@ -1,0 +1,225 @@
+"""Named faults injected into exported ONNX graphs, to prove verification catches them.
+
+Each mutation edits a copy of the graph in place and returns the Keras layer it corrupted
+(diagnosis must name it, or the layer right after when its tensor was fused away), or
+None when the graph has nothing it applies to. Targets are picked deterministically:
+the middle one of the candidate nodes in graph order.
+"""
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _set_attr(node, name, value):
+    for a in list(node.attribute):
+        if a.name == name:
+            node.attribute.remove(a)
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _inits(model):
+    return {t.name: t for t in model.graph.initializer}
+
+
+def _get(model, name):
+    return numpy_helper.to_array(_inits(model)[name])
+
+
+def _put(model, name, array):
+    _inits(model)[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
+
+
+def _middle(nodes):
+    return nodes[len(nodes) // 2] if nodes else None
+
+
+def _layer(node):
+    return node.name.split("/")[0]
+
+
+def _convs(model, pred=lambda node, w: True):
+    inits = _inits(model)
+    out = []
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in inits:
+            if pred(node, numpy_helper.to_array(inits[node.input[1]])):
+                out.append(node)
+    return out
+
+
+def scale_weight(factor):
+    def mutate(model, ctx):
+        node = _middle(_convs(model))
+        if node is None:
+            return None
+        _put(model, node.input[1], _get(model, node.input[1]) * np.float32(factor))
+        return _layer(node)
+    return mutate
+
+
+def _permute_out(model, node, order):
+    _put(model, node.input[1], _get(model, node.input[1])[order])
+    if len(node.input) > 2 and node.input[2]:
+        _put(model, node.input[2], _get(model, node.input[2])[order])
+
+
+def swap_out_channels(model, ctx):
+    node = _middle(_convs(model, lambda n, w: w.shape[0] >= 2 and _attr(n, "group", 1) == 1))
+    if node is None:
+        return None
+    n = _get(model, node.input[1]).shape[0]
+    order = np.arange(n)
+    order[[0, 1]] = [1, 0]
+    _permute_out(model, node, order)
+    return _layer(node)
+
+
+def swap_channel_halves(model, ctx):
+    node = _middle(_convs(model, lambda n, w: w.shape[0] >= 2 and _attr(n, "group", 1) == 1))
+    if node is None:
+        return None
+    n = _get(model, node.input[1]).shape[0]
+    _permute_out(model, node, np.roll(np.arange(n), n // 2))
+    return _layer(node)
+
+
+def flip_kernel(model, ctx):
+    node = _middle(_convs(model, lambda n, w: max(w.shape[2:]) > 1))
+    if node is None:
+        return None
+    w = _get(model, node.input[1])
+    _put(model, node.input[1], np.flip(w, axis=tuple(range(2, w.ndim))))
+    return _layer(node)
+
+
+def move_pad_side(model, ctx):
+    def padded(node, w):
+        pads = _attr(node, "pads", [])
+        return any(p > 0 for p in pads[: len(pads) // 2])
+    node = _middle(_convs(model, padded))
+    if node is None:
+        return None
+    pads = list(_attr(node, "pads"))
+    half = len(pads) // 2
+    axis = next(i for i in range(half) if pads[i] > 0)
+    pads[axis] -= 1
+    pads[half + axis] += 1
+    _set_attr(node, "pads", pads)
+    return _layer(node)
+
+
+def change_stride(model, ctx):
+    node = _middle(_convs(model, lambda n, w: max(_attr(n, "strides", [1])) > 1))
+    if node is None:
+        return None
+    _set_attr(node, "strides", [1] * len(_attr(node, "strides")))
+    return _layer(node)
+
+
+def change_dilation(model, ctx):
+    def candidate(node, w):
+        k = w.shape[2:]
+        pads = _attr(node, "pads", [0] * 2 * len(k))
+        return max(k) == 3 and min(k) == 3 and max(_attr(node, "strides", [1])) == 1 \
+            and max(_attr(node, "dilations", [1])) == 1 and set(pads) == {1}
+    node = _middle(_convs(model, candidate))
+    if node is None:
+        return None
+    rank = len(_attr(node, "kernel_shape"))
+    _set_attr(node, "dilations", [2] * rank)
+    _set_attr(node, "pads", [2] * (2 * rank))  # same output size: a numeric fault only
+    return _layer(node)
+
+
+def drop_bias(model, ctx):
+    def biased(node, w):
+        if len(node.input) < 3 or not node.input[2]:
+            return False
+        return float(np.abs(_get(model, node.input[2])).max()) > 0
+    node = _middle(_convs(model, biased))
+    if node is None:
+        return None
+    del node.input[2]
+    return _layer(node)
+
+
+def permute_transpose(model, ctx):
+    for node in model.graph.node:
+        perm = _attr(node, "perm")
+        if node.op_type == "Transpose" and perm and len(perm) == 4:
+            perm = list(perm)
+            perm[2], perm[3] = perm[3], perm[2]  # swaps H and W of a square image
+            _set_attr(node, "perm", perm)
+            return _layer(node)
+    return None
+
+
+def relu_to_identity(model, ctx):
+    node = _middle([n for n in model.graph.node if n.op_type == "Relu"])
+    if node is None:
+        return None
+    node.op_type = "Identity"
+    return _layer(node)
+
+
+def bn_wrong_epsilon(model, ctx):
+    """Refolds one BatchNormalization with the other common epsilon (Keras 1e-3 vs ONNX 1e-5)."""
+    import keras
+
+    folded = [e for e in ctx["tensor_map"] if e["status"] == "fused" and e["into"]
+              and isinstance(_find_layer(ctx["model"], e["into"]), keras.layers.BatchNormalization)]
+    names = {_layer(n): n for n in model.graph.node if n.op_type == "Conv"}
+    folded = [e for e in folded if e["label"] in names and len(names[e["label"]].input) > 2]
+    entry = _middle(folded)
+    if entry is None:
+        return None
+    bn = _find_layer(ctx["model"], entry["into"])
+    node = names[entry["label"]]
+    var = np.asarray(keras.ops.convert_to_numpy(bn.moving_variance), np.float64)
+    eps = float(bn.epsilon)
+    wrong = 1e-3 if eps < 1e-4 else 1e-5
+    ratio = np.sqrt((var + eps) / (var + wrong))  # s' / s, per channel
+    w = _get(model, node.input[1])
+    _put(model, node.input[1], (w * ratio.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32))
+    beta = np.asarray(keras.ops.convert_to_numpy(bn.beta), np.float64) if bn.center else 0.0
+    b = _get(model, node.input[2]).astype(np.float64)
+    _put(model, node.input[2], ((b - beta) * ratio + beta).astype(np.float32))
+    return bn.name
+
+
+def _find_layer(model, name):
+    for layer in model._flatten_layers():
+        if layer.name == name:
+            return layer
+    return None
+
+
+MUTATIONS = {
+    "scale_weight_1.05": scale_weight(1.05),
+    "scale_weight_1.5": scale_weight(1.5),
+    "swap_out_channels": swap_out_channels,
+    "swap_channel_halves": swap_channel_halves,
+    "flip_kernel": flip_kernel,
+    "move_pad_side": move_pad_side,
+    "change_stride": change_stride,
+    "change_dilation": change_dilation,
+    "drop_bias": drop_bias,
+    "permute_transpose": permute_transpose,
+    "relu_to_identity": relu_to_identity,
+    "bn_wrong_epsilon": bn_wrong_epsilon,
+}
+
+
+def mutate(proto, name, ctx):
+    """A mutated copy of `proto` and the layer it corrupted (None: not applicable)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy, MUTATIONS[name](copy, ctx)

@@ -1,0 +1,150 @@
+"""Verification's rules on small models: the tensor map through fusion and folding, the
+tolerance rule, uninformative tensors, onnxruntime optimisation problems, clear errors."""
+
+import os
+
+import keras
+import numpy as np
+import onnx
+import pytest
+
+import keras_convx as kc
+from keras_convx.exporter import ExportError, VerificationError, stats, tensor_map
+from keras_convx.exporter.verify import input_distribution
+from helpers import rand
+
+
+def _model(layers, shape, seed=0, name=None):
+    x = keras.Input(shape, name="x")
+    h = x
+    for layer in layers:
+        h = layer(h)
+    model = keras.Model(x, h, name=name)
+    for i, w in enumerate(model.weights):
+        value = rand(tuple(w.shape), seed + i)
+        w.assign(np.abs(value) + 0.5 if "variance" in w.path else value)
+    return model
+
+
+def test_map_survives_folding_and_fusion_and_reports_fused(tmp_path):
+    model = _model([keras.layers.ZeroPadding2D(1, name="pad"), kc.Conv2D(6, 3, name="conv"),
+                    keras.layers.BatchNormalization(name="bn"), keras.layers.ReLU(name="relu"),
+                    keras.layers.GlobalAveragePooling2D(name="gap"),
+                    keras.layers.Dense(5, activation="softmax", name="head")], (9, 9, 3))
+    report = kc.export_onnx(model, tmp_path / "m.onnx")
+    assert report.passed and report.bn_folded == 1 and report.fused == 1
+    by_layer = {c.layer: c for c in report.verify.tensors if c.role != "output"}
+    assert (by_layer["pad"].status, by_layer["pad"].into) == ("fused", "conv")
+    assert (by_layer["conv"].status, by_layer["conv"].into) == ("fused", "bn")
+    assert by_layer["bn"].status == by_layer["relu"].status == "pass"
+    pre = [c for c in report.verify.tensors if c.role == "preactivation"]
+    assert [c.tensor for c in pre] == ["head (before softmax)"] and pre[0].status == "pass"
+    # the map travels in the file: verify_onnx in the same way, from disk
+    entries = tensor_map.read(onnx.load(tmp_path / "m.onnx"))
+    assert {e["label"] for e in entries} >= {"pad", "conv", "bn", "relu", "gap", "head"}
+    again = kc.verify_onnx(tmp_path / "m.onnx", model)
+    assert again.passed and len(again.tensors) == len(report.verify.tensors)
+
+
+def test_keras_ops_nodes_are_compared(tmp_path):
+    x = keras.Input((8, 8, 2), name="x")
+    h = kc.Conv2D(4, 3, padding="same", name="conv")(x)
+    out = keras.layers.Add(name="add")([h, h])
+    model = keras.Model(x, out)
+    report = kc.export_onnx(model, tmp_path / "m.onnx")
+    keys = [c.key for c in report.verify.tensors if c.role == "internal"]
+    assert keys == ["conv:0:0", "add:0:0"]
+
+
+def test_tolerance_is_relative_to_scale(tmp_path):
+    """A 1% error on a tensor of magnitude 1e-6 fails; rounding on one of 1e3 passes."""
+    small = _model([kc.Conv2D(3, 3, name="conv")], (8, 8, 2))
+    for w in small.weights:
+        w.assign(keras.ops.convert_to_numpy(w) * 1e-6)
+    path = tmp_path / "s.onnx"
+    kc.export_onnx(small, path)
+    graph = onnx.load(path)
+    kernel = next(t for t in graph.graph.initializer if t.name.endswith("kernel"))
+    array = onnx.numpy_helper.to_array(kernel) * np.float32(1.01)
+    kernel.CopyFrom(onnx.numpy_helper.from_array(array, kernel.name))
+    report = kc.verify_onnx(graph, small)
+    assert not report.passed and report.diagnosis[0].layer == "conv"
+    assert 5e-3 < report.diagnosis[0].rel < 2e-2 and report.diagnosis[0].scale < 1e-4
+    big = _model([kc.Conv2D(3, 3, name="conv")], (8, 8, 2))
+    for w in big.weights:
+        w.assign(keras.ops.convert_to_numpy(w) * 1e3)
+    assert kc.export_onnx(big, tmp_path / "b.onnx").passed
+
+
+def test_constant_output_is_uninformative_not_a_pass(tmp_path):
+    model = _model([kc.Conv2D(2, 3, name="zero")], (6, 6, 1))
+    for w in model.weights:
+        w.assign(np.zeros(tuple(w.shape), np.float32))
+    with pytest.raises(VerificationError, match="nothing informative to compare"):
+        kc.export_onnx(model, tmp_path / "z.onnx")
+    report = kc.verify_onnx(tmp_path / "z.failed.onnx", model)
+    assert {c.status for c in report.checks} == {"uninformative"} and not report.passed
+    assert any("uninformative" in w for w in report.warnings)
+
+
+def test_onnxruntime_pad_fusion_into_maxpool_is_reported_as_its_problem(tmp_path):
+    """onnxruntime 1.31's PadFusion moves a zero Pad into MaxPool (whose pads mean -inf):
+    the graph is right, the optimised session is not. Reported as such, located."""
+    model = _model([kc.Conv2D(4, 3, name="conv"), keras.layers.ZeroPadding2D(1, name="pad"),
+                    keras.layers.MaxPooling2D(3, 2, name="pool"), kc.Conv2D(3, 1, name="out")],
+                   (12, 12, 2))
+    conv = model.get_layer("conv")
+    conv.bias.assign(np.full((4,), -3.0, np.float32))  # mostly negative: zero padding wins
+    report = kc.export_onnx(model, tmp_path / "m.onnx")
+    assert report.passed, report.verify.summary()  # not an export failure
+    problem = report.verify.ort_problem
+    assert problem is not None and problem["level"] == "all"
+    assert problem["first_tensor"] == "pool" and problem["first_rel"] > 1e-2
+    assert any("onnxruntime problem" in w for w in report.verify.warnings)
+    clean = kc.verify_onnx(tmp_path / "m.onnx", model, optimization_level="disable")
+    assert clean.passed and clean.ort_problem is None
+
+
+def test_graph_needing_inputs_the_model_lacks_is_a_clear_error(tmp_path):
+    model = _model([kc.Conv2D(2, 3)], (6, 6, 1))
+    kc.export_onnx(model, tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx")
+    graph.graph.input.append(onnx.helper.make_tensor_value_info("extra", 1, [1]))
+    with pytest.raises(ExportError, match=r"the ONNX graph has 2 input\(s\) .*'extra'.*model 1"):
+        kc.verify_onnx(graph, model)
+
+
+def test_graph_onnxruntime_rejects_is_a_clear_error(tmp_path):
+    model = _model([kc.Conv2D(2, 3)], (6, 6, 1))
+    kc.export_onnx(model, tmp_path / "m.onnx")
+    graph = onnx.load(tmp_path / "m.onnx")
+    conv = next(n for n in graph.graph.node if n.op_type == "Conv")
+    conv.op_type = "NoSuchOp"
+    with pytest.raises(ExportError, match=r"onnxruntime \(CPUExecutionProvider, level disable\) "
+                                          r"rejected the graph"):
+        kc.verify_onnx(graph, model)
+
+
+def test_inputs_drawn_at_the_expected_scale():
+    x = keras.Input((4, 4, 3))
+    pixels = keras.Model(x, kc.Conv2D(2, 1)(keras.layers.Rescaling(1 / 255.0)(x)))
+    assert input_distribution(pixels, 0) == ("uniform", 0.0, 255.0)
+    norm = keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 9.0, 16.0])
+    x = keras.Input((4, 4, 3))
+    normalized = keras.Model(x, kc.Conv2D(2, 1)(norm(x)))
+    kind, mean, std = input_distribution(normalized, 0)
+    assert kind == "normal"
+    np.testing.assert_allclose(np.ravel(mean), [1, 2, 3])
+    np.testing.assert_allclose(np.ravel(std), [2, 3, 4])
+    plain = _model([kc.Conv2D(2, 1)], (4, 4, 3))
+    assert input_distribution(plain, 0) == ("normal", 0.0, 1.0)
+
+
+def test_tensor_error_statistics():
+    e = np.array([[1.0, -2.0, 4.0], [0.5, 0.25, -4.0]], np.float32)
+    err = stats.tensor_error(e + np.float32(0.04), e, cosine=True)
+    assert err.scale == 4.0 and abs(err.rel - 0.01) < 1e-6 and err.informative
+    assert not err.failed(0.02) and err.failed(0.005)
+    assert stats.tensor_error(np.ones((2, 3)), np.ones((2, 3)) * 7).informative is False
+    assert stats.tensor_error(np.zeros((2, 2)), np.zeros((2, 3))).failed(1.0)  # shape
+    assert stats.tensor_error(np.full((2,), np.nan), np.ones(2) * [1, 2]).failed(1.0)
