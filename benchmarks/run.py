@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -102,8 +103,14 @@ def write_results(layers, models, out_dir, command, quick):
         f"(ratio {b['yaml'] / b['keras']:.2f}).",
         "",
     ]
-    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
-        f.write("\n".join(lines) + "\n" + NOTES)
+    target = os.path.join(out_dir, "RESULTS.md")
+    section5 = ""  # written by benchmarks/verification.py (its own, longer run): kept
+    if os.path.exists(target):
+        with open(target) as f:
+            found = re.search(r"## 5\. Verification.*?(?=\n## |\Z)", f.read(), re.S)
+        section5 = found.group(0).rstrip("\n") + "\n\n" if found else ""
+    with open(target, "w") as f:
+        f.write("\n".join(lines) + "\n" + section5 + NOTES)
     plot(layers, models, os.path.join(out_dir, "results.png"))
 
 

@@ -7,7 +7,10 @@ from keras_convx.exporter import lowerings  # noqa: F401  (registers the lowerin
 from keras_convx.exporter.export import (
     ExportReport, UnsupportedModel, export_onnx, unsupported_layers,
 )
-from keras_convx.exporter.registry import LOWERINGS, lowering
+from keras_convx.exporter.registry import (
+    CHANNELS_FIRST, KERAS_ORDER, LOWERINGS, SAME, Lowering, lowering,
+)
+from keras_convx.exporter.export import LoweringContext
 from keras_convx.exporter.verify import (
     ExportError, VerificationError, Verifier, VerifyReport, verify_onnx,
 )

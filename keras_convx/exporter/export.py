@@ -20,12 +20,17 @@ DYNAMIC = ("batch", "spatial")
 
 
 class UnsupportedModel(ValueError):
-    """The native path can't lower some layers; `problems` lists (layer, class, reason)."""
+    """The native path can't lower some layers or operations; `problems` lists
+    (name, kind and class path, reason), all of them at once."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, note=None):
         self.problems = problems
         lines = "; ".join(f"{name} ({cls}): {why}" for name, cls, why in problems)
-        super().__init__(f"native export can't lower {len(problems)} layer(s): {lines}")
+        super().__init__(
+            f"native export can't lower {len(problems)} layer(s)/operation(s): {lines}. "
+            + (f"{note}. " if note else "") +
+            f"Teach it with @keras_convx.exporter.lowering(YourClass) (see README, "
+            f"'Exporting your own layers')")
 
 
 @dataclasses.dataclass
@@ -65,11 +70,21 @@ class ExportReport:
 
 
 @dataclasses.dataclass
-class _Ctx:
+class LoweringContext:
+    """What a lowering gets besides the builder and the layer.
+
+    `args`/`kwargs`: the call's arguments with Keras tensors replaced by `Value`s (and
+    constants as given); `inputs`: those Values in the layout the lowering asked for
+    (`x` is the first); `perm`: that layout; `output_shape(s)`: Keras's output shapes.
+    """
+
     args: tuple
     kwargs: dict
     output_shape: tuple
     output_shapes: list
+    inputs: list = None
+    x: Value = None
+    perm: tuple = ()
 
 
 def _walk(model):
@@ -80,15 +95,33 @@ def _walk(model):
                 yield node
 
 
+def _kind(op):
+    """`layer keras.layers.Add` or `operation keras.src.ops.numpy.Add`: the same class name
+    means different things for a layer and a `keras.ops` node in a Functional graph."""
+    cls = type(op)
+    path = f"{cls.__module__}.{cls.__qualname__}"
+    for public in ("keras.layers", "keras_convx"):
+        mod = keras.layers if public == "keras.layers" else __import__("keras_convx")
+        if getattr(mod, cls.__name__, None) is cls:
+            path = f"{public}.{cls.__name__}"
+            break
+    return f"{'layer' if isinstance(op, keras.layers.Layer) else 'operation'} {path}"
+
+
+def _problem(op, why):
+    return (op.name, _kind(op), why)
+
+
 def unsupported_layers(model):
-    """(name, class, reason) of each layer without a lowering, nested models included."""
+    """(name, kind and class path, reason) of each layer or `keras.ops` node without a
+    lowering, nested models included."""
     problems = []
     for node in _walk(_functional(model)):
         layer = node.operation
         if isinstance(layer, keras.Model):
             problems += unsupported_layers(layer)
         elif registry.find(layer) is None:
-            problems.append((layer.name, type(layer).__name__, "no lowering registered"))
+            problems.append(_problem(layer, "no lowering registered"))
     return problems
 
 
@@ -107,18 +140,17 @@ def _lower(b, model, inputs, problems, top=True):
                 # only its outputs are mapped (by the outer graph, below)
                 results = _lower(b, layer, list(flat), problems, top=False)
             else:
-                fn = registry.find(layer)
-                if fn is None:
-                    problems.append((layer.name, type(layer).__name__, "no lowering registered"))
+                entry = registry.find(layer)
+                if entry is None:
+                    problems.append(_problem(layer, "no lowering registered"))
                     continue
                 b.scope = layer.name
                 b.preactivation = None
-                ctx = _Ctx(args, kwargs, tuple(node.outputs[0].shape),
-                           [tuple(o.shape) for o in node.outputs])
-                result = fn(b, layer, ctx)
-                results = result if isinstance(result, list) else [result]
+                ctx = LoweringContext(args, kwargs, tuple(node.outputs[0].shape),
+                                      [tuple(o.shape) for o in node.outputs])
+                results = registry.apply(b, entry, layer, ctx)
         except Unsupported as err:
-            problems.append((layer.name, type(layer).__name__, str(err)))
+            problems.append(_problem(layer, str(err)))
             continue
         for kt, value in zip(node.outputs, results):
             tensors[id(kt)] = value
@@ -317,6 +349,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         chosen = "native" if not missing else "tf2onnx"
         reason = ("every layer has a native lowering" if not missing else
                   "no native lowering for " + ", ".join(f"{n} ({c})" for n, c, _ in missing))
+        if missing and keras.backend.backend() != "tensorflow":
+            raise UnsupportedModel(missing, note=(
+                f"method='auto' would fall back to tf2onnx, which needs the TensorFlow "
+                f"backend (this is {keras.backend.backend()!r})"))
     else:
         chosen, reason = method, "requested"
     builder = None

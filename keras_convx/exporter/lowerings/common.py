@@ -20,6 +20,27 @@ def spatial_lengths(shape, data_format):
     return tuple(shape[1:-1]) if data_format == "channels_last" else tuple(shape[2:])
 
 
+def const_in_layout(array, perm):
+    """A constant that broadcasts against a Keras tensor, laid out like its ONNX value.
+
+    NumPy broadcasting aligns trailing axes, so a lower-rank constant first gets leading
+    size-1 axes; then it is transposed by the value's `perm`.
+    """
+    array = np.asarray(array, np.float32)
+    if perm is None or array.ndim == 0:
+        return array
+    if array.ndim < len(perm):
+        array = array.reshape((1,) * (len(perm) - array.ndim) + array.shape)
+    return np.ascontiguousarray(np.transpose(array, perm))
+
+
+def reduce(b, op, name, axes, keepdims=1):
+    """A Reduce* node over `axes` (an input from opset 18, an attribute before)."""
+    if b.opset >= 18 or op == "ReduceSum":
+        return b.node(op, [name, b.ints(axes, "axes")], keepdims=keepdims)
+    return b.node(op, [name], axes=list(axes), keepdims=keepdims)
+
+
 def slice_axis(b, name, axis, start, end, step=1):
     return b.node("Slice", [name, b.ints([start], "starts"), b.ints([end], "ends"),
                             b.ints([axis], "axes"), b.ints([step], "steps")])

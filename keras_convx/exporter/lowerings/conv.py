@@ -5,11 +5,9 @@ import numpy as np
 
 import keras_convx as kc
 from keras_convx import ops as cops
-from keras_convx.exporter.graph import Unsupported, Value, float_array
-from keras_convx.exporter.lowerings.common import (
-    activation, pad_spatial, spatial_in, spatial_lengths,
-)
-from keras_convx.exporter.registry import lowering
+from keras_convx.exporter.graph import Unsupported, float_array
+from keras_convx.exporter.lowerings.common import pad_spatial, spatial_lengths
+from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
 from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
 
@@ -23,8 +21,9 @@ def _torch_layout(kernel):
     return np.transpose(kernel, (rank + 1, rank) + tuple(range(rank)))
 
 
-def _window(b, layer, x, out_shape=None):
-    """Explicit padding (with the layer's mode) ahead of a window op; returns (name, conv pads)."""
+def _window(b, layer, x):
+    """Explicit padding (with the layer's mode) ahead of a window op on the channels-first
+    value `x`; returns (input name, conv pads, kernel size, strides, dilation)."""
     rank = x.ndim - 2
     padding = layer.padding
     if isinstance(padding, str):
@@ -40,11 +39,10 @@ def _window(b, layer, x, out_shape=None):
             f"{lengths} (export with static spatial dims)"
         )
     mode = getattr(layer, "padding_mode", "zeros")
-    xc, perm = spatial_in(b, x, layer.data_format)
     if mode != "zeros":
-        return pad_spatial(b, xc.name, pads, mode), [0] * (2 * rank), perm, kernel_size, strides, dilation
+        return pad_spatial(b, x.name, pads, mode), [0] * (2 * rank), kernel_size, strides, dilation
     flat = [p[0] for p in pads] + [p[1] for p in pads]
-    return xc.name, flat, perm, kernel_size, strides, dilation
+    return x.name, flat, kernel_size, strides, dilation
 
 
 def _bias(b, layer):
@@ -56,15 +54,14 @@ def _conv_node(b, name, weight, bias, kernel_size, strides, dilation, pads, grou
                   strides=list(strides), dilations=list(dilation), pads=pads, group=group)
 
 
-@lowering(kc.Conv1D, kc.Conv2D, kc.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D)
+@lowering(kc.Conv1D, kc.Conv2D, kc.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D,
+          layout=CHANNELS_FIRST, activation=True)
 def lower_conv(b, layer, ctx):
-    (x,) = ctx.args
-    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    name, pads, k, s, d = _window(b, layer, ctx.x)
     kernel = float_array(layer.kernel)
-    channels = x.shape[-1 if layer.data_format == "channels_last" else 1]
-    y = _conv_node(b, name, b.const(_torch_layout(kernel), "kernel"), _bias(b, layer), k, s, d,
-                   pads, channels // kernel.shape[-2])
-    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+    channels = ctx.x.shape[-1 if layer.data_format == "channels_last" else 1]
+    return _conv_node(b, name, b.const(_torch_layout(kernel), "kernel"), _bias(b, layer), k, s,
+                      d, pads, channels // kernel.shape[-2])
 
 
 def _depthwise_weight(kernel):
@@ -73,38 +70,33 @@ def _depthwise_weight(kernel):
 
 
 @lowering(kc.DepthwiseConv1D, kc.DepthwiseConv2D, kc.DepthwiseConv3D, L.DepthwiseConv1D,
-          L.DepthwiseConv2D)
+          L.DepthwiseConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_depthwise(b, layer, ctx):
-    (x,) = ctx.args
-    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    name, pads, k, s, d = _window(b, layer, ctx.x)
     kernel = float_array(layer.kernel)
-    y = _conv_node(b, name, b.const(_depthwise_weight(kernel), "kernel"), _bias(b, layer), k, s,
-                   d, pads, kernel.shape[-2])
-    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+    return _conv_node(b, name, b.const(_depthwise_weight(kernel), "kernel"), _bias(b, layer), k,
+                      s, d, pads, kernel.shape[-2])
 
 
 @lowering(kc.SeparableConv1D, kc.SeparableConv2D, kc.SeparableConv3D, L.SeparableConv1D,
-          L.SeparableConv2D)
+          L.SeparableConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_separable(b, layer, ctx):
-    (x,) = ctx.args
-    name, pads, perm, k, s, d = _window(b, layer, x, ctx.output_shape)
+    name, pads, k, s, d = _window(b, layer, ctx.x)
     dw = float_array(layer.depthwise_kernel)
     h = _conv_node(b, name, b.const(_depthwise_weight(dw), "depthwise_kernel"), [], k, s, d,
                    pads, dw.shape[-2], suffix="DepthwiseConv")
     pw = float_array(layer.pointwise_kernel)
     rank = layer.rank
-    y = _conv_node(b, h, b.const(_torch_layout(pw), "pointwise_kernel"), _bias(b, layer),
-                   (1,) * rank, (1,) * rank, (1,) * rank, [0] * (2 * rank), 1,
-                   suffix="PointwiseConv")
-    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))
+    return _conv_node(b, h, b.const(_torch_layout(pw), "pointwise_kernel"), _bias(b, layer),
+                      (1,) * rank, (1,) * rank, (1,) * rank, [0] * (2 * rank), 1,
+                      suffix="PointwiseConv")
 
 
 @lowering(kc.Conv1DTranspose, kc.Conv2DTranspose, kc.Conv3DTranspose, L.Conv1DTranspose,
-          L.Conv2DTranspose, L.Conv3DTranspose)
+          L.Conv2DTranspose, L.Conv3DTranspose, layout=CHANNELS_FIRST, activation=True)
 def lower_conv_transpose(b, layer, ctx):
-    (x,) = ctx.args
+    x = ctx.x
     rank = layer.rank
-    xc, perm = spatial_in(b, x, layer.data_format)
     padding = layer.padding
     if isinstance(padding, str):
         padding = A.normalize_padding(padding, rank, type(layer).__name__, allow_causal=False)
@@ -114,11 +106,10 @@ def lower_conv_transpose(b, layer, ctx):
                                  layer.strides, layer.dilation_rate, padding,
                                  layer.output_padding, size)
     kernel = float_array(layer.kernel)
-    y = b.node(
-        "ConvTranspose", [xc.name, b.const(_torch_layout(kernel), "kernel")] + _bias(b, layer),
+    return b.node(
+        "ConvTranspose", [x.name, b.const(_torch_layout(kernel), "kernel")] + _bias(b, layer),
         kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
         dilations=list(layer.dilation_rate), group=getattr(layer, "groups", 1),
         pads=[c[0] for c in crops] + [max(c[1], 0) for c in crops],
         output_padding=[max(-c[1], 0) for c in crops],
     )
-    return activation(b, layer.activation, Value(y, ctx.output_shape, perm))

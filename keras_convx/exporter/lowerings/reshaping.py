@@ -4,9 +4,9 @@ import keras
 import numpy as np
 
 import keras_convx as kc
-from keras_convx.exporter.graph import Unsupported, Value
-from keras_convx.exporter.lowerings.common import INT_MAX, pad_spatial, spatial_in
-from keras_convx.exporter.registry import lowering
+from keras_convx.exporter.graph import Unsupported
+from keras_convx.exporter.lowerings.common import INT_MAX, pad_spatial
+from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
 from keras_convx.utils import args as A
 
 L = keras.layers
@@ -25,35 +25,25 @@ def _crop(b, name, crops):
                             b.ints(range(2, 2 + rank), "axes")])
 
 
-def _data_format(layer):
-    return getattr(layer, "data_format", None) or "channels_last"
-
-
-@lowering(kc.Cropping1D, kc.Cropping2D, kc.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D)
+@lowering(kc.Cropping1D, kc.Cropping2D, kc.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+          layout=CHANNELS_FIRST)
 def lower_cropping(b, layer, ctx):
-    (x,) = ctx.args
-    xc, perm = spatial_in(b, x, _data_format(layer))
-    return Value(_crop(b, xc.name, _pairs(layer, "cropping")), ctx.output_shape, perm)
+    return _crop(b, ctx.x.name, _pairs(layer, "cropping"))
 
 
 @lowering(kc.ZeroPadding1D, kc.ZeroPadding2D, kc.ZeroPadding3D, kc.Padding1D, kc.Padding2D,
-          kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
+          kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, layout=CHANNELS_FIRST)
 def lower_padding(b, layer, ctx):
-    (x,) = ctx.args
-    xc, perm = spatial_in(b, x, _data_format(layer))
-    y = pad_spatial(b, xc.name, _pairs(layer, "padding"), getattr(layer, "mode", "zeros"),
+    y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding"), getattr(layer, "mode", "zeros"),
                     getattr(layer, "constant_value", 0.0))
-    if y == xc.name:
-        y = b.node("Identity", [y])
-    return Value(y, ctx.output_shape, perm)
+    return y if y != ctx.x.name else b.node("Identity", [y])
 
 
 @lowering(kc.UpSampling1D, kc.UpSampling2D, kc.UpSampling3D, L.UpSampling1D, L.UpSampling2D,
-          L.UpSampling3D)
+          L.UpSampling3D, layout=CHANNELS_FIRST)
 def lower_upsampling(b, layer, ctx):
-    (x,) = ctx.args
+    x = ctx.x
     rank = x.ndim - 2
-    xc, perm = spatial_in(b, x, _data_format(layer))
     size = A.normalize_scale(layer.size, rank, type(layer).__name__)
     interpolation = getattr(layer, "interpolation", "nearest")
     align = getattr(layer, "align_corners", False)
@@ -69,17 +59,14 @@ def lower_upsampling(b, layer, ctx):
     else:
         raise Unsupported(f"interpolation {interpolation!r} has no exact ONNX Resize equivalent")
     scales = b.const(np.asarray((1.0, 1.0) + tuple(float(s) for s in size), np.float32), "scales")
-    y = b.node("Resize", [xc.name, "", scales], **attrs)
-    return Value(y, ctx.output_shape, perm)
+    return b.node("Resize", [x.name, "", scales], **attrs)
 
 
-@lowering(kc.CropToMatch)
+@lowering(kc.CropToMatch, layout=CHANNELS_FIRST)
 def lower_crop_to_match(b, layer, ctx):
-    (inputs,) = ctx.args
-    x, ref = inputs
+    x, ref = ctx.x, ctx.args[0][1]  # the reference only lends its shape
     crops = layer._crops(x.shape, ref.shape)
     if any(c is None for c in crops):
         raise Unsupported("CropToMatch needs static spatial sizes")
-    xc, perm = spatial_in(b, x, layer.data_format)
-    return Value(_crop(b, xc.name, crops), ctx.output_shape, perm)
+    return _crop(b, x.name, crops)
 

@@ -1,0 +1,43 @@
+"""Lowerings of Keras's pooling layers."""
+
+import keras
+
+from keras_convx.exporter.lowerings.conv import _window
+from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
+
+L = keras.layers
+
+
+def _pool(op):
+    def lower(b, layer, ctx):
+        name, pads, k, s, _ = _window(b, layer, ctx.x)
+        attrs = dict(kernel_shape=list(k), strides=list(s), pads=pads)
+        if op == "AveragePool":
+            attrs["count_include_pad"] = 0  # Keras averages over the valid positions only
+        return b.node(op, [name], **attrs)
+    lower.__name__ = f"lower_{op.lower()}"
+    return lower
+
+
+for _cls, _op in ((L.MaxPooling1D, "MaxPool"), (L.MaxPooling2D, "MaxPool"),
+                  (L.MaxPooling3D, "MaxPool"), (L.AveragePooling1D, "AveragePool"),
+                  (L.AveragePooling2D, "AveragePool"), (L.AveragePooling3D, "AveragePool")):
+    lowering(_cls, layout=CHANNELS_FIRST)(_pool(_op))
+
+
+def _global(op):
+    def lower(b, layer, ctx):
+        axes = list(range(2, ctx.x.ndim))
+        keep = int(bool(layer.keepdims))
+        if b.opset >= 18:
+            return b.node(op, [ctx.x.name, b.ints(axes, "axes")], keepdims=keep)
+        return b.node(op, [ctx.x.name], axes=axes, keepdims=keep)
+    lower.__name__ = f"lower_global_{op.lower()}"
+    return lower
+
+
+for _cls, _op in ((L.GlobalAveragePooling1D, "ReduceMean"),
+                  (L.GlobalAveragePooling2D, "ReduceMean"),
+                  (L.GlobalAveragePooling3D, "ReduceMean"), (L.GlobalMaxPooling1D, "ReduceMax"),
+                  (L.GlobalMaxPooling2D, "ReduceMax"), (L.GlobalMaxPooling3D, "ReduceMax")):
+    lowering(_cls, layout=CHANNELS_FIRST)(_global(_op))

@@ -1,0 +1,80 @@
+"""Lowerings of the Keras preprocessing layers that models carry inside: Rescaling,
+Normalization, Resizing, CenterCrop."""
+
+import keras
+import numpy as np
+
+from keras_convx.exporter.graph import Unsupported, float_array
+from keras_convx.exporter.lowerings.common import const_in_layout
+from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
+
+L = keras.layers
+
+
+def _array(value):
+    if isinstance(value, (int, float)):
+        return np.asarray(value, np.float32)
+    return np.asarray(keras.ops.convert_to_numpy(value), np.float32)
+
+
+@lowering(L.Rescaling)
+def lower_rescaling(b, layer, ctx):
+    x = ctx.x
+    scale, offset = _array(layer.scale), _array(layer.offset)
+    if scale.ndim and keras.config.image_data_format() == "channels_first":
+        scale = scale.reshape(scale.shape + (1,) * (3 - scale.ndim))  # as Rescaling.call
+    y = b.node("Mul", [x.name, b.const(const_in_layout(scale, x.perm), "scale")])
+    if np.any(offset != 0):
+        y = b.node("Add", [y, b.const(const_in_layout(offset, x.perm), "offset")])
+    return y
+
+
+@lowering(L.Normalization)
+def lower_normalization(b, layer, ctx):
+    x = ctx.x
+    if layer.mean is None:
+        raise Unsupported("Normalization without mean/variance (call adapt() first)")
+    mean = float_array(layer.mean)
+    std = np.maximum(np.sqrt(float_array(layer.variance)),
+                     np.float32(keras.config.epsilon())).astype(np.float32)
+    mean_c = b.const(const_in_layout(mean, x.perm), "mean")
+    if layer.invert:  # mean + x * std
+        return b.node("Add", [b.node("Mul", [x.name, b.const(const_in_layout(std, x.perm),
+                                                               "std")]), mean_c])
+    # (x - mean) / std, as Keras computes it (a division, not a multiply by 1/std)
+    return b.node("Div", [b.node("Sub", [x.name, mean_c]),
+                          b.const(const_in_layout(std, x.perm), "std")])
+
+
+@lowering(L.Resizing, layout=CHANNELS_FIRST)
+def lower_resizing(b, layer, ctx):
+    x = ctx.x
+    if getattr(layer, "crop_to_aspect_ratio", False) or getattr(layer, "pad_to_aspect_ratio",
+                                                                 False):
+        raise Unsupported("Resizing with crop_to_aspect_ratio/pad_to_aspect_ratio")
+    modes = {"bilinear": dict(mode="linear", coordinate_transformation_mode="half_pixel"),
+             "nearest": dict(mode="nearest", coordinate_transformation_mode="half_pixel",
+                             nearest_mode="round_prefer_ceil")}
+    if layer.interpolation not in modes or getattr(layer, "antialias", False):
+        raise Unsupported(f"Resizing(interpolation={layer.interpolation!r}"
+                          f"{', antialias=True' if getattr(layer, 'antialias', False) else ''})"
+                          f": only bilinear and nearest without antialias have an exact Resize")
+    sizes = [int(x.shape[p]) if x.shape[p] is not None else None for p in x.perm[:2]]
+    if None in sizes:
+        raise Unsupported("Resizing needs a static channel count")
+    target = b.ints(sizes + [int(layer.height), int(layer.width)], "sizes")
+    return b.node("Resize", [x.name, "", "", target], **modes[layer.interpolation])
+
+
+@lowering(L.CenterCrop, layout=CHANNELS_FIRST)
+def lower_center_crop(b, layer, ctx):
+    x = ctx.x
+    h, w = (x.shape[p] for p in x.perm[2:4])
+    if h is None or w is None or h < layer.height or w < layer.width:
+        raise Unsupported("CenterCrop needs static spatial sizes at least the target size "
+                          "(smaller inputs are resized by Keras)")
+    top, left = (h - layer.height) // 2, (w - layer.width) // 2
+    return b.node("Slice", [x.name, b.ints([top, left], "starts"),
+                            b.ints([top + layer.height, left + layer.width], "ends"),
+                            b.ints([2, 3], "axes")])
+
