@@ -146,7 +146,7 @@ def update_results(paths):
     section = "\n".join(render(results)) + "\n"
     pattern = re.compile(r"## 5\. Verification.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
-        text = pattern.sub(section.rstrip("\n"), text)
+        text = pattern.sub(lambda _: section.rstrip("\n"), text)
     else:
         marker = "## Notes"
         text = text.replace(marker, section + "\n" + marker) if marker in text else \

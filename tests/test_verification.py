@@ -148,3 +148,32 @@ def test_tensor_error_statistics():
     assert stats.tensor_error(np.ones((2, 3)), np.ones((2, 3)) * 7).informative is False
     assert stats.tensor_error(np.zeros((2, 2)), np.zeros((2, 3))).failed(1.0)  # shape
     assert stats.tensor_error(np.full((2,), np.nan), np.ones(2) * [1, 2]).failed(1.0)
+
+
+def test_external_data_is_written_atomically_and_verified(tmp_path):
+    """Graphs past protobuf's 2 GiB keep their weights in `<name>.onnx.data` (forced here
+    on a small model; `make bench` exports a >2 GB one)."""
+    model = _model([kc.Conv2D(32, 3, name="conv"), keras.layers.BatchNormalization(name="bn"),
+                    kc.Conv2D(16, 3, name="out")], (12, 12, 3))
+    path = tmp_path / "m.onnx"
+    report = kc.export_onnx(model, path, external_data=True)
+    assert report.passed and report.external_data == "m.onnx.data"
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data"]  # nothing staged left
+    assert os.path.getsize(tmp_path / "m.onnx.data") > 4 * os.path.getsize(tmp_path / "m.onnx")
+    again = kc.verify_onnx(path, model)  # from disk: weights read from the data file
+    assert again.passed and again.tensors
+    # a corrupted weight in the data file is caught and located
+    raw = bytearray((tmp_path / "m.onnx.data").read_bytes())
+    raw[256:1024] = bytes(768)
+    (tmp_path / "m.onnx.data").write_bytes(bytes(raw))
+    broken = kc.verify_onnx(path, model)
+    assert not broken.passed and broken.diagnosis
+    # a failing export keeps its folder (model + data) and the report, nothing at `path`
+    bad = _model([kc.Conv2D(32, 3)], (6, 6, 16))
+    for w in bad.weights:
+        w.assign(np.zeros(tuple(w.shape), np.float32))
+    with pytest.raises(VerificationError, match=r"kept .*b\.failed"):
+        kc.export_onnx(bad, tmp_path / "b.onnx", external_data=True)
+    assert sorted(os.listdir(tmp_path / "b.failed")) == ["b.onnx", "b.onnx.data"]
+    assert (tmp_path / "b.failed.json").exists() and not (tmp_path / "b.onnx").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".keras_convx")]

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -16,6 +17,8 @@ from keras_convx.exporter.tensor_map import functional as _functional, tensor_ke
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
 
 METHODS = ("auto", "native", "tf2onnx")
+# protobuf refuses messages over 2 GiB: past this many weight bytes, they go to a data file
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 DYNAMIC = ("batch", "spatial")
 
 
@@ -47,6 +50,7 @@ class ExportReport:
     export_seconds: float = 0.0
     bn_folded: int = 0
     fused: int = 0
+    external_data: str = None
     verify: VerifyReport = None
 
     @property
@@ -293,7 +297,7 @@ def _finalize(proto, io):
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
                 providers=None, tolerance=None, samples=None, nchw_io=False,
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
-                fp16=False, optimization_level="all"):
+                fp16=False, optimization_level="all", external_data="auto"):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -316,6 +320,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             `diagnosis` names the first that diverges. On by default; `False` checks
             the outputs only (faster, and blind to errors the outputs hide).
         fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
+        external_data: `"auto"` (weights in `<name>.onnx.data` beside the file when they
+            pass protobuf's 2 GiB limit), `True` (always) or `False` (never).
         fp16: store weights and compute in float16 (inputs and outputs stay float32);
             verified at float16 tolerance. Mixed-precision Keras models export to float32
             unless this is set.
@@ -337,6 +343,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
     if not 17 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be in 17..21, got {opset}")
+    if external_data not in ("auto", True, False):
+        raise ValueError(f"export: external_data must be 'auto', True or False, got "
+                         f"{external_data!r}")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -378,52 +387,77 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                           transpose_count=_count(proto, "Transpose"),
                           bn_folded=builder.bn_folded if builder is not None else 0,
                           fused=builder.pads_fused if builder is not None else 0)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".keras_convx-", suffix=".onnx.tmp")
-    os.close(fd)
+    external = external_data is True or (
+        external_data == "auto" and sum(len(t.raw_data) for t in proto.graph.initializer)
+        > EXTERNAL_DATA_THRESHOLD)
+    # everything is staged in a hidden folder beside `path` and moved in only once proven
+    stage = tempfile.mkdtemp(dir=folder, prefix=".keras_convx-")
+    tmp = os.path.join(stage, os.path.basename(path))
+    data_name = os.path.basename(path) + ".data"
     try:
-        # serialized once; full_check runs strict shape inference too
-        data = proto.SerializeToString()
+        if external:
+            # protobuf can't hold 2 GB: the weights go to `<name>.onnx.data` beside the file
+            onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+            data = proto.SerializeToString()  # the graph alone; the weights stay on disk
+            check = tmp
+        else:
+            data = proto.SerializeToString()  # serialized once
+            _write_file(tmp, data)
+            check = data
         try:
-            onnx.checker.check_model(data, full_check=True)
+            onnx.checker.check_model(check, full_check=True)  # strict shape inference too
         except Exception as err:
             raise ExportError(f"export ({chosen}): the ONNX checker rejects the graph: "
                               f"{str(err).strip().splitlines()[0]}") from None
-        _write_file(tmp, data)
         report.export_seconds = time.perf_counter() - start
-        report.file_size = os.path.getsize(tmp)
+        report.file_size = sum(os.path.getsize(os.path.join(stage, f)) for f in os.listdir(stage))
+        report.external_data = data_name if external else None
         if verify:
             try:
                 verifier = Verifier(model, io, tensor_map.read(proto), samples)
                 report.verify = verifier.verify(proto, tmp, providers, tolerance,
                                                 optimization_level, inspect=diagnose,
-                                                serialized=data)
+                                                serialized=data,
+                                                base_dir=stage if external else None)
             except ExportError as err:
-                _keep_failed(path, tmp, report)
+                kept = _keep_failed(path, stage, report, external)
                 raise ExportError(f"export ({chosen}): verification could not run: {err}; kept "
-                                  f"{os.path.splitext(path)[0]}.failed.onnx", report) from None
+                                  f"{kept}", report) from None
             report.verify.path = path
             if not report.verify.passed:
-                stem = _keep_failed(path, tmp, report)
+                kept = _keep_failed(path, stage, report, external)
                 raise VerificationError(
                     f"export ({chosen}): verification failed, {report.verify.summary()}; kept "
-                    f"{stem}.failed.onnx and {stem}.failed.json", report)
-        _umask_mode(tmp)
-        os.replace(tmp, path)
+                    f"{kept} and {os.path.splitext(path)[0]}.failed.json", report)
+        for name in ([data_name] if external else []) + [os.path.basename(path)]:
+            _umask_mode(os.path.join(stage, name))
+            os.replace(os.path.join(stage, name), os.path.join(folder, name))  # data first
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(stage, ignore_errors=True)
     return report
 
 
-def _keep_failed(path, tmp, report):
-    """Moves the unproven graph to `<stem>.failed.onnx` beside its report; returns the stem."""
+def _keep_failed(path, stage, report, external):
+    """Keeps the unproven graph for inspection, with its report; returns what was kept.
+
+    `<stem>.failed.onnx`; a graph with external data keeps its folder, `<stem>.failed/`,
+    since the model file finds its data file by a relative name.
+    """
     stem = os.path.splitext(path)[0]
-    _umask_mode(tmp)
-    os.replace(tmp, stem + ".failed.onnx")
+    if external:
+        kept = stem + ".failed"
+        shutil.rmtree(kept, ignore_errors=True)
+        os.replace(stage, kept)
+    else:
+        kept = stem + ".failed.onnx"
+        tmp = os.path.join(stage, os.path.basename(path))
+        _umask_mode(tmp)
+        os.replace(tmp, kept)
     with open(stem + ".failed.json", "w") as f:
         f.write(report.to_json())
     _umask_mode(stem + ".failed.json")
-    return stem
+    return kept
 
 
 def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):

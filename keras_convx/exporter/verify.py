@@ -336,7 +336,21 @@ class Reference:
                 self.tensors[("out", key)] = values[id(found[key][0])]
 
 
-def _session(data, provider, level):
+def _session(data, provider, level, base_dir=None):
+    """An onnxruntime session on serialized `data`. A graph with external data is read
+    from a file in `base_dir`, where its data file lies (ONNX resolves it relative to the
+    model file), written just for the session and removed once onnxruntime has read it."""
+    if base_dir is not None and isinstance(data, bytes):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(dir=base_dir, prefix=".keras_convx-session-",
+                                    suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            return _session(path, provider, level)
+        finally:
+            os.remove(path)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -412,7 +426,7 @@ class Verifier:
         self.reference = Reference(model, self.entries, runs, inspect)
 
     def verify(self, onnx_model, path="", providers=None, tolerance=None,
-               optimization_level="all", inspect=True, serialized=None):
+               optimization_level="all", inspect=True, serialized=None, base_dir=None):
         """Runs `onnx_model` (a ModelProto; `serialized`: its bytes, if at hand) and
         compares; returns a `VerifyReport`."""
         import time
@@ -436,6 +450,7 @@ class Verifier:
                 f"{len(self.reference.skipped)} mapped tensor(s) are not in this model "
                 f"(e.g. {self.reference.skipped[0]}): not compared")
         floor = precision_tolerance(self.model, onnx_model)
+        self._base_dir = base_dir  # set for graphs whose weights are external data
         plain = serialized if serialized is not None else onnx_model.SerializeToString()
         live = [e for e in self.entries if e["status"] == "live"
                 and (("pre" if e["kind"] == "preactivation" else "out"), e["key"])
@@ -484,7 +499,7 @@ class Verifier:
             return None
 
     def _run_outputs(self, report, data, onnx_model, provider, level, tol):
-        session = _session(data, provider, level)
+        session = _session(data, provider, level, self._base_dir)
         names = [o.name for o in onnx_model.graph.output]
         out_perms = self.io.get("output_perms") or [None] * len(names)
         inspected = None
@@ -502,7 +517,7 @@ class Verifier:
 
     def _run_tensors(self, report, data, onnx_model, provider, tol):
         """Every mapped tensor at INSPECT_LEVEL; returns the graph outputs of that run."""
-        session = _session(data, provider, INSPECT_LEVEL)
+        session = _session(data, provider, INSPECT_LEVEL, self._base_dir)
         arrays = self.reference.runs[self.reference.inspect_run]
         got = self._run(report, session, arrays, f"{provider}, level {INSPECT_LEVEL}, inspection")
         if got is None:
@@ -556,7 +571,7 @@ class Verifier:
             return
         first = _first_divergence(onnx_model, [e for e in live if e["kind"] == "output"],
                                   self._feeds_for(self.reference.runs[self.reference.inspect_run]),
-                                  provider, level)
+                                  provider, level, self._base_dir)
         report.ort_problem = {"provider": provider, "level": level,
                               "correct_at": INSPECT_LEVEL, "output_rel": worst,
                               "first_tensor": first[0] if first else None,
@@ -602,7 +617,7 @@ def _prefix_graph(onnx_model, output_name):
     return model.SerializeToString()
 
 
-def _first_divergence(onnx_model, entries, arrays, provider, level):
+def _first_divergence(onnx_model, entries, arrays, provider, level, base_dir=None):
     """(label, rel) of the first mapped tensor where `level` and INSPECT_LEVEL disagree.
 
     Exposing a tensor as an output can block the very fusion at fault, so each probe
@@ -615,7 +630,7 @@ def _first_divergence(onnx_model, entries, arrays, provider, level):
         data = _prefix_graph(onnx_model, entry["onnx"])
         runs = []
         for lvl in (level, INSPECT_LEVEL):
-            session = _session(data, provider, lvl)
+            session = _session(data, provider, lvl, base_dir)
             feeds = {i.name: arrays[graph_inputs.index(i.name)] for i in session.get_inputs()}
             runs.append(session.run(None, feeds)[0])
         rel = stats.tensor_error(runs[0], runs[1]).rel
@@ -683,9 +698,12 @@ def verify_onnx(path, model, samples=None, providers=None, tolerance=None,
         onnx_model, path = path, ""
     else:
         try:
-            onnx_model = onnx.load(os.fspath(path))
+            # weights in external data stay on disk: sessions read them from there
+            onnx_model = onnx.load(os.fspath(path), load_external_data=False)
         except Exception as err:
             raise ExportError(f"verify: can't read {path}: {_first_line(err)}") from None
     verifier = Verifier(model, _metadata(onnx_model), tensor_map.read(onnx_model), samples,
                         batch_sizes, seed)
-    return verifier.verify(onnx_model, path, providers, tolerance, optimization_level, inspect)
+    external = path and any(t.data_location == 1 for t in onnx_model.graph.initializer)
+    return verifier.verify(onnx_model, path, providers, tolerance, optimization_level, inspect,
+                           base_dir=os.path.dirname(os.path.abspath(path)) if external else None)
