@@ -27,8 +27,17 @@ test: $(STAMP)
 		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider tests; \
 	done
 
+# Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
+# keras.applications against Keras's own export (section 6; needs the bench extra).
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
+	@mkdir -p benchmarks/runs; set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/verification.py --out benchmarks/runs/v-$$b.json; \
+		KERAS_BACKEND=$$b $(PY) benchmarks/applications.py --out benchmarks/runs/a-$$b.json; \
+	done
+	$(PY) benchmarks/verification.py --update-results $(BACKENDS:%=benchmarks/runs/v-%.json)
+	$(PY) benchmarks/applications.py --update-results $(BACKENDS:%=benchmarks/runs/a-%.json)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

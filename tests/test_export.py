@@ -344,3 +344,18 @@ def test_native_export_equal_across_backends(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         np.testing.assert_allclose(np.load(tmp_path / f"{backend}.npy"), reference, rtol=0,
                                    atol=1e-5 * np.abs(reference).max())
+
+
+def test_readme_custom_lowering_example(tmp_path, monkeypatch):
+    """The README's example of a user's own layer and lowering runs as written."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index("# custom-lowering example")
+    block = text[start:text.index("```", start)]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    report = scope["report"]
+    assert report.passed and os.path.exists(tmp_path / "scaled.onnx")
+    assert any(n.op_type == "Mul" and n.name.startswith("scale")
+               for n in onnx.load(tmp_path / "scaled.onnx").graph.node)

@@ -59,10 +59,11 @@ def lower_resizing(b, layer, ctx):
         raise Unsupported(f"Resizing(interpolation={layer.interpolation!r}"
                           f"{', antialias=True' if getattr(layer, 'antialias', False) else ''})"
                           f": only bilinear and nearest without antialias have an exact Resize")
-    sizes = [int(x.shape[p]) if x.shape[p] is not None else None for p in x.perm[:2]]
-    if None in sizes:
-        raise Unsupported("Resizing needs a static channel count")
-    target = b.ints(sizes + [int(layer.height), int(layer.width)], "sizes")
+    # sizes = (N, C) of the input, then the target: exact, with any batch size
+    batch_channels = b.node("Slice", [b.node("Shape", [x.name]), b.ints([0], "starts"),
+                                      b.ints([2], "ends")])
+    target = b.node("Concat", [batch_channels, b.ints([int(layer.height), int(layer.width)],
+                                                      "size")], axis=0)
     return b.node("Resize", [x.name, "", "", target], **modes[layer.interpolation])
 
 
