@@ -12,13 +12,12 @@ The second form writes section 6 of benchmarks/RESULTS.md.
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 # The smallest constructor of each family (the default run); `--models all` runs the 40.
 SMALLEST = ["ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0", "InceptionV3",
@@ -161,23 +160,9 @@ def render(results):
 
 
 def update_results(paths):
-    results = []
-    for path in paths:
-        with open(path) as f:
-            results.append(json.load(f))
-    target = os.path.join(ROOT, "benchmarks", "RESULTS.md")
-    with open(target) as f:
-        text = f.read()
-    section = "\n".join(render(results))
-    pattern = re.compile(r"## 6\. keras\.applications.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        marker = "## Notes"
-        text = text.replace(marker, section + "\n\n" + marker) if marker in text else \
-            text + "\n" + section + "\n"
-    with open(target, "w") as f:
-        f.write(text)
+    from benchmarks.sections import update
+
+    update(6, render, paths)
 
 
 def main(argv=None):

@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "benchmarks")
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # `python benchmarks/run.py` puts only benchmarks/ there
 
 
 def _run(script, backend, out, extra):
@@ -104,13 +105,17 @@ def write_results(layers, models, out_dir, command, quick):
         "",
     ]
     target = os.path.join(out_dir, "RESULTS.md")
-    section5 = ""  # written by benchmarks/verification.py (its own, longer run): kept
+    kept = ""  # sections 5 and 6 come from their own, longer runs: kept as they are
     if os.path.exists(target):
+        from benchmarks.sections import section_pattern
+
         with open(target) as f:
-            found = re.search(r"## 5\. Verification.*?(?=\n## |\Z)", f.read(), re.S)
-        section5 = found.group(0).rstrip("\n") + "\n\n" if found else ""
+            old = f.read()
+        for number in (5, 6):
+            found = section_pattern(number).search(old)
+            kept += found.group(0).rstrip("\n") + "\n\n" if found else ""
     with open(target, "w") as f:
-        f.write("\n".join(lines) + "\n" + section5 + NOTES)
+        f.write("\n".join(lines) + "\n" + kept + NOTES)
     plot(layers, models, os.path.join(out_dir, "results.png"))
 
 

@@ -16,13 +16,12 @@ The second form writes section 5 of benchmarks/RESULTS.md from the JSON files.
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fault table and the BatchNorm helper
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # the fault table and the BatchNorm helper
 
 
 def measure(models, repeats=3):
@@ -136,23 +135,9 @@ def render(results):
 
 
 def update_results(paths):
-    results = []
-    for path in paths:
-        with open(path) as f:
-            results.append(json.load(f))
-    target = os.path.join(ROOT, "benchmarks", "RESULTS.md")
-    with open(target) as f:
-        text = f.read()
-    section = "\n".join(render(results)) + "\n"
-    pattern = re.compile(r"## 5\. Verification.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n"), text)
-    else:
-        marker = "## Notes"
-        text = text.replace(marker, section + "\n" + marker) if marker in text else \
-            text + "\n" + section
-    with open(target, "w") as f:
-        f.write(text)
+    from benchmarks.sections import update
+
+    update(5, render, paths)
 
 
 def main(argv=None):

@@ -8,21 +8,9 @@ the middle one of the candidate nodes in graph order.
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
-
-def _attr(node, name, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _set_attr(node, name, value):
-    for a in list(node.attribute):
-        if a.name == name:
-            node.attribute.remove(a)
-    node.attribute.append(helper.make_attribute(name, value))
+from keras_convx.exporter.passes import _attr, _set_attr  # reading/writing node attributes
 
 
 def _inits(model):
