@@ -135,6 +135,10 @@ def render(results):
              "Keras) | nodes (ours / Keras) | Transposes (ours / Keras) | ms b1 (ours / Keras) "
              "| ms b8 (ours / Keras) |",
              "|---|---|---|---|---|---|---|---|---|"]
+    partial = [f"{res['backend']} ({len(res['rows'])} models: stopped early)" for res in results
+               if res.get("partial")]
+    if partial:
+        lines[2] += " Partial runs: " + ", ".join(partial) + "."
     summary = []
     for res in results:
         ours = keras_ = 0
