@@ -463,12 +463,14 @@ def _keep_failed(path, stage, report, external):
 def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):
     """tf2onnx with its failures as `ExportError`s naming the method and the cause."""
     if keras.backend.backend() != "tensorflow":
-        return lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)  # says why
+        raise ValueError(f"export: method='tf2onnx' needs the TensorFlow backend, this is "
+                         f"{keras.backend.backend()!r}")
     try:
         return lower_tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     except Exception as err:
-        raise ExportError(f"export (tf2onnx): conversion failed: "
-                          f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ExportError(f"export (tf2onnx): conversion failed: {type(err).__name__}: "
+                          f"{cause}") from None
 
 
 def _write_file(path, data):

@@ -70,10 +70,7 @@ def lowering(*classes, layout=SAME, activation=False):
 
 
 def find(layer):
-    entry = LOWERINGS.get(type(layer))
-    if entry is not None and not isinstance(entry, Lowering):  # a plain function set directly
-        entry = Lowering(entry)
-    return entry
+    return LOWERINGS.get(type(layer))
 
 
 def _values(obj):

@@ -487,8 +487,7 @@ class Verifier:
                 f"needs inputs the model does not have can't be verified")
 
     def _feeds(self, session, arrays):
-        perms = self.io.get("input_perms") or [None] * len(arrays)
-        return dict(zip([i.name for i in session.get_inputs()], _to_graph(arrays, perms)))
+        return dict(zip([i.name for i in session.get_inputs()], self._feeds_for(arrays)))
 
     def _run(self, report, session, arrays, what):
         try:
@@ -587,6 +586,7 @@ class Verifier:
             f"GraphOptimizationLevel ORT_DISABLE_ALL, or check a newer onnxruntime")
 
     def _feeds_for(self, arrays):
+        """The input arrays in the graph's layout, in input order."""
         perms = self.io.get("input_perms") or [None] * len(arrays)
         return _to_graph(arrays, perms)
 
