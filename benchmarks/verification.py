@@ -25,7 +25,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]  # the fault table and the Ba
 
 
 # squeeze-and-excitation nets: the largest rounding spread among the applications tested
-EFFICIENT_NETS = ("EfficientNetB0", "EfficientNetB3", "EfficientNetV2B0", "EfficientNetV2S")
+EFFICIENT_NETS = ("EfficientNetB0", "EfficientNetB3", "EfficientNetB5", "EfficientNetB7",
+                  "EfficientNetV2B0", "EfficientNetV2S", "EfficientNetV2L")
 
 
 def measure(models, repeats=3):
@@ -65,8 +66,10 @@ def measure(models, repeats=3):
         row = {}
         for level in LEVELS:
             report = verifier.verify(proto, optimization_level=level)
-            compared = [c for c in report.checks + report.tensors if c.status in ("pass", "FAIL")]
+            compared = report.informative  # pass, FAIL and amplified
+            amplified = [c for c in compared if c.status == "amplified"]
             row[level] = {"worst": max(c.rel for c in compared), "passed": report.passed,
+                          "amplified": len(amplified), "local_worst": report.local_worst,
                           "vs_unoptimised": report.level_spread,
                           "ort_problem": report.ort_problem}
         out["models"][name] = row
@@ -78,8 +81,7 @@ def measure(models, repeats=3):
             try:
                 report = verifier.verify(mutant, optimization_level="disable")
                 # inf: a shape the model does not have (caught, but no size to measure)
-                effect = max((c.rel for c in report.checks + report.tensors
-                              if c.status in ("pass", "FAIL")), default=float("inf"))
+                effect = max((c.rel for c in report.informative), default=float("inf"))
                 caught = not report.passed
             except ExportError:
                 effect, caught = float("inf"), True

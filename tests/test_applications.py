@@ -11,15 +11,15 @@ from helpers import BACKEND, realistic_batch_norm
 
 APPLICATIONS = sorted(n for n, obj in vars(keras.applications).items()
                       if callable(obj) and n[:1].isupper())
-# Benchmark only: >= 19M parameters at these sizes, or minutes of CI per backend. Deep
-# squeeze-and-excitation nets with random weights amplify float32 rounding: the sigmoid
-# gates see pre-activations of ~1e3, so EfficientNetV2S (torch's weights, 2.5e-3) and the
-# larger EfficientNets can exceed the tolerance with a correct graph (README: limits).
+# Benchmark only (CI time): >= 19M parameters at these sizes, or minutes of CI per backend.
+# The larger EfficientNets amplify float32 rounding past the tolerance; verification tells
+# that from a wrong graph (test_verification.py runs EfficientNetB5, README: "Models that
+# amplify rounding"), and benchmarks/applications.py exports and verifies all of them.
 LARGE = {"ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge", "EfficientNetB4", "EfficientNetB5",
          "EfficientNetB6", "EfficientNetB7", "EfficientNetV2S", "EfficientNetV2M",
          "EfficientNetV2L", "NASNetLarge", "ResNet152", "ResNet152V2"}
-# Smallest input each family accepts; EfficientNets at 64: at 32 their deepest maps are
-# 1x1 and random-weight SE gates amplify float32 rounding past any useful tolerance.
+# Smallest input each family accepts; EfficientNets at 64 (at 32 their deepest maps are
+# 1x1 and every SE gate saturates: the test of amplified rounding uses that).
 SIZES = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75}
 FAMILY_SIZES = {"EfficientNet": 64}
 # JAX compiles every op per shape: the smallest model of each family.

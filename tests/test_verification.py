@@ -11,7 +11,7 @@ import pytest
 import keras_convx as kc
 from keras_convx.exporter import ExportError, VerificationError, stats, tensor_map
 from keras_convx.exporter.verify import input_distribution
-from helpers import rand
+from helpers import BACKEND, rand
 
 
 def _model(layers, shape, seed=0, name=None):
@@ -39,6 +39,10 @@ def test_map_survives_folding_and_fusion_and_reports_fused(tmp_path):
     assert by_layer["bn"].status == by_layer["relu"].status == "pass"
     pre = [c for c in report.verify.tensors if c.role == "preactivation"]
     assert [c.tensor for c in pre] == ["head (before softmax)"] and pre[0].status == "pass"
+    # a squashed layer is compared after its activation too, not only before it
+    head = {c.role: c.status for c in report.verify.tensors if c.layer == "head"}
+    assert head == {"internal": "pass", "preactivation": "pass", "output": "pass"} or \
+        head == {"internal": "pass", "preactivation": "pass"}, head
     # the map travels in the file: verify_onnx in the same way, from disk
     entries = tensor_map.read(onnx.load(tmp_path / "m.onnx"))
     assert {e["label"] for e in entries} >= {"pad", "conv", "bn", "relu", "gap", "head"}
@@ -177,3 +181,59 @@ def test_external_data_is_written_atomically_and_verified(tmp_path):
     assert sorted(os.listdir(tmp_path / "b.failed")) == ["b.onnx", "b.onnx.data"]
     assert (tmp_path / "b.failed.json").exists() and not (tmp_path / "b.onnx").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".keras_convx")]
+
+
+@pytest.fixture(scope="module")
+def amplifying_export(tmp_path_factory):
+    """EfficientNetB5 with random weights at 32x32: its saturated squeeze-and-excitation
+    gates flip under a one-ulp change of the input, so float32 rounding alone moves its
+    deep tensors by more than any useful tolerance (Keras's own run included)."""
+    from helpers import realistic_batch_norm
+
+    keras.utils.set_random_seed(1)
+    model = realistic_batch_norm(
+        keras.applications.EfficientNetB5(weights=None, input_shape=(32, 32, 3)), seed=1)
+    path = tmp_path_factory.mktemp("amplifying") / "b5.onnx"
+    return model, path, kc.export_onnx(model, path, method="native")
+
+
+AMPLIFYING = pytest.mark.skipif(
+    BACKEND == "jax", reason="CI time: JAX compiles EfficientNetB5's ops one by one for three "
+    "eager passes (the rule is backend-independent code; TF and torch run it)")
+
+
+@AMPLIFYING
+def test_amplified_rounding_passes_when_every_layer_matches(amplifying_export):
+    model, path, report = amplifying_export
+    v = report.verify
+    assert v.passed, v.summary()
+    amplified = [c for c in v.checks + v.tensors if c.status == "amplified"]
+    # a correct graph the plain rule would fail: errors far beyond tolerance...
+    assert amplified and max(c.rel for c in amplified) > 10 * stats.CPU_TOLERANCE
+    # ...each within a small multiple of Keras's own one-ulp sensitivity...
+    assert all(c.rel <= stats.AMPLIFICATION * c.sensitivity for c in amplified)
+    # ...while every layer fed the graph's values matches Keras far inside the tolerance
+    assert v.local_worst < stats.CPU_TOLERANCE / 5
+    assert any("amplifies float32 rounding" in w for w in v.warnings)
+
+
+@AMPLIFYING
+def test_a_wrong_layer_inside_the_amplified_region_still_fails(amplifying_export):
+    from faults import _get, _put
+    from keras_convx.exporter.verify import Verifier, _metadata
+
+    model, path, _ = amplifying_export
+    proto = onnx.load(path)
+    conv = next(n for n in proto.graph.node if n.name == "block7b_project_conv/Conv")
+    _put(proto, conv.input[1], _get(proto, conv.input[1]) * np.float32(1.01))
+    report = Verifier(model, _metadata(proto), tensor_map.read(proto)).verify(proto)
+    assert not report.passed
+    first = report.diagnosis[0]
+    # the layer itself, judged on the graph's own inputs: the conv is folded into its BN
+    assert (first.role, first.layer) == ("local", "block7b_project_bn"), report.summary()
+    assert first.rel > 5 * stats.CPU_TOLERANCE
+    # the global error there is inside the amplified band: only the local check sees it
+    there = next(c for c in report.tensors
+                 if c.layer == "block7b_project_bn" and c.role == "internal")
+    assert there.sensitivity is not None
+    assert there.rel <= stats.AMPLIFICATION * there.sensitivity

@@ -42,6 +42,15 @@ CUDA_TOLERANCE = 1e-2
 # onnxruntime 1.31's Pad-into-MaxPool fusion moved ResNet50V2's outputs by 3.7e-4.
 MEASURED_LEVEL_SPREAD = 3e-5
 LEVEL_TOLERANCE = 1e-4
+# Some models amplify rounding: random-weight EfficientNetB5 at 64x64 moves its top
+# tensors by 4.7e-3 of their scale when its inputs move by one float32 ulp, and a correct
+# export differs from Keras there by up to 0.11 (block7c_se_excite) while every layer, fed
+# the graph's values of its inputs, matches Keras to 1.1e-5. Measured ratio of the export's
+# error to Keras's own one-ulp sensitivity, every tensor of that model: <= 6.3. A tensor
+# beyond tolerance is accepted as amplified rounding below this multiple of it, and only
+# when every layer matches on the same inputs (verify.Verifier._explain_amplification).
+MEASURED_AMPLIFICATION_RATIO = 6.3
+AMPLIFICATION = 20
 DEFAULT_TOLERANCES = {"CPUExecutionProvider": CPU_TOLERANCE,
                       "CUDAExecutionProvider": CUDA_TOLERANCE}
 # Half-precision computation (in Keras or in the graph) widens the tolerance to this.
