@@ -1,24 +1,45 @@
 """keras_convx: the convolution family as Keras 3 layers, on any backend."""
 
 import os as _os
+import sys as _sys
 
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines drown our output
-
-from keras_convx import constraints, ops, regularizers, weights
-from keras_convx.layers import *  # noqa: F401,F403
-from keras_convx.model_config import (  # noqa: F401
-    ConfigError, build_model, register_layer, to_yaml, validate,
-)
+# The `keras-convx` command defers everything below until a command needs it, so that
+# `--help` and argument errors don't pay for importing Keras and its backend (seconds).
+_CLI = _os.path.basename(_sys.argv[0]) == "keras-convx" if _sys.argv else False
+# TensorFlow's C++ info lines drown our output; the command hides its warnings too.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _CLI else "2")
 
 __version__ = "0.1.0"
+_EXPORTER = ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
+             "VerificationError")
+
+
+def _load():
+    """Imports the layers (registering them with Keras), ops and the YAML builder."""
+    from importlib import import_module
+
+    names = {m: import_module(f"keras_convx.{m}")
+             for m in ("constraints", "ops", "regularizers", "weights", "layers")}
+    config = import_module("keras_convx.model_config")
+    names.update({n: getattr(config, n) for n in
+                  ("ConfigError", "build_model", "register_layer", "to_yaml", "validate")})
+    names.update({n: getattr(names["layers"], n) for n in names["layers"].__all__})
+    globals().update(names)
+
+
+if not _CLI:
+    _load()
 
 
 def __getattr__(name):
     # The exporter imports onnx/onnxruntime: load it on first use only.
-    if name in ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
-                "VerificationError", "exporter"):
+    if name in _EXPORTER or name == "exporter":
         import importlib
 
         exporter = importlib.import_module("keras_convx.exporter")
         return exporter if name == "exporter" else getattr(exporter, name)
+    if _CLI and not name.startswith("__") and "build_model" not in globals():
+        _load()
+        if name in globals():
+            return globals()[name]
     raise AttributeError(f"module 'keras_convx' has no attribute {name!r}")

@@ -330,7 +330,7 @@ def build_parser():
                        help="override a config variable (repeatable)")
         p.add_argument("--scale", help="a scale preset of the config")
 
-    from keras_convx.exporter import stats  # numpy only: no keras before parsing
+    from keras_convx.exporter import stats  # constants only: no keras or numpy before parsing
 
     def verify_args(p):
         p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda (default: "

@@ -160,3 +160,38 @@ def test_keras_files_load_in_safe_mode(tmp_path, capsys):
     code, _, err = run(capsys, "export", str(tmp_path / "lambda.keras"), "-o", str(tmp_path / "l.onnx"))
     assert code == 2 and "not a loadable .keras file" in err and "safe_mode" in err
     assert not (tmp_path / "l.onnx").exists()
+
+
+def _command(*argv):
+    """Runs the installed `keras-convx` script in a fresh process: (code, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(sys.executable), "keras-convx")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([script, *argv], capture_output=True, text=True, env=env, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_help_imports_neither_keras_nor_numpy():
+    """`--help` and argument errors come before any heavy import (the benchmark times it)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.argv = ['keras-convx']\n"
+             "from keras_convx.cli import build_parser\n"
+             "for argv in (['--help'], ['export', '--help'], ['verify', '--help']):\n"
+             "    try:\n        build_parser().parse_args(argv)\n"
+             "    except SystemExit:\n        pass\n"
+             "heavy = sorted(m for m in ('keras', 'numpy', 'tensorflow', 'torch', 'jax', 'onnx')"
+             " if m in sys.modules)\n"
+             "print('HEAVY', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_commands_print_no_backend_log_lines():
+    code, out, err = _command("validate", CONFIG, "--scale", "t")
+    assert code == 0 and "ok" in out
+    assert err == "", err  # no TensorFlow/absl/oneDNN lines without --debug

@@ -237,3 +237,25 @@ def test_a_wrong_layer_inside_the_amplified_region_still_fails(amplifying_export
                  if c.layer == "block7b_project_bn" and c.role == "internal")
     assert there.sensitivity is not None
     assert there.rel <= stats.AMPLIFICATION * there.sensitivity
+
+
+def test_batch_norm_calibration_sets_the_batch_statistics():
+    """The moving statistics become those of the calibration batch (on JAX through one
+    compiled stateless pass), with dropout off; checked against NumPy on that batch."""
+    from keras_convx.exporter.verify import calibrate_batch_norm, model_inputs
+
+    x = keras.Input((6, 6, 3))
+    h = keras.layers.Dropout(0.5, name="drop")(x)
+    h = keras.layers.Conv2D(4, 3, name="conv")(h)
+    bn = keras.layers.BatchNormalization(name="bn")
+    model = keras.Model(x, bn(h))
+    calibrate_batch_norm(model, seed=3, batch=8)
+    batch = model_inputs(model, {}, 8, np.random.default_rng(3))[0]
+    conv = keras.Model(x, h)
+    y = np.asarray(keras.ops.convert_to_numpy(conv(batch, training=False)), np.float64)
+    mean, var = y.mean(axis=(0, 1, 2)), y.var(axis=(0, 1, 2))
+    got_mean = keras.ops.convert_to_numpy(bn.moving_mean)
+    got_var = keras.ops.convert_to_numpy(bn.moving_variance)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-4, atol=1e-5 * np.abs(mean).max())
+    np.testing.assert_allclose(got_var, var, rtol=1e-3)
+    assert bn.momentum == 0.99 and model.get_layer("drop").rate == 0.5  # restored

@@ -1,16 +1,30 @@
 """ONNX export that is proven right: native lowering or tf2onnx, checked and verified.
 
-Not named `onnx`, which would read like the onnx package.
+Not named `onnx`, which would read like the onnx package. The public names load on first
+use (PEP 562), so that `keras_convx.exporter.stats` can be read without Keras.
 """
 
-from keras_convx.exporter import lowerings  # noqa: F401  (registers the lowerings)
-from keras_convx.exporter.export import (
-    ExportReport, UnsupportedModel, export_onnx, unsupported_layers,
-)
-from keras_convx.exporter.registry import (
-    CHANNELS_FIRST, KERAS_ORDER, LOWERINGS, SAME, Lowering, lowering,
-)
-from keras_convx.exporter.export import LoweringContext
-from keras_convx.exporter.verify import (
-    ExportError, VerificationError, Verifier, VerifyReport, verify_onnx,
-)
+import importlib
+
+_PUBLIC = {
+    "export": ("ExportReport", "UnsupportedModel", "export_onnx", "unsupported_layers",
+               "LoweringContext"),
+    "registry": ("CHANNELS_FIRST", "KERAS_ORDER", "LOWERINGS", "SAME", "Lowering", "lowering"),
+    "verify": ("ExportError", "VerificationError", "Verifier", "VerifyReport", "verify_onnx"),
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_convx.exporter' has no attribute {name!r}")
+    importlib.import_module("keras_convx.exporter.lowerings")  # registers the lowerings
+    value = getattr(importlib.import_module(f"keras_convx.exporter.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

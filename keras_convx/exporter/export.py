@@ -15,6 +15,7 @@ from keras_convx.exporter import passes, registry, tensor_map
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional, tensor_key
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
+from keras_convx.exporter import lowerings  # noqa: F401,E402  (registers the lowerings)
 
 METHODS = ("auto", "native", "tf2onnx")
 # protobuf refuses messages over 2 GiB: past this many weight bytes, they go to a data file

@@ -16,8 +16,6 @@ injected into those graphs (tests/test_verification_faults.py).
 
 import dataclasses
 
-import numpy as np
-
 # Rounding spread of correct float32 exports on the CPU provider: the largest `rel` seen
 # over every compared tensor, with BatchNorm statistics as after training, at every ORT
 # level (benchmarks/RESULTS.md section 5 has the table). Plain conv nets stay below 1e-4
@@ -95,6 +93,8 @@ def tensor_error(actual, expected, cosine=False):
     large model to float64 would double verification time. `cosine=True` adds the
     smallest per-sample cosine similarity (float64, for the few outputs it is asked for).
     """
+    import numpy as np  # here, not at the top: the CLI reads the constants before parsing
+
     a = np.asarray(actual)
     e = np.asarray(expected)
     if a.shape != e.shape:

@@ -270,13 +270,28 @@ def calibrate_batch_norm(model, seed=0, batch=None):
         layer.rate = 0.0
     try:
         arrays = model_inputs(model, {}, batch, np.random.default_rng(seed))
-        model(arrays if len(arrays) > 1 else arrays[0], training=True)
+        _training_pass(model, arrays if len(arrays) > 1 else arrays[0])
     finally:
         for layer, momentum in zip(layers, saved[0]):
             layer.momentum = momentum
         for layer, rate in zip(dropouts, saved[1]):
             layer.rate = rate
     return model
+
+
+def _training_pass(model, x):
+    """One forward pass in training mode, keeping the updated BatchNorm statistics."""
+    if keras.backend.backend() != "jax":
+        model(x, training=True)
+        return
+    import jax
+
+    # compiled as one XLA program: eager JAX compiles every operation for every new shape
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
+    step = jax.jit(lambda t, f, x: model.stateless_call(t, f, x, training=True)[1])
+    for variable, value in zip(model.non_trainable_variables, step(trainable, fixed, x)):
+        variable.assign(value)
 
 
 def _to_graph(arrays, perms):
@@ -288,7 +303,13 @@ def _from_graph(arrays, perms):
 
 
 def run_keras(model, arrays):
-    outs = model(arrays if len(arrays) > 1 else arrays[0], training=False)
+    x = arrays if len(arrays) > 1 else arrays[0]
+    if keras.backend.backend() == "jax":
+        # one XLA compilation of the whole graph per input shape instead of one per
+        # operation in eager mode: DenseNet121 at 32x32, 3.9 s instead of 17 s
+        outs = model.predict_on_batch(x)
+    else:
+        outs = model(x, training=False)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     return [np.asarray(keras.ops.convert_to_numpy(o), np.float32) for o in outs]
 
