@@ -28,7 +28,8 @@ test: $(STAMP)
 	done
 
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
-# keras.applications against Keras's own export (section 6; needs the bench extra).
+# keras.applications against Keras's own export (section 6; needs the bench extra);
+# a model past protobuf's 2 GiB limit (section 7).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py
@@ -38,6 +39,9 @@ bench: $(STAMP)
 	done
 	$(PY) benchmarks/verification.py --update-results $(BACKENDS:%=benchmarks/runs/v-%.json)
 	$(PY) benchmarks/applications.py --update-results $(BACKENDS:%=benchmarks/runs/a-%.json)
+	# past 2 GiB: ~11 GiB of memory and 2 GiB of disk, TensorFlow backend
+	$(PY) benchmarks/large_export.py --json benchmarks/runs/large.json
+	$(PY) benchmarks/large_export.py --update-results benchmarks/runs/large.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

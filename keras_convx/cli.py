@@ -15,7 +15,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-ZOO_DIR = Path(os.environ.get("KERAS_CONVX_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
 DEFAULT_ZOO_MODEL = "resnet50"
 
 
@@ -44,24 +43,19 @@ def _overrides(pairs):
     return out
 
 
-def _zoo_path(name):
-    return ZOO_DIR / f"{name}.yaml"
-
-
 def load_source(source, weights=None, overrides=None, scale=None):
     """A Keras model from a YAML config, a `.keras` file or a zoo name; (model, name)."""
     import keras
 
     import keras_convx as kc
 
-    path = Path(source)
-    if path.is_dir():
+    from keras_convx.model_config.loader import resolve
+
+    if Path(source).is_dir():
         raise BadInput(f"{source}: is a directory, not a model file")
-    if path.suffix in (".yaml", ".yml") or not path.suffix and _zoo_path(source).exists():
-        config = path if path.suffix else _zoo_path(source)
-        model = kc.build_model(config, scale=scale, **(overrides or {}))
-        name = config.stem
-    elif path.suffix == ".keras":
+    resolved = resolve(source, also=(".keras",))
+    path = Path(resolved)
+    if path.suffix == ".keras":
         if not path.exists():
             raise BadInput(f"{source}: no such file")
         if overrides or scale:
@@ -71,10 +65,9 @@ def load_source(source, weights=None, overrides=None, scale=None):
         except Exception as err:  # a truncated or foreign file can fail in many ways
             raise BadInput(f"{source}: not a loadable .keras file ({type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
-        name = path.stem
     else:
-        zoo = sorted(p.stem for p in ZOO_DIR.glob("*.yaml")) if ZOO_DIR.is_dir() else []
-        raise BadInput(f"{source}: not a .yaml/.keras file or a zoo model (zoo: {', '.join(zoo)})")
+        model = kc.build_model(path, scale=scale, **(overrides or {}))
+    name = path.stem
     if weights:
         if not Path(weights).is_file():
             raise BadInput(f"{weights}: no such weights file")

@@ -46,12 +46,18 @@ def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch
 
 @pytest.mark.parametrize("argv,message", [
     (["export", "missing.yaml"], r"missing.yaml: no such file"),
-    (["export", "nozoo"], r"nozoo: not a .yaml/.keras file or a zoo model \(zoo: mobilenet, resnet50"),
+    (["export", "nozoo"], r"nozoo: no such config or zoo model \(zoo: mobilenet, resnet50"),
+    # one resolver for every command: a typo gets the closest zoo name
+    (["build", "resnt50"], r"resnt50: no such config or zoo model .*did you mean resnet50\?\)"),
+    (["validate", "resnt50"], r"did you mean resnet50\?"),
+    (["validate", "my.txt"], r"my.txt: not a config file \(accepted: .yaml, .yml, or a zoo"),
+    (["export", "model.h5"], r"model.h5: not a config file \(accepted: .yaml, .yml, .keras"),
     (["export", ROOT + "/configs"], r"is a directory, not a model file"),
     (["validate", "missing.yaml"], r"missing.yaml: no such file"),
     (["export", CONFIG, "--set", "channels"], r"--set expects name=value, got 'channels'"),
     (["export", CONFIG, "--scale", "huge"], r"wavenet.yaml:\d+:\d+: scales: unknown scale 'huge'"),
-], ids=["missing-file", "unknown-zoo", "directory", "validate-missing", "bad-set", "bad-scale"])
+], ids=["missing-file", "unknown-zoo", "build-typo", "validate-typo", "txt",
+        "h5", "directory", "validate-missing", "bad-set", "bad-scale"])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -69,6 +75,15 @@ def test_malformed_config_and_unknown_layer(tmp_path, capsys):
     bad.write_text("version: 1\ninputs:\n  x: {shape: [8, 3]}\nlayers:\n  - {type: Conv1DD, name: c}\n")
     code, _, err = run(capsys, "validate", str(bad))
     assert code == 2 and "unknown layer type 'Conv1DD'; did you mean Conv1D?" in err
+
+
+def test_zoo_names_work_everywhere(capsys):
+    import keras_convx as kc
+
+    code, out, _ = run(capsys, "validate", "wavenet", "--scale", "t")
+    assert code == 0 and out.startswith("wavenet: ok")
+    assert kc.build_model("wavenet", scale="t").count_params() == \
+        kc.build_model(CONFIG, scale="t").count_params()
 
 
 def test_build_and_validate_print_tables(capsys):

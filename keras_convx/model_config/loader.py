@@ -1,6 +1,7 @@
 """Safe YAML loading that keeps every value's file position, with size guards."""
 
 import os
+import re
 
 import yaml
 
@@ -56,12 +57,59 @@ def format_path(path):
     return out
 
 
+ZOO_DIR = os.environ.get("KERAS_CONVX_CONFIGS",
+                         os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))), "configs"))
+_NAME = re.compile(r"^[^:{}\[\]\n]+$")  # one line without YAML syntax: a name or a path
+
+
+def zoo_names():
+    """The configs of the zoo (`configs/`, or `$KERAS_CONVX_CONFIGS`), by name."""
+    if not os.path.isdir(ZOO_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(ZOO_DIR) if f.endswith(".yaml"))
+
+
+def resolve(source, also=()):
+    """What a config argument names: the same rule for the CLI and `build_model`.
+
+    Returns a path (a .yaml/.yml file, or a zoo config for a bare name), or `source`
+    itself when it is YAML text or a dict. A path with another suffix (other than those
+    in `also`, e.g. ".keras" where the caller loads those) or an unknown bare name is a
+    ConfigError naming it, with the zoo's names and the closest one.
+    """
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not _NAME.match(source.strip()):
+        return source  # YAML text
+    source = source.strip()
+    suffix = os.path.splitext(source)[1].lower()
+    if suffix in (".yaml", ".yml") or suffix in also:
+        return source
+    if suffix and not source.endswith("."):
+        accepted = ", ".join((".yaml", ".yml") + tuple(also))
+        raise ConfigError(f"not a config file (accepted: {accepted}, or a zoo name)", source)
+    names = zoo_names()
+    if source in names:
+        return os.path.join(ZOO_DIR, f"{source}.yaml")
+    import difflib
+
+    close = difflib.get_close_matches(source, names, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"no such config or zoo model (zoo: {', '.join(names) or 'empty'}"
+                      f"{hint})", source)
+
+
 def load(source):
-    """Loads a config from a path, a YAML string or a dict; returns (data, Located)."""
+    """Loads a config from a path, a zoo name, a YAML string or a dict; returns
+    (data, Located)."""
+    source = resolve(source)
     if isinstance(source, dict):
         return source, Located("<dict>")
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                           and source.endswith((".yaml", ".yml"))):
+    if isinstance(source, str) and "\n" not in source and \
+            source.endswith((".yaml", ".yml")):
         name = os.fspath(source)
         if not os.path.exists(name):
             raise ConfigError("no such file", name)
