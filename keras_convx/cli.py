@@ -128,6 +128,9 @@ def _write_report(path, report):
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
     with os.fdopen(fd, "w") as f:
         f.write(report.to_json())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
     os.replace(tmp, path)
 
 
@@ -188,7 +191,15 @@ def _tensor_summary(console, verify, full=False):
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def _parse_shape(text):
+def _parse_dynamic(text):
+    parts = [a.strip() for a in (text or "batch").split(",") if a.strip()]
+    bad = [a for a in parts if a not in ("batch", "spatial", "none")]
+    if bad or ("none" in parts and len(parts) > 1):
+        raise BadInput(f"--dynamic takes batch, spatial (comma-separated) or none, got {text!r}")
+    return tuple(a for a in parts if a != "none")
+
+
+def _parse_shape(text, model=None):
     if not text:
         return None
     try:
@@ -196,6 +207,12 @@ def _parse_shape(text):
                   for part in text.split(";")]
     except ValueError:
         raise BadInput(f"--input-shape expects e.g. 224,224,3 (several inputs: ';'), got {text!r}")
+    if model is not None:
+        wanted = [tuple(kt.shape[1:]) for kt in model.inputs]
+        if len(shapes) != len(wanted) or any(len(s) != len(w) for s, w in zip(shapes, wanted)):
+            raise BadInput(f"--input-shape {text!r} does not fit the model's inputs "
+                           f"{'; '.join(','.join(str(d) for d in w) for w in wanted)} "
+                           f"(dims without the batch, ';' between inputs)")
     return shapes if len(shapes) > 1 else shapes[0]
 
 
@@ -223,13 +240,14 @@ def cmd_export(args):
         if not os.access(folder, os.W_OK):
             raise BadInput(f"{out}: output folder {folder} is not writable")
         status.update("export, check and verify" if not args.no_verify else "export and check")
-        dynamic = tuple(a for a in (args.dynamic or "batch").split(",") if a and a != "none")
+        dynamic = _parse_dynamic(args.dynamic)
+        input_shape = _parse_shape(args.input_shape, model)
         try:
             report = kc.export_onnx(
                 model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
                 verify=not args.no_verify, diagnose=not args.no_diagnose, nchw_io=args.nchw_io,
                 providers=args.providers.split(",") if args.providers else None,
-                input_shape=_parse_shape(args.input_shape), tolerance=args.tolerance,
+                input_shape=input_shape, tolerance=args.tolerance,
                 fp16=args.fp16, optimization_level=args.ort_level)
         except ExportError as err:
             status.stop()
@@ -347,21 +365,25 @@ def build_parser():
                                     f"as after training) natively and verify every layer")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("build", help="build a YAML config and print its layer table")
-    p.add_argument("config")
+    p.add_argument("config", help="a zoo name (e.g. resnet50) or a .yaml/.yml config")
     config_args(p)
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("validate", help="check a YAML config without building weights")
-    p.add_argument("config")
+    p.add_argument("config", help="a zoo name (e.g. resnet50) or a .yaml/.yml config")
     config_args(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("export", help="export a config, .keras file or zoo model to ONNX")
     p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
     p.add_argument("-o", "--output", help="the .onnx file (default export/<name>.onnx)")
     p.add_argument("--weights", help="a .weights.h5 file to load first")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--method", choices=("auto", "native", "tf2onnx"), default="auto")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..21 (default 17)")
+    p.add_argument("--method", choices=("auto", "native", "tf2onnx"), default="auto",
+                   help="native lowering, tf2onnx (TensorFlow backend only), or auto: native, "
+                        "else tf2onnx with the reason shown (default auto)")
     p.add_argument("--input-shape", help="shape without batch, e.g. 224,224,3 (';' between inputs)")
-    p.add_argument("--dynamic", default="batch", help="dynamic dims: batch, spatial, or none")
+    p.add_argument("--dynamic", default="batch",
+                   help="dynamic dims, comma-separated: batch, spatial (height/width/...), "
+                        "or none (default batch)")
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute")
     p.add_argument("--no-verify", action="store_true", help="skip verification in onnxruntime")
@@ -377,7 +399,8 @@ def build_parser():
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("bench", help="run the benchmark suite (writes benchmarks/RESULTS.md)")
+    p = sub.add_parser("bench", help="run the benchmark suite (sections 1-4 of "
+                                      "benchmarks/RESULTS.md)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, one repeat")
     p.set_defaults(func=cmd_bench)
     return parser

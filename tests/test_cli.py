@@ -25,6 +25,9 @@ def test_export_success_writes_file_and_report(tmp_path, capsys):
     assert out.exists() and "pass" in stdout and f"wrote {out}" in stdout
     data = json.loads(report.read_text())
     assert data["passed"] and data["method"] == "native" and data["node_count"] > 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(report).st_mode & 0o777 == 0o666 & ~umask  # readable like any output
     # re-verify against the same weights: pass; against fresh random weights: exit 1
     import keras_convx as kc
     model = kc.build_model(CONFIG, scale="t")
@@ -56,8 +59,13 @@ def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch
     (["validate", "missing.yaml"], r"missing.yaml: no such file"),
     (["export", CONFIG, "--set", "channels"], r"--set expects name=value, got 'channels'"),
     (["export", CONFIG, "--scale", "huge"], r"wavenet.yaml:\d+:\d+: scales: unknown scale 'huge'"),
+    (["export", CONFIG, "--scale", "t", "--dynamic", "width"],
+     r"--dynamic takes batch, spatial \(comma-separated\) or none, got 'width'"),
+    (["export", CONFIG, "--scale", "t", "--input-shape", "64,64,3"],
+     r"--input-shape '64,64,3' does not fit the model's inputs \d+,1 "),
 ], ids=["missing-file", "unknown-zoo", "build-typo", "validate-typo", "txt",
-        "h5", "directory", "validate-missing", "bad-set", "bad-scale"])
+        "h5", "directory", "validate-missing", "bad-set", "bad-scale", "bad-dynamic",
+        "bad-input-shape"])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     code, out, err = run(capsys, *argv)
     assert code == 2

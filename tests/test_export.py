@@ -359,3 +359,20 @@ def test_readme_custom_lowering_example(tmp_path, monkeypatch):
     assert report.passed and os.path.exists(tmp_path / "scaled.onnx")
     assert any(n.op_type == "Mul" and n.name.startswith("scale")
                for n in onnx.load(tmp_path / "scaled.onnx").graph.node)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf2onnx converts TensorFlow graphs only")
+def test_tf2onnx_honours_dynamic_spatial(tmp_path):
+    """`dynamic_axes=("batch", "spatial")` means the same on both paths (it was ignored on
+    tf2onnx's: the input stayed [unk, 16, 16, 3])."""
+    x = keras.Input((16, 16, 3))
+    model = keras.Model(x, keras.layers.MaxPooling2D()(kc.Conv2D(4, 3, padding="same")(x)))
+    path = tmp_path / "m.onnx"
+    assert kc.export_onnx(model, path, method="tf2onnx", dynamic_axes=("batch", "spatial")).passed
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, True, True, False]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = rand((1, 32, 24, 3), 0)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = keras.ops.convert_to_numpy(model.layers[2](model.layers[1](x)))
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())

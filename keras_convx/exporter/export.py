@@ -238,6 +238,8 @@ def lower_tf2onnx(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch
     for kt in model.inputs:
         shape = list(kt.shape)
         shape[0] = None if "batch" in dynamic_axes else batch_size
+        if "spatial" in dynamic_axes and len(shape) >= 3:  # as the native path does
+            shape[1:-1] = [None] * (len(shape) - 2)
         names.append(kt.name)
         specs.append(tf.TensorSpec(shape, tf.float32, name=kt.name))
 
