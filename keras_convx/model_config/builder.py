@@ -22,6 +22,7 @@ KERAS_ALLOWLIST = (
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
 )
 BASE_KWARGS = ("dtype", "trainable", "autocast")
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8")
 _USER_TYPES = {}
 
 
@@ -54,8 +55,10 @@ def layer_types():
     return types
 
 
-def signature_params(cls):
-    """(all argument names, required ones) of a layer class's constructor."""
+def constructor_parameters(cls):
+    """The `inspect.Parameter`s a config may pass to a layer class, without `BASE_KWARGS`:
+    those of the first `__init__` in the MRO that declares any (thin rank classes take
+    `*args, **kwargs`; `self`, `rank` and `*`/`**` parameters don't count)."""
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -63,10 +66,16 @@ def signature_params(cls):
         params = [p for p in inspect.signature(init).parameters.values()
                   if p.name not in ("self", "rank") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if params:
-            names = [p.name for p in params] + list(BASE_KWARGS)
-            required = [p.name for p in params if p.default is p.empty]
-            return names, required
-    return list(BASE_KWARGS), []
+            return params
+    return []
+
+
+def signature_params(cls):
+    """(all argument names, required ones) of a layer class's constructor."""
+    params = constructor_parameters(cls)
+    names = [p.name for p in params] + list(BASE_KWARGS)
+    required = [p.name for p in params if p.default is p.empty]
+    return names, required
 
 
 def _initializer(value):
@@ -76,20 +85,20 @@ def _initializer(value):
     return keras.initializers.get(value)
 
 
+# Arguments given by name or as `{Name: {args}}`, by the suffix of their key.
+ARG_RESOLVERS = {"_initializer": _initializer, "_regularizer": regularizers.get,
+                 "_constraint": constraints.get}
+
+
 def resolve_args(args):
     """Turns `{Name: {args}}` initializers, regularizers and constraints into objects."""
     out = {}
     for key, value in args.items():
-        if value is None or not isinstance(key, str):
-            out[key] = value
-        elif key.endswith("_initializer"):
-            out[key] = _initializer(value)
-        elif key.endswith("_regularizer"):
-            out[key] = regularizers.get(value)
-        elif key.endswith("_constraint"):
-            out[key] = constraints.get(value)
-        else:
-            out[key] = value
+        resolver = None
+        if value is not None and isinstance(key, str):
+            resolver = next((fn for suffix, fn in ARG_RESOLVERS.items() if key.endswith(suffix)),
+                            None)
+        out[key] = resolver(value) if resolver else value
     return out
 
 
@@ -122,7 +131,7 @@ class Plan:
                 raise self.located.error(path + ("shape",), f"shape must be a list of positive ints "
                                          f"or null (no batch dim), got {shape!r}")
             dtype = spec.get("dtype", "float32")
-            if dtype not in ("float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8"):
+            if dtype not in INPUT_DTYPES:
                 raise self.located.error(path + ("dtype",), f"unsupported dtype {dtype!r}")
             out[name] = (tuple(shape), dtype)
         return out
