@@ -189,6 +189,28 @@ MALFORMED = [
     ("bad-regularizer", BASE.replace("kernel_size: 3", "kernel_size: 3, kernel_regularizer: {GroupLaso: {l: 1}}"),
      r"layers\[0\] \(conv1\)\.args\.kernel_regularizer: unknown regularizer 'GroupLaso'; did you mean GroupLasso\?", 5, 68),
     ("weights-missing", BASE + "weights: nope.weights.h5\n", r"weights: can't load weights", 6, 1),
+    # what a newcomer typed (issue 14): the message names what was written and the fix
+    ("quoted-int", BASE.replace("filters: 8", 'filters: "8"'),
+     r"got '8' \(the config gives filters as the string '8': remove the quotes for a number", 5, 40),
+    ("keras-layer-not-allowed", BASE.replace("type: Conv2D", "type: LSTM"),
+     r"\.type: LSTM is a Keras layer but not allowed in configs; register it with "
+     r"keras_convx\.register_layer\(keras\.layers\.LSTM\)", 5, 6),
+    ("block-output-left-out-by-when", BASE.replace("layers:\n", (
+        "blocks:\n  res:\n    params: {skip: true}\n    layers:\n"
+        "      - {type: ReLU, name: act}\n"
+        "      - {type: Add, name: add, when: $skip, inputs: [in, act]}\n"
+        "    output: add\nlayers:\n")) + "  - {block: res, name: r1}\n"
+     "  - {block: res, name: r2, args: {skip: false}}\n",
+     r"layers\[2\]: block 'res' outputs 'add', which its `when: \$skip` leaves out in "
+     r"instance 'r2'", 14, 5),
+    ("block-instance-bad-inputs", BASE.replace("layers:\n", (
+        "blocks:\n  cb: {layers: [{type: ReLU, name: act}]}\nlayers:\n"))
+     + "  - {block: cb, name: b1, inputs: [conv]}\n",
+     r"layers\[1\]\.inputs: unknown input name 'conv' of block instance 'b1'.*did you mean "
+     r"conv1\?", 8, 27),
+    ("indentation", BASE.replace("\nlayers:", "\n layers:"),
+     r"not valid YAML: this line's indentation does not match the lines above", 4, 2),
+    ("tab", BASE.replace("  image:", "\timage:"), r"not valid YAML: a tab: indent with spaces", 3, 1),
 ]
 
 

@@ -168,6 +168,15 @@ class Plan:
 
     def _check(self, spec):
         if not isinstance(spec.type, str) or spec.type not in self.types:
+            if spec.type == "Lambda":
+                raise self._error(spec, ("type",), "unknown layer type 'Lambda': configs don't "
+                                  "run Python code (nor does safe-mode loading); write a layer "
+                                  "class and register it with keras_convx.register_layer")
+            if isinstance(spec.type, str) and isinstance(getattr(keras.layers, spec.type, None),
+                                                         type):
+                raise self._error(spec, ("type",), f"{spec.type} is a Keras layer but not "
+                                  f"allowed in configs; register it with "
+                                  f"keras_convx.register_layer(keras.layers.{spec.type})")
             raise self._error(spec, ("type",), f"unknown layer type {spec.type!r}"
                               f"{hint(spec.type, self.types)}")
         cls = self.types[spec.type]
@@ -190,7 +199,12 @@ class Plan:
             layer = cls(name=spec.name, **resolved)
         except (ValueError, TypeError) as err:
             named = [k for k in spec.args if k in str(err)]
-            raise self._error(spec, ("args",) + tuple(named[:1]), str(err)) from None
+            message = str(err)
+            quoted = [k for k in named if isinstance(spec.args[k], str)]
+            if quoted:  # Keras prints units=10 for the string "10": say what was written
+                message += (f" (the config gives {quoted[0]} as the string "
+                            f"{spec.args[quoted[0]]!r}: remove the quotes for a number)")
+            raise self._error(spec, ("args",) + tuple(named[:1]), message) from None
         self.layers[spec.name] = layer
         shapes = [self.shapes[name] for name in spec.inputs]
         try:

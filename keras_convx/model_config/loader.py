@@ -169,7 +169,24 @@ def _yaml_error(err, text, source):
         pos = getattr(err, "position", 0) or 0
         line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    for words, plain in _YAML_PLAIN:
+        if words in problem:
+            return ConfigError(f"not valid YAML: {plain} (PyYAML: {problem})", source, line, col)
     return ConfigError(f"not valid YAML: {problem}", source, line, col)
+
+
+# PyYAML's words for the usual typing slips, and what they mean
+_YAML_PLAIN = (
+    ("expected <block end>", "this line's indentation does not match the lines above (keys of "
+                             "one mapping start in the same column; indent with spaces)"),
+    ("found character '\\t'", "a tab: indent with spaces"),
+    ("mapping values are not allowed here", "a ':' where a value was expected (quote a value "
+                                            "that contains ': ', or check the indentation)"),
+    ("could not find expected ':'", "a key without ':' (or a line indented under a plain "
+                                    "value)"),
+    ("expected ',' or ']'", "an unclosed [ ... ] list"),
+    ("expected ',' or '}'", "an unclosed { ... } mapping"),
+)
 
 
 _constructor = yaml.SafeLoader("")

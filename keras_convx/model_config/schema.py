@@ -51,6 +51,10 @@ SPATIAL, CHANNELS = 8, 4  # the probe input: (None, 8, ..., 8, 4), as many dims 
 FILLERS = (1, [1])  # tried in turn for the required arguments while probing the others
 INTEGER, NUMBER = {"type": "integer"}, {"type": "number"}
 DYNAMIC = {"$ref": "#/$defs/dynamic"}
+# Inside a block a name is prefixed with the instance name (`conv2_block1_` + `0_conv`), so
+# it may start with any character NAME_RE allows after the first.
+BLOCK_NAME_PATTERN = spec.NAME_RE.pattern.replace("^[A-Za-z_]", "^", 1)
+assert BLOCK_NAME_PATTERN != spec.NAME_RE.pattern, "NAME_RE changed: update BLOCK_NAME_PATTERN"
 
 
 def json_schema():
@@ -74,7 +78,7 @@ def json_schema():
             "block": _block_schema(),
             "input": _input_schema()}
     for cls, names in by_class.items():
-        defs[_args_ref(names)[len("#/$defs/"):]] = copy.deepcopy(_args_schema(cls))
+        defs[_args_key(names)] = copy.deepcopy(_args_schema(cls))
     top = {
         "version": {"const": spec.FORMAT_VERSION,
                     "description": f"format version; this schema describes version "
@@ -92,7 +96,9 @@ def json_schema():
                    "description": "name: {shape: [...] (no batch dim), dtype: float32}"},
         "blocks": {"type": ["object", "null"], "additionalProperties": {"$ref": "#/$defs/block"},
                    "description": "reusable parameterized layer groups"},
-        "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}},
+        "layers": {"type": "array", "minItems": 1, "items": {
+            "$ref": "#/$defs/layer",
+            "properties": {"name": {"anyOf": [{"pattern": spec.NAME_RE.pattern}, DYNAMIC]}}}},
         "outputs": {"anyOf": [{"type": "string"},
                               {"type": "array", "minItems": 1, "items": {"type": "string"}},
                               {"type": "object", "minProperties": 1,
@@ -126,15 +132,18 @@ def _dynamic(schema):
     through here; an unconstrained schema already accepts those strings."""
     if not schema:
         return {}
+    if set(schema) == {"anyOf"}:
+        return {"anyOf": schema["anyOf"] + [DYNAMIC]}
     return {"anyOf": [schema, DYNAMIC]}
 
 
-def _args_ref(names):
-    return f"#/$defs/args-{names[0]}"
+def _args_key(names):
+    return f"args-{names[0]}"  # the first name: Conv2D, not its alias Convolution2D
 
 
 def _entry_schema(type_names, by_class):
-    name = {"anyOf": [{"type": "string", "pattern": spec.NAME_RE.pattern}, DYNAMIC]}
+    # top-level entries narrow this to NAME_RE
+    name = {"anyOf": [{"type": "string", "pattern": BLOCK_NAME_PATTERN}, DYNAMIC]}
     properties = {
         "type": _dynamic({"enum": type_names}),
         "block": {"type": "string", "description": "a block name from `blocks`"},
@@ -147,7 +156,7 @@ def _entry_schema(type_names, by_class):
     }
     branches = []
     for cls, names in by_class.items():
-        args = {"$ref": _args_ref(names)}
+        args = {"$ref": f"#/$defs/{_args_key(names)}"}
         if signature_params(cls)[1]:
             then = {"required": ["args"], "properties": {"args": args}}
         else:
@@ -232,7 +241,7 @@ def _arg_type(probe, param):
             forms = [{"enum": words}]
             if probe.accepts(name, words[0].upper()):  # the layer lower-cases it
                 forms.append({"type": "string", "pattern": _any_case(words)})
-            forms += _numeric_forms(probe, name, 1)
+            forms += _numeric_forms(probe, name, 1, pairs=True)
             if default is None:
                 forms.append({"type": "null"})
             return _one(forms)
@@ -241,7 +250,7 @@ def _arg_type(probe, param):
             return {"type": ["string", "object"]} if object_form else {"type": "string"}
         if default is None:
             return {}  # open: activations, regularizers, seeds, ...
-        forms = _numeric_forms(probe, name, 1)
+        forms = _numeric_forms(probe, name, 1, pairs=True)
         forms += [{"type": kind} for kind, value in (("boolean", True), ("null", None))
                   if probe.accepts(name, value)]
         if words is None:  # the layer keeps any string
@@ -252,13 +261,17 @@ def _arg_type(probe, param):
         own = _value_type(default)
         if not probe.active:
             return {"anyOf": [NUMBER, {"type": "array"}]}
-        return _one(_merge([own] + _numeric_forms(probe, name, sample)))
+        forms = _numeric_forms(probe, name, sample)
+        if not any(f.get("type") == own["type"] for f in forms):
+            forms.insert(0, own)  # the default is always taken
+        return _one(_merge(forms))
     return _value_type(default)
 
 
-def _numeric_forms(probe, name, s):
+def _numeric_forms(probe, name, s, pairs=False):
     """The numeric forms the layer takes for `name`, from samples around the value `s`:
-    an int, a float, a list of ints or floats, a list of (before, after) pairs."""
+    an int, a float, a list of ints or floats and, with `pairs` (arguments without a
+    numeric default: padding, cropping), a list of (before, after) pairs."""
     floats = (s + 0.5, 0.5)
     forms = []
     if any(probe.accepts(name, f) for f in floats):
@@ -266,13 +279,14 @@ def _numeric_forms(probe, name, s):
     elif probe.accepts(name, s):
         forms.append(INTEGER)
     for k in (1, 2, 3):
-        ints, pairs = probe.accepts(name, [s] * k), probe.accepts(name, [[s, s]] * k)
-        if not (ints or pairs):
+        ints = probe.accepts(name, [s] * k)
+        pair_items = pairs and probe.accepts(name, [[s, s]] * k)
+        if not (ints or pair_items):
             continue
         items = []
         if ints:
             items.append(NUMBER if any(probe.accepts(name, [f] * k) for f in floats) else INTEGER)
-        if pairs:
+        if pair_items:
             items.append({"type": "array", "items": _dynamic(INTEGER)})
         forms.append({"type": "array", "items": _dynamic(_one(items))})
         break
@@ -321,7 +335,11 @@ def _vocabulary(probe, name):
     message = probe.error(name, SENTINEL)
     if message is None:
         return None
-    candidates = list(VOCABULARIES.get(name, ())) + re.findall(r"'([^'\s]+)'", message)
+    # "must be one of ('valid', 'same'), got ..." / "must be either 'valid' or 'same'.
+    # Received: ...": a closed list; "valid policies include ..." is not one.
+    listed = re.search(r"(?:one of|either)(.*?)(?:\bgot\b|\bReceived\b|$)", message, re.S)
+    candidates = list(VOCABULARIES.get(name, ()))
+    candidates += re.findall(r"'([^'\s]+)'", listed.group(1)) if listed else []
     words = []
     for word in candidates:
         if word != SENTINEL and word not in words and probe.accepts(name, word):

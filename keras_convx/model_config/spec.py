@@ -186,6 +186,8 @@ class Expander:
             if ("type" in entry) == ("block" in entry):
                 raise self.located.error(epath, "a layer entry needs exactly one of 'type' or 'block'")
             if "when" in entry and not self.value(entry["when"], names, epath + ("when",)):
+                if entry.get("name") is not None:  # for the message if something names it
+                    scope.setdefault("__skipped__", {})[entry["name"]] = entry["when"]
                 continue
             repeat = self.value(entry.get("repeat", 1), names, epath + ("repeat",))
             if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
@@ -245,14 +247,30 @@ class Expander:
         if missing:
             raise self.located.error(path + ("args",), f"block {block_name!r} needs parameter(s) "
                                      f"{missing}")
+        if "inputs" in entry:  # located at the instance that wrote them, not in the block
+            for name in inputs:
+                if name not in self.names:
+                    raise self.located.error(
+                        path + ("inputs",), f"unknown input name {name!r} of block instance "
+                        f"{instance!r} (layers and inputs defined before it)"
+                        f"{hint(name, self.names)}")
         scope = {"__prefix__": instance + "_", "in": inputs[0]}
         scope.update({f"in{i}": name for i, name in enumerate(inputs)})
         last = self._entries(block["layers"], ("blocks", block_name, "layers"), values, scope, inputs)
         output = block.get("output")
         if output is not None:
-            if output not in scope:
+            output = self.value(output, values, ("blocks", block_name, "output"))
+            skipped = scope.get("__skipped__", {})
+            if output not in scope and output in skipped:
+                raise self.located.error(
+                    path, f"block {block_name!r} outputs {output!r}, which its `when: "
+                    f"{skipped[output]}` leaves out in instance {instance!r}; give the block an "
+                    f"output every instance has, e.g. output: \"${{'{output}' if ... else "
+                    f"'<another layer>'}}\"")
+            if output not in scope or output.startswith("__"):
+                names = [k for k in scope if not k.startswith("__")]
                 raise self.located.error(("blocks", block_name, "output"),
-                                         f"unknown layer {output!r} in block{hint(output, scope)}")
+                                         f"unknown layer {output!r} in block{hint(output, names)}")
             return scope[output]
         return last[0]
 
