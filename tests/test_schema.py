@@ -253,3 +253,16 @@ def test_to_yaml_output_validates(validator):
     y = keras.layers.GlobalAveragePooling2D(keepdims=True, name="gap")(y)
     config = yaml.safe_load(kc.to_yaml(keras.Model(x, y)))
     assert schema_errors(validator, config) == {}
+
+
+def test_same_answers_under_draft_07_semantics():
+    """yaml-language-server (VS Code's YAML extension) evaluates schemas as draft-07: the
+    zoo still passes and every malformed case is still flagged."""
+    schema = dict(json_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    jsonschema.Draft7Validator.check_schema(schema)
+    draft7 = jsonschema.Draft7Validator(schema)
+    for name in ZOO_NAMES:
+        with open(os.path.join(ZOO, f"{name}.yaml"), encoding="utf-8") as f:
+            assert schema_errors(draft7, yaml.safe_load(f)) == {}, name
+    for case, (edit, path, _, _) in MALFORMED.items():
+        assert path in schema_errors(draft7, mutated(edit)), case

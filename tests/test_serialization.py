@@ -76,3 +76,30 @@ def test_aliases():
     assert kc.Convolution2D is kc.Conv2D and kc.Convolution3D is kc.Conv3D
     assert kc.Deconv2D is kc.Deconvolution2D is kc.Convolution2DTranspose is kc.Conv2DTranspose
     assert kc.Deconv3D is kc.Conv3DTranspose and kc.SeparableConvolution1D is kc.SeparableConv1D
+
+
+def test_loading_without_the_import_is_explained(tmp_path):
+    """What a user sees loading our .keras file in a process that never imported
+    keras_convx: Keras refuses (it imports only its own packages' modules), and its message
+    carries our registered names, which the README's "Loading saved models" explains;
+    importing keras_convx first makes it load."""
+    model = keras.Sequential([keras.Input((6, 6, 2)), kc.Conv2D(3, 3, name="conv")])
+    model.save(tmp_path / "m.keras")
+    script = f"""
+import keras
+path = {str(tmp_path / 'm.keras')!r}
+try:
+    keras.saving.load_model(path)
+    print("LOADED WITHOUT IMPORT")
+except Exception as err:
+    text = str(err)
+    print("REFUSED", "Could not locate class 'Conv2D'" in text, "keras_convx>Conv2D" in text)
+import keras_convx
+print("AFTER IMPORT", type(keras.saving.load_model(path).layers[0]).__module__)
+"""
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REFUSED True True" in result.stdout, result.stdout
+    assert "AFTER IMPORT keras_convx.layers.conv" in result.stdout, result.stdout

@@ -51,10 +51,6 @@ SPATIAL, CHANNELS = 8, 4  # the probe input: (None, 8, ..., 8, 4), as many dims 
 FILLERS = (1, [1])  # tried in turn for the required arguments while probing the others
 INTEGER, NUMBER = {"type": "integer"}, {"type": "number"}
 DYNAMIC = {"$ref": "#/$defs/dynamic"}
-# Inside a block a name is prefixed with the instance name (`conv2_block1_` + `0_conv`), so
-# it may start with any character NAME_RE allows after the first.
-BLOCK_NAME_PATTERN = spec.NAME_RE.pattern.replace("^[A-Za-z_]", "^", 1)
-assert BLOCK_NAME_PATTERN != spec.NAME_RE.pattern, "NAME_RE changed: update BLOCK_NAME_PATTERN"
 
 
 def json_schema():
@@ -96,9 +92,10 @@ def json_schema():
                    "description": "name: {shape: [...] (no batch dim), dtype: float32}"},
         "blocks": {"type": ["object", "null"], "additionalProperties": {"$ref": "#/$defs/block"},
                    "description": "reusable parameterized layer groups"},
-        "layers": {"type": "array", "minItems": 1, "items": {
-            "$ref": "#/$defs/layer",
-            "properties": {"name": {"anyOf": [{"pattern": spec.NAME_RE.pattern}, DYNAMIC]}}}},
+        # allOf, not properties beside $ref: draft-07 tools (yaml-language-server) drop those
+        "layers": {"type": "array", "minItems": 1, "items": {"allOf": [
+            {"$ref": "#/$defs/layer"},
+            {"properties": {"name": {"anyOf": [{"pattern": spec.NAME_RE.pattern}, DYNAMIC]}}}]}},
         "outputs": {"anyOf": [{"type": "string"},
                               {"type": "array", "minItems": 1, "items": {"type": "string"}},
                               {"type": "object", "minProperties": 1,
@@ -141,9 +138,18 @@ def _args_key(names):
     return f"args-{names[0]}"  # the first name: Conv2D, not its alias Convolution2D
 
 
+def _block_name_pattern():
+    """Inside a block a name gets the instance's prefix (`conv2_block1_` + `0_conv`), so it
+    may start with any character NAME_RE allows after the first."""
+    pattern = spec.NAME_RE.pattern.replace("^[A-Za-z_]", "^", 1)
+    if pattern == spec.NAME_RE.pattern:
+        raise RuntimeError(f"spec.NAME_RE changed ({pattern}): update _block_name_pattern")
+    return pattern
+
+
 def _entry_schema(type_names, by_class):
     # top-level entries narrow this to NAME_RE
-    name = {"anyOf": [{"type": "string", "pattern": BLOCK_NAME_PATTERN}, DYNAMIC]}
+    name = {"anyOf": [{"type": "string", "pattern": _block_name_pattern()}, DYNAMIC]}
     properties = {
         "type": _dynamic({"enum": type_names}),
         "block": {"type": "string", "description": "a block name from `blocks`"},
@@ -234,9 +240,7 @@ def _arg_type(probe, param):
         # bool() would take anything (`use_bias: "no"` is true): only true/false here.
         return {"type": "boolean"}
     if required or default is None or isinstance(default, str):
-        if not probe.active:
-            return {"type": "string"} if isinstance(default, str) else {}
-        words = _vocabulary(probe, name)
+        words = _vocabulary(probe, name) if probe.active else []
         if words:
             forms = [{"enum": words}]
             if probe.accepts(name, words[0].upper()):  # the layer lower-cases it
@@ -248,8 +252,8 @@ def _arg_type(probe, param):
         if isinstance(default, str):
             object_form = any(name.endswith(suffix) for suffix in ARG_RESOLVERS)
             return {"type": ["string", "object"]} if object_form else {"type": "string"}
-        if default is None:
-            return {}  # open: activations, regularizers, seeds, ...
+        if default is None or not probe.active:
+            return {}  # open (activations, regularizers, seeds, ...) or unknown
         forms = _numeric_forms(probe, name, 1, pairs=True)
         forms += [{"type": kind} for kind, value in (("boolean", True), ("null", None))
                   if probe.accepts(name, value)]
