@@ -32,7 +32,7 @@ test: $(STAMP)
 # a model past protobuf's 2 GiB limit (section 7).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --update-results
 	@mkdir -p benchmarks/runs; set -e; for b in $(BACKENDS); do \
 		KERAS_BACKEND=$$b $(PY) benchmarks/verification.py --out benchmarks/runs/v-$$b.json; \
 		KERAS_BACKEND=$$b $(PY) benchmarks/applications.py --out benchmarks/runs/a-$$b.json; \

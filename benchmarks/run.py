@@ -1,4 +1,6 @@
-"""`make bench`: runs every section, then writes benchmarks/RESULTS.md and results.png.
+"""`make bench`: runs sections 1-4, then writes RESULTS.md and results.png into `--out`
+(default a new folder under benchmarks/runs/); `--update-results` also rewrites the
+recorded benchmarks/RESULTS.md and results.png.
 
 Section 1 runs once per backend in its own process (the backend is fixed at import);
 sections 2-4 run on the TensorFlow backend (tf2onnx and Keras's export need it).
@@ -93,7 +95,9 @@ def write_results(layers, models, out_dir, command, quick):
     for r in models["inference"]:
         lines.append(f"| {r['model']} | {r['batch']} | {r['native_ms']:.2f} | {r['tf2onnx_ms']:.2f} | "
                      f"{r['ratio_native_tf2onnx']:.2f} | {r['keras_ms']:.2f} | "
-                     f"{r['native_gflops']:.1f} | {r['pct_peak']:.0f}% |")
+                     f"{r['native_gflops']:.1f} | "
+                     # a smoke run's timings are too short to set against the peak
+                     f"{'-' if quick else format(r['pct_peak'], '.0f') + '%'} |")
     b = models["build"]
     lines += [
         "",
@@ -111,7 +115,7 @@ def write_results(layers, models, out_dir, command, quick):
 
         with open(target) as f:
             old = f.read()
-        for number in (5, 6):
+        for number in (5, 6, 7):
             found = section_pattern(number).search(old)
             kept += found.group(0).rstrip("\n") + "\n\n" if found else ""
     with open(target, "w") as f:
@@ -182,10 +186,18 @@ def plot(layers, models, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny shapes, 1 repeat (smoke test)")
-    parser.add_argument("--out-dir", default=HERE)
+    parser.add_argument("--out", help="folder for RESULTS.md and results.png (default: a new "
+                                      "folder under benchmarks/runs/, git-ignored)")
+    parser.add_argument("--update-results", action="store_true",
+                        help="also rewrite the recorded benchmarks/RESULTS.md and results.png "
+                             "(sections 1-4; sections 5-7 come from their own scripts)")
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
+    if args.quick and args.update_results:
+        parser.error("--update-results: a --quick smoke run never replaces the recorded results")
+    out = args.out or os.path.join(HERE, "runs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
     command = "python benchmarks/run.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     repeats = ["--repeats", "1" if args.quick else str(args.repeats)]
     quick = ["--quick"] if args.quick else []
@@ -195,8 +207,11 @@ def main(argv=None):
             layers += _run("layers.py", backend, os.path.join(tmp, f"l-{backend}.json"), quick + repeats)
         models = _run("models.py", "tensorflow", os.path.join(tmp, "m.json"),
                       quick + ["--repeats", "1" if args.quick else "10"])
-    write_results(layers, models, args.out_dir, command, args.quick)
-    print(f"wrote {os.path.join(args.out_dir, 'RESULTS.md')} and results.png")
+    write_results(layers, models, out, command, args.quick)
+    print(f"wrote {os.path.join(out, 'RESULTS.md')} and results.png")
+    if args.update_results:
+        write_results(layers, models, HERE, command, args.quick)
+        print(f"updated {os.path.join(HERE, 'RESULTS.md')} and results.png")
     return 0
 
 

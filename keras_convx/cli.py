@@ -121,17 +121,22 @@ def cmd_validate(args):
     return 0
 
 
-def _write_report(path, report):
+def _write_text(path, text, flag):
+    """Writes `text` to `path` atomically (a temporary file, then a rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise BadInput(f"--report: folder {folder} does not exist")
+        raise BadInput(f"{flag}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(report.to_json())
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; a report is not one
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; these are not
     os.replace(tmp, path)
+
+
+def _write_report(path, report):
+    _write_text(path, report.to_json(), "--report")
 
 
 def _report_table(report):
@@ -320,13 +325,27 @@ def cmd_demo(args):
     return cmd_export(args)
 
 
+def cmd_schema(args):
+    from keras_convx.model_config.schema import dumps
+
+    text = dumps()
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    _write_text(args.output, text, "--output")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_bench(args):
     import subprocess
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
     if not script.exists():
         raise BadInput(f"{script}: the benchmarks ship with the source tree, not the wheel")
-    return subprocess.call([sys.executable, str(script)] + (["--quick"] if args.quick else []))
+    extra = (["--quick"] if args.quick else []) + (["--out", args.out] if args.out else []) + \
+        (["--update-results"] if args.update_results else [])
+    return subprocess.call([sys.executable, str(script)] + extra)
 
 
 def build_parser():
@@ -399,9 +418,17 @@ def build_parser():
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("bench", help="run the benchmark suite (sections 1-4 of "
-                                      "benchmarks/RESULTS.md)")
-    p.add_argument("--quick", action="store_true", help="tiny shapes, one repeat")
+    p = sub.add_parser("schema", help="write the JSON Schema of YAML configs (editor "
+                                       "completion and checks)")
+    p.add_argument("-o", "--output", help="the .json file (default: standard output)")
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("bench", help="run the benchmarks (sections 1-4); writes into --out, "
+                                      "the recorded results only with --update-results")
+    p.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke run)")
+    p.add_argument("--out", help="folder for the results (default: a new folder under "
+                                 "benchmarks/runs/)")
+    p.add_argument("--update-results", action="store_true",
+                   help="also rewrite the recorded benchmarks/RESULTS.md and results.png")
     p.set_defaults(func=cmd_bench)
     return parser
 

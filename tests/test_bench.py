@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_benchmark_harness_smoke(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick",
-         "--out-dir", str(tmp_path), "--backends", "tensorflow"],
+         "--out", str(tmp_path), "--backends", "tensorflow"],
         capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "RESULTS.md").read_text()
@@ -23,3 +23,7 @@ def test_benchmark_harness_smoke(tmp_path):
         assert heading in text
     assert "Conv2DTranspose" in text and "resnet50" in text
     assert (tmp_path / "results.png").stat().st_size > 1000
+    section3 = text.split("## 3.")[1].split("## 4.")[0]
+    rows = [line for line in section3.splitlines() if line.startswith("| ") and "peak" not in line]
+    assert rows and not any("%" in row for row in rows)  # a smoke run prints no % of peak
+    assert not (tmp_path / "runs").exists()  # --out is where everything went

@@ -218,3 +218,17 @@ def test_commands_print_no_backend_log_lines():
     code, out, err = _command("validate", CONFIG, "--scale", "t")
     assert code == 0 and "ok" in out
     assert err == "", err  # no TensorFlow/absl/oneDNN lines without --debug
+
+
+def test_schema_command_writes_a_valid_schema_the_zoo_passes(tmp_path, capsys):
+    import jsonschema
+    import yaml
+
+    code, out, err = run(capsys, "schema", "-o", str(tmp_path / "s.json"))
+    assert code == 0 and "wrote" in out, err
+    schema = json.loads((tmp_path / "s.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    with open(CONFIG) as f:
+        jsonschema.validate(yaml.safe_load(f), schema)
+    code, out, _ = run(capsys, "schema")
+    assert code == 0 and json.loads(out) == schema  # stdout by default
