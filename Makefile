@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m keras_convx demo
+	$(VENV)/bin/keras-convx demo
 
 # One pytest process per Keras backend (the backend is fixed at import time).
 test: $(STAMP)
