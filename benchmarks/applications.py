@@ -131,7 +131,7 @@ def render(results):
              "tf2onnx on TensorFlow, jax2onnx on JAX, torch.onnx on torch. 'verified' = "
              "`kc.verify_onnx` passes (for Keras's files: the outputs only, they carry no "
              "tensor map). Latency: onnxruntime CPU, 2 threads, median of 10 (3 for the "
-             "`--ours-only` run of the benchmark-only EfficientNets, 64x64).", "",
+             "`--ours-only` run of the 13 benchmark-only constructors).", "",
              "| backend | model | ours: ok / verified | Keras: ok / verified | export s (ours / "
              "Keras) | nodes (ours / Keras) | Transposes (ours / Keras) | ms b1 (ours / Keras) "
              "| ms b8 (ours / Keras) |",
