@@ -9,7 +9,7 @@ import pytest
 
 import keras_convx as kc
 import oracle
-from helpers import assert_close, make_input
+from helpers import assert_close, make_input, rand
 
 FORMATS = ("channels_last", "channels_first")
 
@@ -133,3 +133,46 @@ def test_validation_messages(make, shape, message):
     with pytest.raises((ValueError, TypeError), match=message):
         layer = make()
         layer.build(shape)
+
+
+UNKNOWN_CHANNELS = [
+    ("UpSampling1D", lambda df: kc.UpSampling1D(2, data_format=df), 1),
+    ("UpSampling2D-bilinear", lambda df: kc.UpSampling2D(2, interpolation="bilinear",
+                                                          data_format=df), 2),
+    ("UpSampling2D-bicubic-1.5", lambda df: kc.UpSampling2D(1.5, interpolation="bicubic",
+                                                             data_format=df), 2),
+    ("UpSampling3D", lambda df: kc.UpSampling3D(2, data_format=df), 3),
+    ("Cropping1D", lambda df: kc.Cropping1D((1, 0), data_format=df), 1),
+    ("Cropping2D", lambda df: kc.Cropping2D(1, data_format=df), 2),
+    ("ZeroPadding3D", lambda df: kc.ZeroPadding3D(1, data_format=df), 3),
+    ("Padding2D-reflect", lambda df: kc.Padding2D(((1, 0), (2, 1)), mode="reflect",
+                                                  data_format=df), 2),
+]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name,make,rank", UNKNOWN_CHANNELS, ids=[c[0] for c in UNKNOWN_CHANNELS])
+def test_unknown_channel_dim_is_fine_without_weights(name, make, rank, data_format):
+    """Reshaping layers have no weights, so (as Keras's) they take an input whose channel
+    dim is unknown: same output as with the channels known, shape inference agrees."""
+    spatial = (5,) * rank
+    unknown = spatial + (None,) if data_format == "channels_last" else (None,) + spatial
+    x = keras.Input(unknown)
+    layer = make(data_format)
+    symbolic = layer(x)
+    model = keras.Model(x, symbolic)
+    data = rand((2,) + tuple(d or 3 for d in unknown), rank)
+    got = keras.ops.convert_to_numpy(model(data))
+    want = keras.ops.convert_to_numpy(make(data_format)(data))
+    np.testing.assert_array_equal(got, want)
+    channel_axis = -1 if data_format == "channels_last" else 1
+    assert symbolic.shape[channel_axis] is None
+    assert tuple(d for i, d in enumerate(symbolic.shape) if i not in (0, channel_axis % len(
+        symbolic.shape))) == tuple(d for i, d in enumerate(got.shape) if i not in (
+            0, channel_axis % got.ndim))
+
+
+def test_layers_with_weights_still_need_the_channel_dim():
+    with pytest.raises(ValueError, match=r"Conv2D: the channel dimension of the input must be "
+                                         r"known, got shape \(None, 5, 5, None\)"):
+        kc.Conv2D(2, 3)(keras.Input((5, 5, None)))

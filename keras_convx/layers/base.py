@@ -33,10 +33,15 @@ class SpatialLayer(keras.layers.Layer):
             return (batch,) + spatial + (channels,)
         return (batch, channels) + spatial
 
+    # Layers with weights need the channel count; reshaping layers have none and take
+    # inputs whose channel dim is unknown, as Keras's do.
+    channels_known = True
+
     def _check_input(self, input_shape):
-        """Checks rank and a known channel dim; returns the channel count."""
+        """Checks the rank (and a known channel dim if the layer needs it); returns the
+        channel count, or None."""
         return A.check_input_shape(input_shape, self.rank, self.data_format,
-                                   self.__class__.__name__)
+                                   self.__class__.__name__, self.channels_known)
 
 
 class WindowedLayer(SpatialLayer):

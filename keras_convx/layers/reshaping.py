@@ -13,6 +13,7 @@ register = keras.saving.register_keras_serializable(package="keras_convx")
 class _PairsLayer(SpatialLayer):
     """A layer whose argument is (before, after) amounts per spatial axis."""
 
+    channels_known = False  # no weights
     _pairs_arg = None  # the argument's name: "cropping" or "padding"
     _keras_has_data_format = True  # keras.layers.Cropping1D has no data_format
 
@@ -145,6 +146,8 @@ class BaseUpSampling(SpatialLayer):
         align_corners: False = half-pixel centres (Keras's default); True =
             PyTorch's `align_corners=True`. Ignored by `"nearest"`.
     """
+
+    channels_known = False  # no weights
 
     def __init__(self, rank, size=2, data_format=None, interpolation="nearest",
                  align_corners=False, **kwargs):

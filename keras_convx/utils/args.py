@@ -167,8 +167,9 @@ def check_divisible(value, groups, name, owner):
         )
 
 
-def check_input_shape(input_shape, rank, data_format, owner):
-    """Checks the input rank and a known channel dim; returns the channel count."""
+def check_input_shape(input_shape, rank, data_format, owner, channels_known=True):
+    """Checks the input rank and (where weights depend on it, `channels_known`) a known
+    channel dim; returns the channel count (None when unknown and not required)."""
     shape = tuple(input_shape)
     if len(shape) != rank + 2:
         layout = (
@@ -182,6 +183,8 @@ def check_input_shape(input_shape, rank, data_format, owner):
         )
     channels = shape[-1] if data_format == "channels_last" else shape[1]
     if channels is None:
+        if not channels_known:
+            return None
         raise ValueError(
             f"{owner}: the channel dimension of the input must be known, got shape {shape}"
         )
