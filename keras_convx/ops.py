@@ -336,9 +336,8 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
         owner, x, rank, strides, padding, dilation_rate, "zeros", data_format,
         allow_causal=False,
     )
-    dilation_rate = _effective_dilation(kshape[:-2], dilation_rate)
     groups = A.normalize_positive_int(groups, "groups", owner)
-    if output_padding is not None:
+    if output_padding is not None:  # against the dilation asked for, as PyTorch checks it
         output_padding = A.normalize_tuple(output_padding, rank, "output_padding", owner, 0)
         for op_, s, d in zip(output_padding, strides, dilation_rate):
             if op_ >= max(s, d):
@@ -347,6 +346,8 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
                     f"dilation_rate) per axis, got output_padding={output_padding}, "
                     f"strides={strides}, dilation_rate={dilation_rate}"
                 )
+    asked_dilation = dilation_rate
+    dilation_rate = _effective_dilation(kshape[:-2], dilation_rate)
     channels = _static_shape(x)[_channel_axis(data_format)]
     if channels != kshape[-1]:
         raise ValueError(
@@ -356,7 +357,7 @@ def conv_transpose(x, kernel, strides=1, padding="valid", output_padding=None,
     A.check_divisible(channels, groups, "input channels", owner)
     if data_format == "channels_first" and _is_tensorflow():
         return _via_channels_last(x, lambda y: conv_transpose(
-            y, kernel, strides, padding, output_padding, "channels_last", dilation_rate,
+            y, kernel, strides, padding, output_padding, "channels_last", asked_dilation,
             groups, output_size))
     axes = _spatial_axes(len(x.shape), data_format)
     lengths = [_static_shape(x)[a] for a in axes]
@@ -392,6 +393,9 @@ def _backend_transpose_matches(padding, output_padding, output_size, strides, di
     if not isinstance(padding, str) or output_size is not None:
         return False
     if max(strides) > 1 and max(dilation_rate) > 1:
+        return False
+    # backends want output_padding < stride; a size-1 kernel axis lost its dilation
+    if output_padding is not None and any(p >= s for p, s in zip(output_padding, strides)):
         return False
     # Keras's torch backend can't express 'same' with an output_padding (its docstring says so).
     return not (keras.backend.backend() == "torch" and padding == "same"

@@ -114,11 +114,15 @@ class WindowedLayer(SpatialLayer):
             )
         return self._assemble(input_shape[0], out, self.output_channels(channels))
 
+    def _check_output_shape(self, input_shape):
+        """Raises at build when the output would be empty."""
+        self.compute_output_shape(input_shape)
+
     # -- weights and call -----------------------------------------------------
 
     def build(self, input_shape):
         channels = self._check_input(input_shape)
-        self.compute_output_shape(input_shape)
+        self._check_output_shape(input_shape)
         self._check_padding_mode_fits(self._spatial(input_shape))
         self.input_spec = keras.layers.InputSpec(
             ndim=self.rank + 2, axes={self._channel_axis: channels}

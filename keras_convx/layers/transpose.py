@@ -117,7 +117,15 @@ class BaseConvTranspose(WindowedLayer):
             "transpose",
         )
 
+    def _check_output_shape(self, input_shape):
+        # An output_size given at call time may make a size the default can't: without
+        # one from the constructor, that is checked per call (below), where it is known.
+        if self.output_size is not None:
+            self.compute_output_shape(input_shape)
+
     def call(self, inputs, output_size=None):
+        if output_size is None and self.output_size is None:
+            self.compute_output_shape(tuple(inputs.shape))  # the default must not be empty
         self._call_output_size = output_size
         return super().call(inputs)
 
