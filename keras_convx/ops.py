@@ -488,7 +488,8 @@ def crop(x, crops, data_format=None):
     return x
 
 
-INTERPOLATIONS = ("nearest", "linear", "bilinear", "trilinear", "bicubic")
+INTERPOLATIONS = ("nearest", "linear", "bilinear", "trilinear", "bicubic", "lanczos3",
+                  "lanczos5")
 _CUBIC_A = -0.75  # PyTorch's and ONNX Resize's default cubic coefficient
 
 
@@ -504,6 +505,8 @@ def resize_taps(length, scale, interpolation, align_corners):
 
     out = S.resize_output_length(length, scale)
     i = np.arange(out, dtype=np.float64)
+    if interpolation.startswith("lanczos"):
+        return _lanczos_taps(length, out, int(interpolation[-1]))
     if interpolation == "nearest":
         src = np.minimum(np.floor(i / scale), length - 1).astype(np.int64)
         return [(src, np.ones(out))]
@@ -530,6 +533,30 @@ def resize_taps(length, scale, interpolation, align_corners):
             for k, w in zip((-1, 0, 1, 2), weights)]
 
 
+def _lanczos_taps(length, out, radius):
+    """Lanczos taps as `keras.ops.image.resize` (JAX's scale_and_translate, TF's
+    `tf.image.resize`) computes them for a resize to `out`: half-pixel centres at the
+    scale out / length, the windowed sinc over the taps inside the input, normalized to
+    sum 1 (no antialiasing, as Keras's default)."""
+    import numpy as np
+
+    src = (np.arange(out, dtype=np.float64) + 0.5) * (length / out) - 0.5
+    base = np.floor(src).astype(np.int64)
+    index = [base + k for k in range(-radius + 1, radius + 1)]
+    weights = []
+    for j in index:
+        d = np.abs(src - j)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(d < 1e-12, 1.0, radius * np.sin(np.pi * d) * np.sin(np.pi * d / radius)
+                         / (np.pi ** 2 * d * d))
+        weights.append(np.where((d < radius) & (j >= 0) & (j < length), w, 0.0))
+    total = np.sum(weights, axis=0)
+    # JAX's guard: a (near) zero total gives zero weights rather than a blow-up
+    ok = np.abs(total) > 1000 * np.finfo(np.float32).eps
+    return [(np.clip(j, 0, length - 1), np.where(ok, w / np.where(ok, total, 1.0), 0.0))
+            for j, w in zip(index, weights)]
+
+
 def resize(x, scale, interpolation="nearest", align_corners=False, data_format=None):
     """Up- or down-samples the spatial axes by `scale` (output floor(L * scale)).
 
@@ -537,7 +564,8 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
         x: tensor `(batch, *spatial, channels)` or channels_first.
         scale: positive number or tuple per spatial axis (non-integers allowed).
         interpolation: `"nearest"`, `"linear"`/`"bilinear"`/`"trilinear"`
-            (separable linear on every axis) or `"bicubic"` (a = -0.75).
+            (separable linear on every axis), `"bicubic"` (a = -0.75), or
+            `"lanczos3"`/`"lanczos5"` (as `keras.ops.image.resize` to the output size).
         align_corners: False for half-pixel centres (Keras's default), True for
             PyTorch's `align_corners=True`.
         data_format: `"channels_last"` or `"channels_first"`.
@@ -550,6 +578,9 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
         raise ValueError(
             f"{owner}: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}"
         )
+    if align_corners and interpolation.startswith("lanczos"):
+        raise ValueError(f"{owner}: align_corners applies to linear and cubic interpolation, "
+                         f"not {interpolation!r}")
     if (len(axes) == 2 and interpolation == "bilinear" and not align_corners
             and all(isinstance(s, int) for s in scale) and None not in
             [x.shape[a] for a in axes]):

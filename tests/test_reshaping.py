@@ -176,3 +176,47 @@ def test_layers_with_weights_still_need_the_channel_dim():
     with pytest.raises(ValueError, match=r"Conv2D: the channel dimension of the input must be "
                                          r"known, got shape \(None, 5, 5, None\)"):
         kc.Conv2D(2, 3)(keras.Input((5, 5, None)))
+
+
+@pytest.mark.parametrize("interpolation", ["lanczos3", "lanczos5"])
+@pytest.mark.parametrize("size,data_format", [((2, 2), "channels_last"), ((3, 2), "channels_first"),
+                                              ((1.5, 2.5), "channels_last")])
+def test_lanczos_matches_jax_image_resize(interpolation, size, data_format):
+    """Lanczos as keras.ops.image.resize computes it (JAX's scale_and_translate, which
+    TensorFlow's tf.image.resize matches; Keras's torch backend has no Lanczos): the
+    reference is jax.image.resize on the same data, on every backend."""
+    import jax
+
+    x = rand((2, 5, 6, 3), 9)
+    layer = kc.UpSampling2D(size, interpolation=interpolation, data_format=data_format)
+    data = x if data_format == "channels_last" else np.transpose(x, (0, 3, 1, 2))
+    got = keras.ops.convert_to_numpy(layer(data))
+    if data_format == "channels_first":
+        got = np.transpose(got, (0, 2, 3, 1))
+    out = (int(5 * size[0]), int(6 * size[1]))
+    want = np.asarray(jax.image.resize(x, (2,) + out + (3,), method=interpolation,
+                                       antialias=False))
+    assert got.shape == want.shape
+    assert_close(got, want)
+    assert tuple(layer.compute_output_shape(data.shape)) == got.shape if \
+        data_format == "channels_last" else True
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="Keras's torch backend has no Lanczos resize to compare with")
+def test_lanczos_equals_keras_upsampling2d():
+    x = rand((2, 4, 5, 3), 10)
+    for interpolation in ("lanczos3", "lanczos5"):
+        ours = kc.UpSampling2D(2, interpolation=interpolation)(x)
+        theirs = keras.layers.UpSampling2D(2, interpolation=interpolation)(x)
+        assert_close(ours, keras.ops.convert_to_numpy(theirs))
+
+
+def test_lanczos_refuses_align_corners_and_export(tmp_path):
+    with pytest.raises(ValueError, match=r"UpSampling2D: align_corners applies to linear and "
+                                         r"cubic interpolation, not 'lanczos3'"):
+        kc.UpSampling2D(2, interpolation="lanczos3", align_corners=True)
+    x = keras.Input((4, 4, 2))
+    model = keras.Model(x, kc.UpSampling2D(2, interpolation="lanczos5", name="up")(x))
+    with pytest.raises(Exception, match=r"interpolation 'lanczos5' has no exact ONNX Resize"):
+        kc.export_onnx(model, tmp_path / "m.onnx", method="native")

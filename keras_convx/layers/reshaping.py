@@ -141,8 +141,9 @@ class BaseUpSampling(SpatialLayer):
             output length is floor(L * size)).
         data_format: `"channels_last"` or `"channels_first"`.
         interpolation: `"nearest"`, the rank's linear mode (`"linear"`,
-            `"bilinear"`, `"trilinear"`), or `"bicubic"` for 2D (a = -0.75 as
-            PyTorch and ONNX Resize).
+            `"bilinear"`, `"trilinear"`), or for 2D `"bicubic"` (a = -0.75 as
+            PyTorch and ONNX Resize) and `"lanczos3"`/`"lanczos5"` (as
+            `keras.ops.image.resize`; not exportable: ONNX Resize has no Lanczos mode).
         align_corners: False = half-pixel centres (Keras's default); True =
             PyTorch's `align_corners=True`. Ignored by `"nearest"`.
     """
@@ -154,12 +155,16 @@ class BaseUpSampling(SpatialLayer):
         super().__init__(rank, data_format, **kwargs)
         owner = self.__class__.__name__
         self.size = A.normalize_scale(size, rank, owner)
-        allowed = ("nearest", LINEAR[rank]) + (("bicubic",) if rank == 2 else ())
+        allowed = ("nearest", LINEAR[rank]) + (
+            ("bicubic", "lanczos3", "lanczos5") if rank == 2 else ())
         value = interpolation.lower() if isinstance(interpolation, str) else interpolation
         if value not in allowed:
             raise ValueError(f"{owner}: interpolation must be one of {allowed}, got {interpolation!r}")
         self.interpolation = value
         self.align_corners = bool(align_corners)
+        if self.align_corners and value.startswith("lanczos"):
+            raise ValueError(f"{owner}: align_corners applies to linear and cubic "
+                             f"interpolation, not {value!r}")
 
     def compute_output_shape(self, input_shape):
         channels = self._check_input(input_shape)
