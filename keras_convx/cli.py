@@ -97,8 +97,10 @@ def _summary_table(model, title):
 def cmd_build(args):
     import keras_convx as kc
 
+    from keras_convx.model_config.loader import resolve
+
     console = _console()
-    model = kc.build_model(args.config, scale=args.scale, **_overrides(args.set))
+    model = kc.build_model(resolve(args.config), scale=args.scale, **_overrides(args.set))
     console.print(_summary_table(model, f"{model.name} ({args.config})"))
     console.print(f"layers {len(model.layers)}; params {model.count_params():,} "
                   f"(trainable {sum(int(_size(w)) for w in model.trainable_weights):,})")
@@ -115,7 +117,9 @@ def _size(weight):
 def cmd_validate(args):
     import keras_convx as kc
 
-    plan = kc.validate(args.config, scale=args.scale, **_overrides(args.set))
+    from keras_convx.model_config.loader import resolve
+
+    plan = kc.validate(resolve(args.config), scale=args.scale, **_overrides(args.set))
     outputs = ", ".join(f"{k} {plan.shapes.get(v)}" for k, v in plan.outputs.items())
     print(f"{args.config}: ok ({len(plan.order)} layers; outputs {outputs})")
     return 0

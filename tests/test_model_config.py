@@ -211,6 +211,9 @@ MALFORMED = [
     ("indentation", BASE.replace("\nlayers:", "\n layers:"),
      r"not valid YAML: this line's indentation does not match the lines above", 4, 2),
     ("tab", BASE.replace("  image:", "\timage:"), r"not valid YAML: a tab: indent with spaces", 3, 1),
+    # kc.build_model("resnet50") builds the zoo's; a typo says so (one word is also YAML)
+    ("zoo-typo", "resnt50", r"the config must be a mapping, got str: 'resnt50' is not a zoo "
+                            r"name either \(zoo: .*did you mean resnet50\?\)", 1, 1),
 ]
 
 

@@ -70,13 +70,15 @@ def zoo_names():
     return sorted(f[:-5] for f in os.listdir(ZOO_DIR) if f.endswith(".yaml"))
 
 
-def resolve(source, also=()):
+def resolve(source, also=(), strict=True):
     """What a config argument names: the same rule for the CLI and `build_model`.
 
     Returns a path (a .yaml/.yml file, or a zoo config for a bare name), or `source`
     itself when it is YAML text or a dict. A path with another suffix (other than those
     in `also`, e.g. ".keras" where the caller loads those) or an unknown bare name is a
-    ConfigError naming it, with the zoo's names and the closest one.
+    ConfigError naming it, with the zoo's names and the closest one. With `strict=False`
+    an unknown bare name is returned as YAML text (a one-word YAML document), whose error
+    then says it is neither (`zoo_hint`).
     """
     if isinstance(source, dict):
         return source
@@ -91,21 +93,27 @@ def resolve(source, also=()):
     if suffix and not source.endswith("."):
         accepted = ", ".join((".yaml", ".yml") + tuple(also))
         raise ConfigError(f"not a config file (accepted: {accepted}, or a zoo name)", source)
-    names = zoo_names()
-    if source in names:
+    if source in zoo_names():
         return os.path.join(ZOO_DIR, f"{source}.yaml")
+    if not strict:
+        return source
+    raise ConfigError(f"no such config or zoo model {zoo_hint(source)}", source)
+
+
+def zoo_hint(word):
+    """`(zoo: a, b, ...; did you mean x?)` for a word that names no zoo config."""
     import difflib
 
-    close = difflib.get_close_matches(source, names, n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    raise ConfigError(f"no such config or zoo model (zoo: {', '.join(names) or 'empty'}"
-                      f"{hint})", source)
+    names = zoo_names()
+    close = difflib.get_close_matches(str(word), names, n=1)
+    return (f"(zoo: {', '.join(names) or 'empty'}"
+            + (f"; did you mean {close[0]}?" if close else "") + ")")
 
 
 def load(source):
     """Loads a config from a path, a zoo name, a YAML string or a dict; returns
     (data, Located)."""
-    source = resolve(source)
+    source = resolve(source, strict=False)
     if isinstance(source, dict):
         return source, Located("<dict>")
     if isinstance(source, str) and "\n" not in source and \

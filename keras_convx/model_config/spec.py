@@ -63,7 +63,13 @@ class Expander:
 
     def _upgrade(self, data):
         if not isinstance(data, dict):
-            raise self.located.error((), f"the config must be a mapping, got {type(data).__name__}")
+            extra = ""
+            if isinstance(data, str) and "\n" not in data.strip():
+                from keras_convx.model_config.loader import zoo_hint
+
+                extra = f": {data.strip()!r} is not a zoo name either {zoo_hint(data.strip())}"
+            raise self.located.error((), f"the config must be a mapping, got "
+                                         f"{type(data).__name__}{extra}")
         version = data.get("version")
         if version is None:
             raise self.located.error((), f"missing required key 'version' (current: {FORMAT_VERSION})")
