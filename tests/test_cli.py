@@ -42,9 +42,9 @@ def test_export_success_writes_file_and_report(tmp_path, capsys):
 
 def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, err = run(capsys, "export", "unet3d", "--scale", "t", "--no-verify")
+    code, stdout, err = run(capsys, "export", "wavenet", "--scale", "t", "--no-verify")
     assert code == 0, err
-    assert (tmp_path / "export" / "unet3d.onnx").exists()
+    assert (tmp_path / "export" / "wavenet.onnx").exists()
 
 
 @pytest.mark.parametrize("argv,message", [
