@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
 # keras.applications against Keras's own export (section 6; needs the bench extra);
-# a model past protobuf's 2 GiB limit (section 7).
+# a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -42,6 +42,8 @@ bench: $(STAMP)
 	# past 2 GiB: ~11 GiB of memory and 2 GiB of disk, TensorFlow backend
 	$(PY) benchmarks/large_export.py --json benchmarks/runs/large.json
 	$(PY) benchmarks/large_export.py --update-results benchmarks/runs/large.json
+	$(PY) benchmarks/cli_startup.py --json benchmarks/runs/cli.json
+	$(PY) benchmarks/cli_startup.py --update-results benchmarks/runs/cli.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

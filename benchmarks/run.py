@@ -115,7 +115,7 @@ def write_results(layers, models, out_dir, command, quick):
 
         with open(target) as f:
             old = f.read()
-        for number in (5, 6, 7):
+        for number in (5, 6, 7, 8):
             found = section_pattern(number).search(old)
             kept += found.group(0).rstrip("\n") + "\n\n" if found else ""
     with open(target, "w") as f:
