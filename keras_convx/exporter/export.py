@@ -428,6 +428,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 raise ExportError(f"export ({chosen}): verification could not run: {err}; kept "
                                   f"{kept}", report) from None
             report.verify.path = path
+            if diagnose and chosen == "tf2onnx":  # said, not silently skipped
+                report.verify.warnings.append(
+                    "tf2onnx's graph carries no map from Keras tensors to its own: only the "
+                    "graph outputs were compared (method='native' compares every layer)")
             if not report.verify.passed:
                 kept = _keep_failed(path, stage, report, external)
                 raise VerificationError(
