@@ -20,6 +20,7 @@ def _load():
 
     names = {m: import_module(f"keras_convx.{m}")
              for m in ("constraints", "ops", "regularizers", "weights", "layers")}
+    names["convert"] = import_module("keras_convx.convert").convert
     config = import_module("keras_convx.model_config")
     names.update({n: getattr(config, n) for n in
                   ("ConfigError", "build_model", "register_layer", "to_yaml", "validate")})
