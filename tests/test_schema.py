@@ -228,7 +228,7 @@ def test_layer_types_are_the_allowlist_including_registered(monkeypatch):
     ("Padding2D", "mode", list(A.PAD_MODES)),
     ("Conv3D", "data_format", list(A.DATA_FORMATS)),
     ("GlobalAveragePooling2D", "data_format", list(A.DATA_FORMATS)),
-    ("UpSampling2D", "interpolation", ["nearest", "bilinear", "bicubic"]),
+    ("UpSampling2D", "interpolation", ["nearest", "bilinear", "bicubic", "lanczos3", "lanczos5"]),
     ("UpSampling3D", "interpolation", ["nearest", "trilinear"]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_enums_are_what_each_layer_accepts(type_name, arg, expected):
