@@ -65,6 +65,11 @@ def _type_name(layer, types):
 
 def to_dict(model):
     """The config of a Functional or Sequential model as a dict (see `to_yaml`)."""
+    from keras_convx.convert import SHADOWED, convert
+
+    if any(type(layer).__name__ in SHADOWED and type(layer).__module__.startswith("keras.")
+           for layer in getattr(model, "layers", [])):
+        model = convert(model)  # keras.layers' conv family -> the equivalents configs know
     if isinstance(model, keras.Sequential):
         model = model._functional if model._functional is not None else None
         if model is None:
@@ -130,6 +135,10 @@ _Dumper.add_representer(list, _flow_lists)
 
 def to_yaml(model):
     """Serializes a Functional or Sequential model made of known layers to YAML text.
+
+    Keras's own convolution-family and reshaping layers are taken as their keras_convx
+    equivalents (`keras_convx.convert`), so e.g. any `keras.applications` model made of
+    allowed layers serializes.
 
     Arguments equal to their defaults are omitted; `inputs` is written only where a
     layer does not simply take the previous layer's output. Weights are not included
