@@ -15,6 +15,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from benchmarks.sections import add_result_arguments, update, write_json  # noqa: E402
 COMMANDS = [["--help"], ["export", "--help"], ["verify", "--help"], ["build", "--help"],
             ["schema", "--help"]]
 
@@ -56,20 +58,13 @@ def render(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write the measurements to this file")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--update-results", metavar="JSON",
-                        help="write RESULTS.md section 8 from a --json file and stop")
+    add_result_arguments(parser, 8)
     args = parser.parse_args(argv)
     if args.update_results:
-        from benchmarks.sections import update
-
         update(8, render, [args.update_results])
         return
-    result = measure(args.repeats)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f)
+    write_json(args.json, measure(args.repeats))
 
 
 if __name__ == "__main__":

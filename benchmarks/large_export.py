@@ -16,19 +16,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.sections import add_result_arguments, update, write_json  # noqa: E402
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=float, default=4.8, help="channel multiplier")
     parser.add_argument("--size", type=int, default=64, help="input height and width")
     parser.add_argument("--out", help="folder for the files (default: a temporary one)")
-    parser.add_argument("--json", help="also write the measurements to this file")
-    parser.add_argument("--update-results", metavar="JSON",
-                        help="write RESULTS.md section 7 from a --json file and stop")
+    add_result_arguments(parser, 7)
     args = parser.parse_args(argv)
     if args.update_results:
-        from benchmarks.sections import update
-
         update(7, render, [args.update_results])
         return
 
@@ -56,9 +54,7 @@ def main(argv=None):
         "compared_tensors": len(report.verify.informative),
     }
     print(json.dumps(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f)
+    write_json(args.json, result)
 
 
 def render(results):

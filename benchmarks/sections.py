@@ -24,10 +24,24 @@ def update(number, render, paths, target=RESULTS):
     section = "\n".join(render(results)).rstrip("\n")
     pattern = section_pattern(number)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
+        text = pattern.sub(lambda _: section + "\n", text)  # the blank line before the next
     elif "## Notes" in text:
         text = text.replace("## Notes", section + "\n\n## Notes")
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(target, "w") as f:
         f.write(text)
+
+
+def add_result_arguments(parser, number):
+    """`--json FILE` (write the measurements) and `--update-results FILE` (write section
+    `number` of RESULTS.md from such a file), for one-run benchmark scripts."""
+    parser.add_argument("--json", help="also write the measurements to this file")
+    parser.add_argument("--update-results", metavar="JSON",
+                        help=f"write RESULTS.md section {number} from a --json file and stop")
+
+
+def write_json(path, result):
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)

@@ -338,7 +338,6 @@ class Reference:
     def __init__(self, model, entries, runs, inspect_run=0):
         self.model, self.runs, self.inspect_run = model, runs, inspect_run
         self.tensors = {}  # ("out" | "pre", key) -> reference array on runs[inspect_run]
-        self.skipped = []
         self._sensitivity = None
         self._fmodel = tensor_map.functional(model)
         found = tensor_map.resolve(model, [e["key"] for e in entries]) if entries else {}
