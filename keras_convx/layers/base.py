@@ -11,13 +11,24 @@ from keras_convx.utils import shapes as S
 
 
 class SpatialLayer(keras.layers.Layer):
-    """Abstract base of every keras_convx layer: `rank` spatial axes in a `data_format`."""
+    """Abstract base of every keras_convx layer: `rank` spatial axes in a `data_format`.
 
-    def __init__(self, rank, data_format=None, **kwargs):
+    Public classes set `rank` (a class attribute) and inherit their family base's
+    constructor, so `inspect.signature` shows its real parameters.
+    """
+
+    rank = None
+    # Arguments the shadowed keras.layers class lacks, with the value meaning "not used":
+    # get_config leaves them out at that value, so a plain config stays loadable by Keras.
+    _extensions = {}
+
+    def __init__(self, data_format=None, **kwargs):
+        if self.rank is None:
+            raise TypeError(f"{self.__class__.__name__} is abstract: use a class with a rank, "
+                            f"e.g. its 1D/2D/3D version")
         super().__init__(**kwargs)
-        self.rank = rank
         self.data_format = A.normalize_data_format(data_format, self.__class__.__name__)
-        self.input_spec = keras.layers.InputSpec(ndim=rank + 2)
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
 
     @property
     def _channel_axis(self):
@@ -43,6 +54,17 @@ class SpatialLayer(keras.layers.Layer):
         return A.check_input_shape(input_shape, self.rank, self.data_format,
                                    self.__class__.__name__, self.channels_known)
 
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.layer_config())
+        return {key: value for key, value in config.items()
+                if key not in self._extensions or value != self._extensions[key]}
+
+    def layer_config(self):
+        """The layer's own config entries (subclasses extend it with `super()`);
+        `get_config` drops the extensions left at their "not used" value."""
+        return {"data_format": self.data_format}
+
 
 class WindowedLayer(SpatialLayer):
     """Abstract base: a sliding-window layer over `rank` spatial axes with an optional bias.
@@ -55,10 +77,10 @@ class WindowedLayer(SpatialLayer):
 
     _allow_causal = True
     _supports_padding_mode = True
+    _extensions = {"padding_mode": "zeros"}
 
     def __init__(
         self,
-        rank,
         kernel_size,
         strides=1,
         padding="valid",
@@ -73,8 +95,8 @@ class WindowedLayer(SpatialLayer):
         padding_mode="zeros",
         **kwargs,
     ):
-        super().__init__(rank, data_format, activity_regularizer=activity_regularizer, **kwargs)
-        owner = self.__class__.__name__
+        super().__init__(data_format, activity_regularizer=activity_regularizer, **kwargs)
+        owner, rank = self.__class__.__name__, self.rank
         self.kernel_size = A.normalize_tuple(kernel_size, rank, "kernel_size", owner)
         self.strides = A.normalize_tuple(strides, rank, "strides", owner)
         self.dilation_rate = A.normalize_tuple(dilation_rate, rank, "dilation_rate", owner)
@@ -180,14 +202,13 @@ class WindowedLayer(SpatialLayer):
 
     # -- config ---------------------------------------------------------------
 
-    def get_config(self):
-        config = super().get_config()
+    def layer_config(self):
+        config = super().layer_config()
         config.update(
             {
                 "kernel_size": self.kernel_size,
                 "strides": self.strides,
                 "padding": A.padding_to_config(self.padding),
-                "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
                 "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias,
@@ -195,11 +216,9 @@ class WindowedLayer(SpatialLayer):
                 "bias_regularizer": regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": regularizers.serialize(self.activity_regularizer),
                 "bias_constraint": constraints.serialize(self.bias_constraint),
+                "padding_mode": self.padding_mode,
             }
         )
-        # Extensions appear only when used, so a plain config stays loadable by keras.layers.
-        if self.padding_mode != "zeros":
-            config["padding_mode"] = self.padding_mode
         return config
 
     def _kernel_config(self, prefix, initializer, regularizer, constraint):

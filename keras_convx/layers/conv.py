@@ -13,10 +13,9 @@ register = keras.saving.register_keras_serializable(package="keras_convx")
 
 
 class BaseConv(WindowedLayer):
-    """Abstract N-D convolution layer; `Conv1D/2D/3D` only fix `rank`.
+    """Abstract N-D convolution layer; `Conv1D/2D/3D` only set `rank`.
 
     Args:
-        rank: number of spatial axes.
         filters: number of output channels.
         kernel_size: int or tuple of `rank` ints.
         strides: int or tuple of `rank` ints. May be combined with `dilation_rate > 1`.
@@ -41,9 +40,10 @@ class BaseConv(WindowedLayer):
         `floor((L + pad_before + pad_after - dilation * (kernel - 1) - 1) / stride) + 1`.
     """
 
+    _extensions = {**WindowedLayer._extensions, "lora_rank": None, "lora_alpha": None}
+
     def __init__(
         self,
-        rank,
         filters,
         kernel_size,
         strides=1,
@@ -66,7 +66,7 @@ class BaseConv(WindowedLayer):
         **kwargs,
     ):
         super().__init__(
-            rank, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            kernel_size, strides=strides, padding=padding, data_format=data_format,
             dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
             bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer, bias_constraint=bias_constraint,
@@ -165,14 +165,12 @@ class BaseConv(WindowedLayer):
     def convolve(self, inputs):
         return cops.conv(inputs, self.kernel, groups=self.groups, **self._window_kwargs())
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"filters": self.filters, "groups": self.groups})
+    def layer_config(self):
+        config = super().layer_config()
+        config.update({"filters": self.filters, "groups": self.groups,
+                       "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha})
         config.update(self._kernel_config("kernel", self.kernel_initializer,
                                           self.kernel_regularizer, self.kernel_constraint))
-        if self.lora_rank:
-            config["lora_rank"] = self.lora_rank
-            config["lora_alpha"] = self.lora_alpha
         return config
 
 
@@ -180,7 +178,7 @@ class BaseConv(WindowedLayer):
 class Conv1D(BaseConv):
     """1D convolution (temporal), e.g. WaveNet-style causal stacks.
 
-    Same arguments as `BaseConv` without `rank`; `padding="causal"` pads
+    Same arguments as `BaseConv`; `padding="causal"` pads
     `dilation_rate * (kernel_size - 1)` steps on the left only.
 
     Example:
@@ -189,28 +187,25 @@ class Conv1D(BaseConv):
     (2, 16, 8)
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(1, *args, **kwargs)
+    rank = 1
 
 
 @register
 class Conv2D(BaseConv):
-    """2D convolution over images; arguments as `BaseConv` without `rank`.
+    """2D convolution over images; arguments as `BaseConv`.
 
     Example:
     >>> Conv2D(64, 3, strides=2, padding="same", padding_mode="reflect")
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(2, *args, **kwargs)
+    rank = 2
 
 
 @register
 class Conv3D(BaseConv):
-    """3D convolution over volumes or video; arguments as `BaseConv` without `rank`."""
+    """3D convolution over volumes or video; arguments as `BaseConv`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(3, *args, **kwargs)
+    rank = 3
 
 
 Convolution1D = Conv1D

@@ -32,13 +32,12 @@ class _DepthwiseKernelMixin:
 
 
 class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
-    """Abstract N-D depthwise convolution; `DepthwiseConv1D/2D/3D` only fix `rank`.
+    """Abstract N-D depthwise convolution; `DepthwiseConv1D/2D/3D` only set `rank`.
 
     Each input channel is convolved with its own `depth_multiplier` filters;
     output channel `c * depth_multiplier + m` comes from input channel `c`.
 
     Args:
-        rank: number of spatial axes.
         kernel_size, strides, padding, data_format, dilation_rate, padding_mode:
             as in `keras_convx.layers.BaseConv` (causal and explicit padding included).
         depth_multiplier: filters per input channel.
@@ -53,14 +52,14 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
         Same layout with `channels * depth_multiplier` channels.
     """
 
-    def __init__(self, rank, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
                  depthwise_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, depthwise_constraint=None,
                  bias_constraint=None, padding_mode="zeros", **kwargs):
         super().__init__(
-            rank, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            kernel_size, strides=strides, padding=padding, data_format=data_format,
             dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
             bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer, bias_constraint=bias_constraint,
@@ -81,8 +80,8 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
     def convolve(self, inputs):
         return cops.depthwise_conv(inputs, self.kernel, **self._window_kwargs())
 
-    def get_config(self):
-        config = super().get_config()
+    def layer_config(self):
+        config = super().layer_config()
         config.update(self._depthwise_config())
         return config
 
@@ -91,7 +90,6 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
     """Abstract N-D separable convolution: depthwise, then a pointwise (1x..x1) conv.
 
     Args:
-        rank: number of spatial axes.
         filters: output channels of the pointwise convolution.
         depth_multiplier: depthwise filters per input channel.
         depthwise_* / pointwise_*: initializer, regularizer and constraint for
@@ -100,7 +98,7 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
         Other arguments as in `BaseDepthwiseConv`.
     """
 
-    def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
+    def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  data_format=None, dilation_rate=1, depth_multiplier=1, activation=None,
                  use_bias=True, depthwise_initializer="glorot_uniform",
                  pointwise_initializer="glorot_uniform", bias_initializer="zeros",
@@ -109,7 +107,7 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
                  depthwise_constraint=None, pointwise_constraint=None,
                  bias_constraint=None, padding_mode="zeros", **kwargs):
         super().__init__(
-            rank, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            kernel_size, strides=strides, padding=padding, data_format=data_format,
             dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
             bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer, bias_constraint=bias_constraint,
@@ -141,8 +139,8 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
         return cops.separable_conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
                                    **self._window_kwargs())
 
-    def get_config(self):
-        config = super().get_config()
+    def layer_config(self):
+        config = super().layer_config()
         config["filters"] = self.filters
         config.update(self._depthwise_config())
         config.update(self._kernel_config("pointwise", self.pointwise_initializer,
@@ -154,48 +152,42 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
 class DepthwiseConv1D(BaseDepthwiseConv):
     """1D depthwise convolution; `padding="causal"` is allowed (Keras 3 refuses it)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(1, *args, **kwargs)
+    rank = 1
 
 
 @register
 class DepthwiseConv2D(BaseDepthwiseConv):
     """2D depthwise convolution (MobileNet); drop-in for `keras.layers.DepthwiseConv2D`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(2, *args, **kwargs)
+    rank = 2
 
 
 @register
 class DepthwiseConv3D(BaseDepthwiseConv):
     """3D depthwise convolution for volumes and video (not in Keras)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(3, *args, **kwargs)
+    rank = 3
 
 
 @register
 class SeparableConv1D(BaseSeparableConv):
     """1D separable convolution; `padding="causal"` is allowed."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(1, *args, **kwargs)
+    rank = 1
 
 
 @register
 class SeparableConv2D(BaseSeparableConv):
     """2D separable convolution (Xception); drop-in for `keras.layers.SeparableConv2D`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(2, *args, **kwargs)
+    rank = 2
 
 
 @register
 class SeparableConv3D(BaseSeparableConv):
     """3D separable convolution (the MobileNet-3D family; not in Keras)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(3, *args, **kwargs)
+    rank = 3
 
 
 SeparableConvolution1D = SeparableConv1D

@@ -15,27 +15,23 @@ class _PairsLayer(SpatialLayer):
 
     channels_known = False  # no weights
     _pairs_arg = None  # the argument's name: "cropping" or "padding"
-    _keras_has_data_format = True  # keras.layers.Cropping1D has no data_format
 
-    def __init__(self, rank, amounts, data_format=None, **kwargs):
-        super().__init__(rank, data_format, **kwargs)
-        pairs = A.normalize_pairs(amounts, rank, self._pairs_arg, self.__class__.__name__)
+    def __init__(self, amounts, data_format=None, **kwargs):
+        super().__init__(data_format, **kwargs)
+        pairs = A.normalize_pairs(amounts, self.rank, self._pairs_arg, self.__class__.__name__)
         setattr(self, self._pairs_arg, A.pairs_to_config(pairs))
         self._pairs = pairs
 
-    def get_config(self):
-        config = super().get_config()
+    def layer_config(self):
+        config = super().layer_config()
         config[self._pairs_arg] = getattr(self, self._pairs_arg)
-        if self._keras_has_data_format or self.data_format != "channels_last":
-            config["data_format"] = self.data_format
         return config
 
 
 class BaseCropping(_PairsLayer):
-    """Abstract N-D cropping; `Cropping1D/2D/3D` only fix `rank` and defaults.
+    """Abstract N-D cropping; `Cropping1D/2D/3D` set `rank` and Keras's defaults.
 
     Args:
-        rank: number of spatial axes.
         cropping: int, tuple of `rank` ints (symmetric) or `rank` (before,
             after) pairs; a (before, after) pair for rank 1. Must not be negative.
         data_format: `"channels_last"` or `"channels_first"`.
@@ -50,8 +46,8 @@ class BaseCropping(_PairsLayer):
 
     _pairs_arg = "cropping"
 
-    def __init__(self, rank, cropping, data_format=None, **kwargs):
-        super().__init__(rank, cropping, data_format, **kwargs)
+    def __init__(self, cropping, data_format=None, **kwargs):
+        super().__init__(cropping, data_format, **kwargs)
 
     def compute_output_shape(self, input_shape):
         channels = self._check_input(input_shape)
@@ -74,24 +70,22 @@ class BaseCropping(_PairsLayer):
 
 
 class BasePadding(_PairsLayer):
-    """Abstract N-D padding with a fill mode; `Padding1D/2D/3D` only fix `rank`.
+    """Abstract N-D padding with a fill mode; `Padding1D/2D/3D` set `rank` and defaults.
 
     Args:
-        rank: number of spatial axes.
         padding: int, tuple of `rank` ints (symmetric) or `rank` (before,
             after) pairs; a (before, after) pair for rank 1.
+        data_format: `"channels_last"` or `"channels_first"`.
         mode: `"zeros"`, `"constant"` (fills `constant_value`), `"reflect"`,
             `"symmetric"`, `"replicate"` or `"circular"` (numpy's reflect,
             symmetric, edge and wrap).
         constant_value: fill value for `"constant"`.
-        data_format: `"channels_last"` or `"channels_first"`.
     """
 
     _pairs_arg = "padding"
 
-    def __init__(self, rank, padding, data_format=None, mode="zeros", constant_value=0.0,
-                 **kwargs):
-        super().__init__(rank, padding, data_format, **kwargs)
+    def __init__(self, padding, data_format=None, mode="zeros", constant_value=0.0, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
         self.mode = A.normalize_padding_mode(mode, self.__class__.__name__, A.PAD_MODES, "mode")
         self.constant_value = float(constant_value)
 
@@ -111,32 +105,28 @@ class BasePadding(_PairsLayer):
         return cops.pad(inputs, self._pairs, mode=self.mode, constant_value=self.constant_value,
                         data_format=self.data_format)
 
-    def get_config(self):
-        config = super().get_config()
+    def layer_config(self):
+        config = super().layer_config()
         config.update({"mode": self.mode, "constant_value": self.constant_value})
         return config
 
 
 class BaseZeroPadding(BasePadding):
-    """Zero padding: `BasePadding` with `mode="zeros"` and Keras's config keys."""
+    """Zero padding: `BasePadding` fixed to zeros, with Keras's arguments and config keys."""
 
-    def __init__(self, rank, padding, data_format=None, **kwargs):
-        super().__init__(rank, padding, data_format, **kwargs)
+    _extensions = {"mode": "zeros", "constant_value": 0.0}
 
-    def get_config(self):
-        config = super().get_config()
-        del config["mode"], config["constant_value"]
-        return config
+    def __init__(self, padding, data_format=None, **kwargs):
+        super().__init__(padding, data_format, mode="zeros", **kwargs)
 
 
 LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 class BaseUpSampling(SpatialLayer):
-    """Abstract N-D up-sampling; `UpSampling1D/2D/3D` only fix `rank` and defaults.
+    """Abstract N-D up-sampling; `UpSampling1D/2D/3D` set `rank` and Keras's defaults.
 
     Args:
-        rank: number of spatial axes.
         size: positive number or tuple per axis; non-integers allowed (the
             output length is floor(L * size)).
         data_format: `"channels_last"` or `"channels_first"`.
@@ -150,10 +140,10 @@ class BaseUpSampling(SpatialLayer):
 
     channels_known = False  # no weights
 
-    def __init__(self, rank, size=2, data_format=None, interpolation="nearest",
-                 align_corners=False, **kwargs):
-        super().__init__(rank, data_format, **kwargs)
-        owner = self.__class__.__name__
+    def __init__(self, size, data_format=None, interpolation="nearest", align_corners=False,
+                 **kwargs):
+        super().__init__(data_format, **kwargs)
+        owner, rank = self.__class__.__name__, self.rank
         self.size = A.normalize_scale(size, rank, owner)
         allowed = ("nearest", LINEAR[rank]) + (
             ("bicubic", "lanczos3", "lanczos5") if rank == 2 else ())
@@ -175,57 +165,145 @@ class BaseUpSampling(SpatialLayer):
         return cops.resize(inputs, self.size, self.interpolation, self.align_corners,
                            self.data_format)
 
-    def get_config(self):
-        config = super().get_config()
-        # Only the keys keras.layers has, plus the extensions in use.
-        config["size"] = self.size[0] if self.rank == 1 else self.size
-        if self.rank > 1 or self.data_format != "channels_last":
-            config["data_format"] = self.data_format
-        if self.rank == 2 or self.interpolation != "nearest":
-            config["interpolation"] = self.interpolation
-        if self.align_corners:
-            config["align_corners"] = True
+    def layer_config(self):
+        config = super().layer_config()
+        config.update({"size": self.size[0] if self.rank == 1 else self.size,  # as Keras's
+                       "interpolation": self.interpolation, "align_corners": self.align_corners})
         return config
 
 
-def _thin(base, rank, doc, defaults):
-    """A public rank class of `base`: fixes `rank` and Keras's positional defaults."""
-    first = next(iter(defaults))
-
-    def __init__(self, *args, **kwargs):
-        if not args and first not in kwargs:
-            kwargs[first] = defaults[first]
-        super(cls, self).__init__(rank, *args, **kwargs)
-
-    cls = type(base.__name__.replace("Base", "") + f"{rank}D", (base,), {
-        "__init__": __init__, "__doc__": doc, "__module__": __name__,
-        "_keras_has_data_format": not (rank == 1 and base is BaseCropping),
-    })
-    return register(cls)
+# The public rank classes: `rank`, Keras's defaults, and which of the base's arguments the
+# keras.layers class of the same name lacks (left out of the config when unused).
 
 
-Cropping1D = _thin(BaseCropping, 1, "1D cropping (drop-in for keras.layers.Cropping1D).",
-                   {"cropping": (1, 1)})
-Cropping2D = _thin(BaseCropping, 2, "2D cropping (drop-in for keras.layers.Cropping2D).",
-                   {"cropping": ((0, 0), (0, 0))})
-Cropping3D = _thin(BaseCropping, 3, "3D cropping (drop-in for keras.layers.Cropping3D).",
-                   {"cropping": ((1, 1), (1, 1), (1, 1))})
-Padding1D = _thin(BasePadding, 1, "1D padding with a fill mode (not in Keras).", {"padding": 1})
-Padding2D = _thin(BasePadding, 2, "2D padding with a fill mode (not in Keras).",
-                  {"padding": (1, 1)})
-Padding3D = _thin(BasePadding, 3, "3D padding with a fill mode (not in Keras).",
-                  {"padding": (1, 1, 1)})
-ZeroPadding1D = _thin(BaseZeroPadding, 1, "1D zero padding (drop-in for keras.layers).",
-                      {"padding": 1})
-ZeroPadding2D = _thin(BaseZeroPadding, 2, "2D zero padding (drop-in for keras.layers).",
-                      {"padding": (1, 1)})
-ZeroPadding3D = _thin(BaseZeroPadding, 3, "3D zero padding (drop-in for keras.layers).",
-                      {"padding": ((1, 1), (1, 1), (1, 1))})
-UpSampling1D = _thin(BaseUpSampling, 1, "1D up-sampling; Keras's has only `size`.", {"size": 2})
-UpSampling2D = _thin(BaseUpSampling, 2, "2D up-sampling, nearest/bilinear/bicubic.",
-                     {"size": (2, 2)})
-UpSampling3D = _thin(BaseUpSampling, 3, "3D up-sampling; trilinear too (Keras: nearest only).",
-                     {"size": (2, 2, 2)})
+@register
+class Cropping1D(BaseCropping):
+    """1D cropping; drop-in for `keras.layers.Cropping1D` (plus `data_format`)."""
+
+    rank = 1
+    _extensions = {"data_format": "channels_last"}
+
+    def __init__(self, cropping=(1, 1), data_format=None, **kwargs):
+        super().__init__(cropping, data_format, **kwargs)
+
+
+@register
+class Cropping2D(BaseCropping):
+    """2D cropping; drop-in for `keras.layers.Cropping2D`."""
+
+    rank = 2
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(cropping, data_format, **kwargs)
+
+
+@register
+class Cropping3D(BaseCropping):
+    """3D cropping; drop-in for `keras.layers.Cropping3D`."""
+
+    rank = 3
+
+    def __init__(self, cropping=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(cropping, data_format, **kwargs)
+
+
+@register
+class Padding1D(BasePadding):
+    """1D padding with a fill mode (not in Keras)."""
+
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, mode="zeros", constant_value=0.0, **kwargs):
+        super().__init__(padding, data_format, mode, constant_value, **kwargs)
+
+
+@register
+class Padding2D(BasePadding):
+    """2D padding with a fill mode (not in Keras), e.g. `Padding2D(3, mode="reflect")`."""
+
+    rank = 2
+
+    def __init__(self, padding=(1, 1), data_format=None, mode="zeros", constant_value=0.0,
+                 **kwargs):
+        super().__init__(padding, data_format, mode, constant_value, **kwargs)
+
+
+@register
+class Padding3D(BasePadding):
+    """3D padding with a fill mode (not in Keras)."""
+
+    rank = 3
+
+    def __init__(self, padding=(1, 1, 1), data_format=None, mode="zeros", constant_value=0.0,
+                 **kwargs):
+        super().__init__(padding, data_format, mode, constant_value, **kwargs)
+
+
+@register
+class ZeroPadding1D(BaseZeroPadding):
+    """1D zero padding; drop-in for `keras.layers.ZeroPadding1D`."""
+
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+
+@register
+class ZeroPadding2D(BaseZeroPadding):
+    """2D zero padding; drop-in for `keras.layers.ZeroPadding2D`."""
+
+    rank = 2
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+
+@register
+class ZeroPadding3D(BaseZeroPadding):
+    """3D zero padding; drop-in for `keras.layers.ZeroPadding3D`."""
+
+    rank = 3
+
+    def __init__(self, padding=((1, 1), (1, 1), (1, 1)), data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+
+@register
+class UpSampling1D(BaseUpSampling):
+    """1D up-sampling; Keras's has only `size` (nearest, channels_last)."""
+
+    rank = 1
+    _extensions = {"data_format": "channels_last", "interpolation": "nearest",
+                   "align_corners": False}
+
+    def __init__(self, size=2, data_format=None, interpolation="nearest", align_corners=False,
+                 **kwargs):
+        super().__init__(size, data_format, interpolation, align_corners, **kwargs)
+
+
+@register
+class UpSampling2D(BaseUpSampling):
+    """2D up-sampling: nearest, bilinear, bicubic, lanczos3/5; drop-in for Keras's."""
+
+    rank = 2
+    _extensions = {"align_corners": False}
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest",
+                 align_corners=False, **kwargs):
+        super().__init__(size, data_format, interpolation, align_corners, **kwargs)
+
+
+@register
+class UpSampling3D(BaseUpSampling):
+    """3D up-sampling; trilinear too (Keras's: nearest only)."""
+
+    rank = 3
+    _extensions = {"interpolation": "nearest", "align_corners": False}
+
+    def __init__(self, size=(2, 2, 2), data_format=None, interpolation="nearest",
+                 align_corners=False, **kwargs):
+        super().__init__(size, data_format, interpolation, align_corners, **kwargs)
 
 
 @register

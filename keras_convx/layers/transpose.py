@@ -13,10 +13,9 @@ register = keras.saving.register_keras_serializable(package="keras_convx")
 
 
 class BaseConvTranspose(WindowedLayer):
-    """Abstract N-D transposed convolution; `Conv1DTranspose/2D/3D` only fix `rank`.
+    """Abstract N-D transposed convolution; `Conv1DTranspose/2D/3D` only set `rank`.
 
     Args:
-        rank: number of spatial axes.
         filters: number of output channels.
         kernel_size, strides, dilation_rate: int or tuple of `rank` ints;
             strides > 1 may be combined with dilation > 1.
@@ -41,21 +40,22 @@ class BaseConvTranspose(WindowedLayer):
 
     _allow_causal = False
     _supports_padding_mode = False
+    _extensions = {**WindowedLayer._extensions, "groups": 1, "output_size": None}
 
-    def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
+    def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  output_padding=None, data_format=None, dilation_rate=1, activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, groups=1, output_size=None,
                  **kwargs):
         super().__init__(
-            rank, kernel_size, strides=strides, padding=padding, data_format=data_format,
+            kernel_size, strides=strides, padding=padding, data_format=data_format,
             dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
             bias_initializer=bias_initializer, bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer, bias_constraint=bias_constraint,
             **kwargs,
         )
-        owner = self.__class__.__name__
+        owner, rank = self.__class__.__name__, self.rank
         self.filters = A.normalize_positive_int(filters, "filters", owner)
         self.groups = A.normalize_positive_int(groups, "groups", owner)
         A.check_divisible(self.filters, self.groups, "filters", owner)
@@ -137,24 +137,20 @@ class BaseConvTranspose(WindowedLayer):
             output_size=self._call_output_size or self.output_size,
         )
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"filters": self.filters, "output_padding": self.output_padding})
+    def layer_config(self):
+        config = super().layer_config()
+        config.update({"filters": self.filters, "output_padding": self.output_padding,
+                       "groups": self.groups, "output_size": self.output_size})
         config.update(self._kernel_config("kernel", self.kernel_initializer,
                                           self.kernel_regularizer, self.kernel_constraint))
-        if self.groups != 1:
-            config["groups"] = self.groups
-        if self.output_size is not None:
-            config["output_size"] = self.output_size
         return config
 
 
 @register
 class Conv1DTranspose(BaseConvTranspose):
-    """1D transposed convolution; arguments as `BaseConvTranspose` without `rank`."""
+    """1D transposed convolution; arguments as `BaseConvTranspose`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(1, *args, **kwargs)
+    rank = 1
 
 
 @register
@@ -165,16 +161,14 @@ class Conv2DTranspose(BaseConvTranspose):
     padding="same")` gives (1200, 1200, 64); with `padding="valid"` (1201, 1201, 64).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(2, *args, **kwargs)
+    rank = 2
 
 
 @register
 class Conv3DTranspose(BaseConvTranspose):
-    """3D transposed convolution; arguments as `BaseConvTranspose` without `rank`."""
+    """3D transposed convolution; arguments as `BaseConvTranspose`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(3, *args, **kwargs)
+    rank = 3
 
 
 Convolution1DTranspose = Conv1DTranspose

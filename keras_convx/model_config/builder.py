@@ -16,7 +16,7 @@ KERAS_ALLOWLIST = (
     "LayerNormalization", "GroupNormalization", "UnitNormalization", "Dense", "Flatten",
     "Reshape", "Permute", "RepeatVector", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
     "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity",
-    "Rescaling", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "Rescaling", "Normalization", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
@@ -56,18 +56,10 @@ def layer_types():
 
 
 def constructor_parameters(cls):
-    """The `inspect.Parameter`s a config may pass to a layer class, without `BASE_KWARGS`:
-    those of the first `__init__` in the MRO that declares any (thin rank classes take
-    `*args, **kwargs`; `self`, `rank` and `*`/`**` parameters don't count)."""
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = [p for p in inspect.signature(init).parameters.values()
-                  if p.name not in ("self", "rank") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        if params:
-            return params
-    return []
+    """The `inspect.Parameter`s a config may pass to a layer class, without `BASE_KWARGS`
+    (`*`/`**` parameters don't count)."""
+    return [p for p in inspect.signature(cls).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def signature_params(cls):

@@ -260,12 +260,14 @@ def _arg_type(probe, param):
         if words is None:  # the layer keeps any string
             forms.append({"type": "string"})
         return _one(forms) if forms else {}
-    sample = default[0] if isinstance(default, (tuple, list)) and default else default
+    sample = default
+    while isinstance(sample, (tuple, list)) and sample:  # ((1, 1), (1, 1)) -> 1
+        sample = sample[0]
     if isinstance(sample, (int, float)) and not isinstance(sample, bool):
         own = _value_type(default)
         if not probe.active:
             return {"anyOf": [NUMBER, {"type": "array"}]}
-        forms = _numeric_forms(probe, name, sample)
+        forms = _numeric_forms(probe, name, sample, pairs=True)
         if not any(f.get("type") == own["type"] for f in forms):
             forms.insert(0, own)  # the default is always taken
         return _one(_merge(forms))
