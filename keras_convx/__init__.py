@@ -12,6 +12,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _CLI else "2")
 __version__ = "0.1.0"
 _EXPORTER = ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
              "VerificationError")
+_IMPORTER = ("import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import")
 
 
 def _load():
@@ -25,6 +26,9 @@ def _load():
     names.update({n: getattr(config, n) for n in
                   ("ConfigError", "build_model", "register_layer", "to_yaml", "validate")})
     names.update({n: getattr(names["layers"], n) for n in names["layers"].__all__})
+    # the importer's few layers (ConstantOperation, Slice...) must be registered for
+    # `.keras` files of imported models to load
+    import_module("keras_convx.importer.layers")
     globals().update(names)
 
 
@@ -33,12 +37,17 @@ if not _CLI:
 
 
 def __getattr__(name):
-    # The exporter imports onnx/onnxruntime: load it on first use only.
+    # The exporter and importer import onnx/onnxruntime: load them on first use only.
     if name in _EXPORTER or name == "exporter":
         import importlib
 
         exporter = importlib.import_module("keras_convx.exporter")
         return exporter if name == "exporter" else getattr(exporter, name)
+    if name in _IMPORTER or name == "importer":
+        import importlib
+
+        importer = importlib.import_module("keras_convx.importer")
+        return importer if name == "importer" else getattr(importer, name)
     if _CLI and not name.startswith("__") and "build_model" not in globals():
         _load()
         if name in globals():

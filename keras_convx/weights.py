@@ -8,6 +8,7 @@ a 1x..x1 pointwise conv: keys `depthwise.weight`, `pointwise.weight`, `pointwise
 import keras
 import numpy as np
 
+from keras_convx import interop
 from keras_convx.layers import BaseConv, BaseConvTranspose, BaseDepthwiseConv, BaseSeparableConv
 
 
@@ -17,23 +18,14 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def _keras_to_torch(kernel):
-    rank = kernel.ndim - 2
-    return np.transpose(kernel, (rank + 1, rank) + tuple(range(rank)))
-
-
-def _torch_to_keras(weight):
-    rank = weight.ndim - 2
-    return np.transpose(weight, tuple(range(2, rank + 2)) + (1, 0))
-
-
-def _depthwise_to_torch(kernel):
-    shape = kernel.shape
-    return _keras_to_torch(kernel.reshape(shape[:-2] + (1, shape[-2] * shape[-1])))
+# PyTorch's kernel layouts are ONNX's: the conversions live in keras_convx.interop.
+_keras_to_torch = interop.kernel_to_onnx
+_torch_to_keras = interop.kernel_from_onnx
+_depthwise_to_torch = interop.depthwise_to_onnx
 
 
 def _depthwise_from_torch(weight, like):
-    return _torch_to_keras(weight).reshape(like.shape)
+    return interop.depthwise_from_onnx(weight, like.shape[-2])
 
 
 def _entries(layer):

@@ -1,9 +1,9 @@
 """Lowerings of the convolution family (keras_convx's and Keras's own layers)."""
 
 import keras
-import numpy as np
 
 import keras_convx as kc
+from keras_convx import interop
 from keras_convx import ops as cops
 from keras_convx.exporter.graph import Unsupported, float_array
 from keras_convx.exporter.lowerings.common import pad_spatial, spatial_lengths
@@ -12,13 +12,6 @@ from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
 
 L = keras.layers
-
-
-def _torch_layout(kernel):
-    """(k..., a, b) -> (b, a, k...): ONNX's Conv (out, in/g, k...) and ConvTranspose (in, out/g, k...)."""
-    rank = kernel.ndim - 2
-    # a view: the TensorProto conversion makes the one C-order copy
-    return np.transpose(kernel, (rank + 1, rank) + tuple(range(rank)))
 
 
 def _window(b, layer, x):
@@ -60,13 +53,8 @@ def lower_conv(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
     kernel = float_array(layer.kernel)
     channels = ctx.x.shape[-1 if layer.data_format == "channels_last" else 1]
-    return _conv_node(b, name, b.const(_torch_layout(kernel), "kernel"), _bias(b, layer), k, s,
+    return _conv_node(b, name, b.const(interop.kernel_to_onnx(kernel), "kernel"), _bias(b, layer), k, s,
                       d, pads, channels // kernel.shape[-2])
-
-
-def _depthwise_weight(kernel):
-    shape = kernel.shape
-    return _torch_layout(kernel.reshape(shape[:-2] + (1, shape[-2] * shape[-1])))
 
 
 @lowering(kc.DepthwiseConv1D, kc.DepthwiseConv2D, kc.DepthwiseConv3D, L.DepthwiseConv1D,
@@ -74,7 +62,7 @@ def _depthwise_weight(kernel):
 def lower_depthwise(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
     kernel = float_array(layer.kernel)
-    return _conv_node(b, name, b.const(_depthwise_weight(kernel), "kernel"), _bias(b, layer), k,
+    return _conv_node(b, name, b.const(interop.depthwise_to_onnx(kernel), "kernel"), _bias(b, layer), k,
                       s, d, pads, kernel.shape[-2])
 
 
@@ -83,11 +71,11 @@ def lower_depthwise(b, layer, ctx):
 def lower_separable(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
     dw = float_array(layer.depthwise_kernel)
-    h = _conv_node(b, name, b.const(_depthwise_weight(dw), "depthwise_kernel"), [], k, s, d,
+    h = _conv_node(b, name, b.const(interop.depthwise_to_onnx(dw), "depthwise_kernel"), [], k, s, d,
                    pads, dw.shape[-2], suffix="DepthwiseConv")
     pw = float_array(layer.pointwise_kernel)
     rank = layer.rank
-    return _conv_node(b, h, b.const(_torch_layout(pw), "pointwise_kernel"), _bias(b, layer),
+    return _conv_node(b, h, b.const(interop.kernel_to_onnx(pw), "pointwise_kernel"), _bias(b, layer),
                       (1,) * rank, (1,) * rank, (1,) * rank, [0] * (2 * rank), 1,
                       suffix="PointwiseConv")
 
@@ -106,10 +94,10 @@ def lower_conv_transpose(b, layer, ctx):
                                  layer.strides, layer.dilation_rate, padding,
                                  layer.output_padding, size)
     kernel = float_array(layer.kernel)
+    pads, output_padding = interop.crops_to_onnx(crops)
     return b.node(
-        "ConvTranspose", [x.name, b.const(_torch_layout(kernel), "kernel")] + _bias(b, layer),
+        "ConvTranspose", [x.name, b.const(interop.kernel_to_onnx(kernel), "kernel")] + _bias(b, layer),
         kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
         dilations=list(layer.dilation_rate), group=getattr(layer, "groups", 1),
-        pads=[c[0] for c in crops] + [max(c[1], 0) for c in crops],
-        output_padding=[max(-c[1], 0) for c in crops],
+        pads=pads, output_padding=output_padding,
     )

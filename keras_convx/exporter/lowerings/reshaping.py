@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import keras_convx as kc
+from keras_convx import interop
 from keras_convx.exporter.graph import Unsupported
 from keras_convx.exporter.lowerings.common import INT_MAX, pad_spatial
 from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
@@ -47,17 +48,10 @@ def lower_upsampling(b, layer, ctx):
     size = A.normalize_scale(layer.size, rank, type(layer).__name__)
     interpolation = getattr(layer, "interpolation", "nearest")
     align = getattr(layer, "align_corners", False)
-    attrs = {}
-    if interpolation == "nearest":
-        attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
-                     nearest_mode="floor")
-    elif interpolation in ("linear", "bilinear", "trilinear", "bicubic"):
-        attrs = dict(mode="cubic" if interpolation == "bicubic" else "linear",
-                     coordinate_transformation_mode="align_corners" if align else "half_pixel")
-        if interpolation == "bicubic":
-            attrs.update(cubic_coeff_a=-0.75, exclude_outside=0)
-    else:
-        raise Unsupported(f"interpolation {interpolation!r} has no exact ONNX Resize equivalent")
+    try:
+        attrs = interop.resize_attributes(interpolation, align)
+    except ValueError as err:
+        raise Unsupported(str(err)) from None
     scales = b.const(np.asarray((1.0, 1.0) + tuple(float(s) for s in size), np.float32), "scales")
     return b.node("Resize", [x.name, "", scales], **attrs)
 

@@ -1,0 +1,103 @@
+"""Activations -> keras.layers.ReLU / LeakyReLU / Activation / Softmax (and the importer's
+Clip for bounds ReLU can't express)."""
+
+import keras
+import numpy as np
+
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.layers import Clip
+from keras_convx.importer.registry import FUSED_DOMAIN, conversion
+
+L = keras.layers
+
+
+@conversion("Relu")
+def convert_relu(ctx):
+    return ctx.layer(L.ReLU)
+
+
+@conversion("LeakyRelu")
+def convert_leaky_relu(ctx):
+    return ctx.layer(L.LeakyReLU, negative_slope=float(ctx.attr("alpha", 0.01)))
+
+
+def _bound(ctx, index, attr):
+    if ctx.attr(attr) is not None:  # opset < 11
+        return float(ctx.attr(attr))
+    value = ctx.const(index, attr, optional=True) if index < len(ctx.inputs) else None
+    if value is None or np.size(value) == 0:
+        return None
+    if np.size(value) != 1:
+        raise Unsupported(f"{attr} must be a scalar, got shape {list(np.shape(value))}")
+    return float(np.asarray(value).reshape(-1)[0])
+
+
+@conversion("Clip")
+def convert_clip(ctx):
+    low, high = _bound(ctx, 1, "min"), _bound(ctx, 2, "max")
+    if low == 0.0:  # ReLU6 and friends
+        return ctx.layer(L.ReLU, max_value=high)
+    return ctx.layer(Clip, min_value=low, max_value=high)
+
+
+def _activation(name):
+    def convert(ctx):
+        return ctx.layer(L.Activation, name)
+    convert.__name__ = f"convert_{name}"
+    return convert
+
+
+for _op, _name in (("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("HardSwish", "hard_silu"),
+                   ("Softplus", "softplus"), ("Softsign", "softsign"), ("Exp", "exponential")):
+    conversion(_op)(_activation(_name))
+
+
+@conversion("Elu")
+def convert_elu(ctx):
+    if abs(float(ctx.attr("alpha", 1.0)) - 1.0) > 1e-7:
+        raise Unsupported(f"alpha={ctx.attr('alpha')}: only 1.0 (Keras's elu)")
+    return ctx.layer(L.Activation, "elu")
+
+
+@conversion("HardSigmoid")
+def convert_hard_sigmoid(ctx):
+    alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
+    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
+        raise Unsupported(f"alpha={alpha}, beta={beta}: Keras's hard_sigmoid is alpha=1/6, "
+                          f"beta=0.5 (PyTorch's Hardsigmoid)")
+    return ctx.layer(L.Activation, "hard_sigmoid")
+
+
+def _softmax(ctx, since13):
+    x = ctx.x
+    axis = int(ctx.attr("axis", -1 if since13 else 1)) % x.ndim
+    if not since13 and axis != x.ndim - 1:
+        raise Unsupported(f"axis={axis} before opset 13 flattens the trailing axes: only the "
+                          f"last axis is supported")
+    if axis == 0:
+        raise Unsupported("softmax over the batch axis is not supported")
+    return ctx.layer(L.Softmax, axis=x.keras_axis(axis))
+
+
+@conversion("Softmax", since=1)
+def convert_softmax_v1(ctx):
+    return _softmax(ctx, False)
+
+
+@conversion("Softmax", since=13)
+def convert_softmax(ctx):
+    return _softmax(ctx, True)
+
+
+@conversion("Gelu", since=20)
+def convert_gelu(ctx):
+    if ctx.attr("approximate", "none") != "none":
+        raise Unsupported(f"approximate={ctx.attr('approximate')!r}: only 'none' (Keras's "
+                          f"Activation('gelu') is the exact, erf-based GELU)")
+    return ctx.layer(L.Activation, "gelu")
+
+
+@conversion("Gelu", domain=FUSED_DOMAIN)
+def convert_fused_gelu(ctx):
+    """x * 0.5 * (1 + erf(x / sqrt(2))), as PyTorch exports nn.GELU before opset 20."""
+    return ctx.layer(L.Activation, "gelu")

@@ -1,0 +1,79 @@
+"""Gemm and MatMul -> keras.layers.Dense; Identity and Dropout (inference) -> the same
+tensor, no layer."""
+
+import keras
+import numpy as np
+
+from keras_convx.importer.conversions.common import float32
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.registry import FUSED_DOMAIN, ONNX_ORDER, conversion
+
+L = keras.layers
+
+
+def _dense(ctx, kernel, bias):
+    """Dense on the last ONNX axis; rows permuted once when the input was flattened in
+    Keras order (see reshaping.flatten)."""
+    x = ctx.x
+    if x.perm[-1] != x.ndim - 1 or x.perm != tuple(range(x.ndim)):
+        raise Unsupported("MatMul's input must be in ONNX order")  # the layout contract
+    if kernel.shape[0] != x.shape[-1]:
+        raise Unsupported(f"weight of shape {list(kernel.shape)} does not match the input's "
+                          f"last axis {x.shape[-1]}")
+    if x.flat is not None:
+        kernel = kernel[x.flat]
+    units = kernel.shape[1]
+    if bias is not None:
+        try:
+            bias = np.broadcast_to(bias, (units,)) if bias.ndim <= 1 else \
+                np.broadcast_to(bias.reshape(bias.shape[-1:]) if all(d == 1 for d in bias.shape[:-1])
+                                else bias, (units,))
+        except ValueError:
+            raise Unsupported(f"bias of shape {list(bias.shape)} does not broadcast to "
+                              f"({units},)") from None
+    out = ctx.layer(L.Dense, units, use_bias=bias is not None)
+    ctx.last_layer.set_weights([kernel] + ([np.ascontiguousarray(bias)] if bias is not None else []))
+    return out
+
+
+@conversion("Gemm", since=1, layout=ONNX_ORDER)
+def convert_gemm(ctx):
+    if ctx.x.ndim != 2 or ctx.attr("transA", 0):
+        raise Unsupported("A must be a 2-D computed tensor without transA")
+    b = float32(ctx.const(1, "B"), "B")
+    if b.ndim != 2:
+        raise Unsupported(f"B must be 2-D, got shape {list(b.shape)}")
+    kernel = (b.T if ctx.attr("transB", 0) else b) * np.float32(ctx.attr("alpha", 1.0))
+    c = ctx.const(2, "C", optional=True) if len(ctx.inputs) > 2 else None
+    bias = None if c is None else float32(c, "C") * np.float32(ctx.attr("beta", 1.0))
+    return _dense(ctx, np.ascontiguousarray(kernel, np.float32), bias)
+
+
+@conversion("MatMul", since=1, layout=ONNX_ORDER)
+def convert_matmul(ctx):
+    b = ctx.const(1, "B")
+    b = float32(b, "B")
+    if b.ndim != 2:
+        raise Unsupported(f"B must be a 2-D constant, got shape {list(b.shape)}")
+    return _dense(ctx, b, None)
+
+
+@conversion("Dense", domain=FUSED_DOMAIN, layout=ONNX_ORDER)
+def convert_fused_dense(ctx):
+    """MatMul + Add of a constant bias (fused by passes.fuse_matmul_add)."""
+    return _dense(ctx, float32(ctx.const(1, "B"), "B"), float32(ctx.const(2, "bias"), "bias"))
+
+
+@conversion("Identity", since=1)
+def convert_identity(ctx):
+    return ctx.x
+
+
+@conversion("Dropout", since=1)
+def convert_dropout(ctx):
+    if len(ctx.inputs) > 2 and ctx.inputs[2] is not None and bool(
+            np.asarray(ctx.const(2, "training_mode")).reshape(-1)[0]):
+        raise Unsupported("training_mode=True is not supported")
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] and ctx.consumers(ctx.node.outputs[1]):
+        raise Unsupported("the mask output is not supported")
+    return ctx.x

@@ -1,0 +1,80 @@
+"""Add, Sub, Mul, Div, Pow, Max, Min and Concat. Two tensors -> keras.layers.Add / Subtract /
+Multiply / Concatenate (Divide: the importer's); a tensor and a constant -> the importer's
+ConstantOperation, the constant moved to the tensor's layout once."""
+
+import keras
+
+from keras_convx import interop
+from keras_convx.importer.conversions.common import float32
+from keras_convx.importer.driver import Value
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.layers import ConstantOperation, Divide
+from keras_convx.importer.registry import conversion
+
+L = keras.layers
+# op -> (Keras merge layer for tensor-tensor, ConstantOperation op, op with the constant first)
+BINARY = {
+    "Add": (L.Add, "add", "add"),
+    "Sub": (L.Subtract, "subtract", "reverse_subtract"),
+    "Mul": (L.Multiply, "multiply", "multiply"),
+    "Div": (Divide, "divide", "reverse_divide"),
+    "Pow": (None, "power", None),
+    "Max": (L.Maximum, "maximum", "maximum"),
+    "Min": (L.Minimum, "minimum", "minimum"),
+}
+
+
+def _binary(op):
+    merge, with_const, const_first = BINARY[op]
+
+    def convert(ctx):
+        if len(ctx.inputs) != 2:
+            raise Unsupported(f"{len(ctx.inputs)} inputs: only 2 are supported")
+        a, b = ctx.inputs
+        if isinstance(a, Value) and isinstance(b, Value):
+            if merge is None:
+                raise Unsupported("both inputs computed: only a constant exponent is supported")
+            if a.ndim != b.ndim:
+                raise Unsupported(f"inputs of rank {a.ndim} and {b.ndim}: broadcasting between "
+                                  f"computed tensors needs equal ranks (both have a batch axis)")
+            if b.perm != a.perm:
+                b = ctx.move(b, a.perm)
+            return ctx.layer(merge, inputs=[a.tensor, b.tensor])
+        tensor, constant, first = (a, b, False) if isinstance(a, Value) else (b, a, True)
+        constant = float32(constant, f"input {1 - first} (constant)")
+        if constant.ndim > tensor.ndim:
+            raise Unsupported(f"constant of shape {list(constant.shape)} has more dims than the "
+                              f"tensor ({tensor.ndim})")
+        if constant.ndim == tensor.ndim and constant.shape[0] != 1:
+            raise Unsupported(f"constant of shape {list(constant.shape)} varies along the batch "
+                              f"axis")
+        operation = const_first if first else with_const
+        if operation is None:
+            raise Unsupported("a computed exponent of a constant base is not supported")
+        moved = interop.constant_in_layout(constant, tensor.perm)
+        out = ctx.layer(ConstantOperation, operation, shape=moved.shape)
+        ctx.last_layer.constant.assign(moved)
+        return out
+    convert.__name__ = f"convert_{op.lower()}"
+    return convert
+
+
+for _op in BINARY:
+    conversion(_op, since=1)(_binary(_op))
+
+
+@conversion("Concat", since=1)
+def convert_concat(ctx):
+    tensors = ctx.inputs
+    if not all(isinstance(v, Value) for v in tensors):
+        raise Unsupported("constant inputs to Concat are not supported")
+    first = tensors[0]
+    axis = int(ctx.attr("axis")) % first.ndim
+    if axis == 0:
+        raise Unsupported("concatenating along the batch axis is not supported")
+    moved = [v if v.perm == first.perm else ctx.move(v, first.perm) for v in tensors]
+    if len(moved) == 1:
+        return first
+    return ctx.layer(L.Concatenate, axis=first.keras_axis(axis), inputs=[v.tensor for v in moved])
+
+

@@ -1,0 +1,108 @@
+"""BatchNormalization, InstanceNormalization, LayerNormalization, GroupNormalization ->
+Keras's normalization layers, on the channel axis wherever the layout put it."""
+
+import keras
+import numpy as np
+
+from keras_convx.importer.conversions.common import float32
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.registry import conversion
+
+L = keras.layers
+
+
+def _channel_axis(ctx):
+    if ctx.x.ndim < 2:
+        raise Unsupported(f"input of rank {ctx.x.ndim} has no channel axis")
+    return ctx.x.keras_axis(1)
+
+
+def _per_channel(ctx, index, what, channels):
+    value = float32(ctx.const(index, what), what).reshape(-1)
+    if value.size != channels:
+        raise Unsupported(f"{what} has {value.size} values for {channels} channels")
+    return value
+
+
+@conversion("BatchNormalization", since=1)
+def convert_batch_normalization(ctx):
+    if ctx.attr("training_mode", 0) or ctx.attr("is_test", 1) == 0:
+        raise Unsupported("training_mode=1 is not supported (inference graphs only)")
+    if any(o for o in ctx.node.outputs[1:]):
+        raise Unsupported("running mean/variance outputs are not supported")
+    channels = ctx.x.shape[1]
+    gamma, beta, mean, var = (_per_channel(ctx, i, n, channels) for i, n in
+                              enumerate(("scale", "B", "input_mean", "input_var"), 1))
+    out = ctx.layer(L.BatchNormalization, axis=_channel_axis(ctx),
+                    epsilon=float(ctx.attr("epsilon", 1e-5)),
+                    momentum=float(ctx.attr("momentum", 0.9)))
+    ctx.last_layer.set_weights([gamma, beta, mean, var])
+    return out
+
+
+def _group_norm(ctx, groups, gamma, beta):
+    out = ctx.layer(L.GroupNormalization, groups=groups, axis=_channel_axis(ctx),
+                    epsilon=float(ctx.attr("epsilon", 1e-5)))
+    ctx.last_layer.set_weights([gamma, beta])
+    return out
+
+
+@conversion("InstanceNormalization", since=1)
+def convert_instance_normalization(ctx):
+    channels = ctx.x.shape[1]
+    if ctx.x.ndim < 3:
+        raise Unsupported("needs at least one spatial axis")
+    return _group_norm(ctx, channels, _per_channel(ctx, 1, "scale", channels),
+                       _per_channel(ctx, 2, "B", channels))
+
+
+def _group_normalization(ctx, per_group):
+    channels = ctx.x.shape[1]
+    groups = int(ctx.attr("num_groups", 0))
+    if groups < 1 or channels % groups:
+        raise Unsupported(f"num_groups={groups} must divide the {channels} channels")
+    if int(ctx.attr("stash_type", 1)) != 1:
+        raise Unsupported("stash_type must be 1 (float32 statistics)")
+    size = groups if per_group else channels
+    gamma, beta = (_per_channel(ctx, i, n, size) for i, n in ((1, "scale"), (2, "bias")))
+    if per_group:  # opset 18: one scale per group, repeated over its channels
+        gamma, beta = (np.repeat(v, channels // groups) for v in (gamma, beta))
+    return _group_norm(ctx, groups, gamma, beta)
+
+
+@conversion("GroupNormalization", since=18)
+def convert_group_normalization_v18(ctx):
+    return _group_normalization(ctx, per_group=True)
+
+
+@conversion("GroupNormalization", since=21)
+def convert_group_normalization(ctx):
+    return _group_normalization(ctx, per_group=False)
+
+
+@conversion("LayerNormalization", since=17)
+def convert_layer_normalization(ctx):
+    x = ctx.x
+    if len([o for o in ctx.node.outputs if o]) > 1:
+        raise Unsupported("Mean/InvStdDev outputs are not supported")
+    axis = int(ctx.attr("axis", -1)) % x.ndim
+    if axis == 0:
+        raise Unsupported("normalizing over the batch axis is not supported")
+    onnx_axes = list(range(axis, x.ndim))
+    keras_axes = sorted(x.keras_axis(a) for a in onnx_axes)
+    shape = tuple(x.shape[axis:])
+    scale = ctx.const(1, "Scale")
+    bias = ctx.const(2, "B", optional=True) if len(ctx.inputs) > 2 else None
+    try:
+        gamma = np.broadcast_to(float32(scale, "Scale"), shape)
+        beta = np.broadcast_to(float32(bias, "B") if bias is not None else np.float32(0), shape)
+    except ValueError:
+        raise Unsupported(f"Scale/B shapes don't broadcast to the normalized shape "
+                          f"{list(shape)}") from None
+    # Keras keeps gamma over its (sorted) axes in Keras order
+    order = [x.perm[k] - axis for k in keras_axes]
+    out = ctx.layer(L.LayerNormalization, axis=keras_axes,
+                    epsilon=float(ctx.attr("epsilon", 1e-5)))
+    ctx.last_layer.set_weights([np.transpose(gamma, order).reshape(ctx.last_layer.gamma.shape),
+                                np.transpose(beta, order).reshape(ctx.last_layer.beta.shape)])
+    return out

@@ -1,0 +1,100 @@
+"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool -> Keras pooling layers, with a
+keras_convx PaddingND first where ONNX pads (or ceil_mode) need it."""
+
+import keras
+import numpy as np
+
+from keras_convx.importer.conversions.common import ints, pad_layer, positive, spatial_pads
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.registry import SPATIAL, conversion
+from keras_convx.utils import shapes as S
+
+L = keras.layers
+# Max pooling pads with the lowest float32: never the maximum of a window that starts
+# inside the input, and finite in configs (JSON and YAML).
+LOWEST = float(np.finfo(np.float32).min)
+
+
+def _keras_pool(kind, rank):
+    if rank not in (1, 2, 3):
+        raise Unsupported(f"{rank} spatial axes: accepted are 1, 2 and 3")
+    return getattr(L, f"{kind}{rank}D")
+
+
+def _window(ctx):
+    x = ctx.x
+    rank = x.ndim - 2
+    kernel = ctx.attr("kernel_shape")
+    if kernel is None or len(kernel) != rank:
+        raise Unsupported(f"kernel_shape={kernel} needs {rank} entries")
+    kernel = positive("kernel_shape", tuple(int(k) for k in kernel))
+    strides = positive("strides", ints(ctx, "strides", rank, 1))
+    dilations = ints(ctx, "dilations", rank, 1)
+    if any(d != 1 for d in dilations):
+        raise Unsupported(f"dilations={list(dilations)}: Keras pooling has no dilation")
+    lengths = x.shape[2:]
+    pairs = spatial_pads(ctx, lengths, kernel, strides, dilations)
+    # The output length ONNX's shape inference gives (ceil_mode included), reached by
+    # extra padding at the end.
+    want = ctx.output_shape()
+    extra = [0] * rank
+    if ctx.attr("ceil_mode", 0):
+        if want is None or None in want[2:]:
+            raise Unsupported("ceil_mode=1 needs the inferred output shape")
+        for i, (n, k, s, (b, a), m) in enumerate(zip(lengths, kernel, strides, pairs, want[2:])):
+            extra[i] = max((m - 1) * s + k - (n + b + a), 0)
+            if S.conv_output_length(n, k, s, 1, (b, a + extra[i])) != m:
+                raise Unsupported(f"ceil_mode output length {m} on axis {i} is not reachable")
+    return rank, kernel, strides, pairs, extra
+
+
+@conversion("MaxPool", since=1, layout=SPATIAL)
+def convert_max_pool(ctx):
+    if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] and (
+            ctx.consumers(ctx.node.outputs[1]) or ctx.is_graph_output(ctx.node.outputs[1])):
+        raise Unsupported("the Indices output is not supported")
+    if ctx.attr("storage_order", 0):
+        raise Unsupported("storage_order=1 is not supported")
+    rank, kernel, strides, pairs, extra = _window(ctx)
+    x = ctx.x.tensor
+    total = [(b, a + e) for (b, a), e in zip(pairs, extra)]
+    if any(b or a for b, a in total):
+        x = pad_layer(ctx, x, total, "constant", LOWEST, suffix="pad")
+    return ctx.layer(_keras_pool("MaxPooling", rank), pool_size=kernel, strides=strides,
+                     padding="valid", data_format=ctx.data_format, inputs=x)
+
+
+@conversion("AveragePool", since=1, layout=SPATIAL)
+def convert_average_pool(ctx):
+    rank, kernel, strides, pairs, extra = _window(ctx)
+    include = int(ctx.attr("count_include_pad", 0))
+    x = ctx.x.tensor
+    cls = _keras_pool("AveragePooling", rank)
+    if not any(extra) and not any(b or a for b, a in pairs):
+        return ctx.layer(cls, pool_size=kernel, strides=strides, padding="valid",
+                         data_format=ctx.data_format)
+    same = [tuple(S.same_pads(n, k, s, 1)) for n, k, s in zip(ctx.x.shape[2:], kernel, strides)]
+    if not include and not any(extra) and [tuple(p) for p in pairs] == same:
+        # Keras's "same" averages over the valid pixels only: count_include_pad=0.
+        return ctx.layer(cls, pool_size=kernel, strides=strides, padding="same",
+                         data_format=ctx.data_format)
+    if include and not any(extra):
+        x = pad_layer(ctx, x, pairs, "zeros", suffix="pad")
+        return ctx.layer(cls, pool_size=kernel, strides=strides, padding="valid",
+                         data_format=ctx.data_format, inputs=x)
+    raise Unsupported(f"pads={[list(p) for p in pairs]} with count_include_pad={include}"
+                      f"{' and ceil_mode=1' if any(extra) else ''}: accepted are pads equal to "
+                      f"'same' with count_include_pad=0, or any pads with count_include_pad=1 "
+                      f"and no ceil_mode overhang")
+
+
+@conversion("GlobalAveragePool", since=1, layout=SPATIAL)
+def convert_global_average_pool(ctx):
+    return ctx.layer(_keras_pool("GlobalAveragePooling", ctx.x.ndim - 2),
+                     data_format=ctx.data_format, keepdims=True)
+
+
+@conversion("GlobalMaxPool", since=1, layout=SPATIAL)
+def convert_global_max_pool(ctx):
+    return ctx.layer(_keras_pool("GlobalMaxPooling", ctx.x.ndim - 2),
+                     data_format=ctx.data_format, keepdims=True)

@@ -1,0 +1,270 @@
+"""Resize -> keras_convx UpSamplingND; Flatten, Reshape, Transpose, Squeeze, Unsqueeze and
+Slice, moving data only where ONNX's memory order really matters."""
+
+import keras
+import numpy as np
+
+from keras_convx import interop
+from keras_convx.importer.conversions.common import spatial_layer
+from keras_convx.importer.driver import Value, same_memory_order
+from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.layers import Slice
+from keras_convx.importer.registry import SPATIAL, conversion
+
+L = keras.layers
+DENSE_OPS = ("Gemm", "MatMul", "Dense")
+
+
+@conversion("Resize", since=10, layout=SPATIAL)
+def convert_resize(ctx):
+    x = ctx.x
+    rank = x.ndim - 2
+    if ctx.attr("axes") is not None and sorted(int(a) % x.ndim for a in ctx.attr("axes")) != \
+            list(range(x.ndim)):
+        raise Unsupported(f"axes={ctx.attr('axes')}: only all axes are supported")
+    inputs = ctx.inputs
+    scales = sizes = None
+    if len(inputs) == 2:  # opset 10: X, scales
+        scales = ctx.const(1, "scales")
+    else:
+        if len(inputs) > 2 and inputs[2] is not None and np.size(ctx.const(2, "scales")):
+            scales = ctx.const(2, "scales")
+        if len(inputs) > 3 and inputs[3] is not None and np.size(ctx.const(3, "sizes")):
+            sizes = ctx.const(3, "sizes")
+    lengths = x.shape[2:]
+    if sizes is not None:
+        sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        if len(sizes) != x.ndim or sizes[1] != x.shape[1]:
+            raise Unsupported(f"sizes={sizes}: needs {x.ndim} entries keeping the channels")
+        out = sizes[2:]
+        if any(m < 1 for m in out):
+            raise Unsupported(f"sizes={sizes} must be positive")
+        factors = [m / n for m, n in zip(out, lengths)]
+    elif scales is not None:
+        scales = [float(v) for v in np.asarray(scales).reshape(-1)]
+        if len(scales) != x.ndim or scales[0] != 1 or scales[1] != 1:
+            raise Unsupported(f"scales={scales}: needs {x.ndim} entries, 1 for batch and "
+                              f"channels")
+        if any(not np.isfinite(s) or s <= 0 or s > 1024 for s in scales):
+            raise Unsupported(f"scales={scales} must be in (0, 1024]")
+        factors = scales[2:]
+        out = [int(n * s + 1e-9) for n, s in zip(lengths, factors)]
+    else:
+        raise Unsupported("needs constant scales or sizes")
+    try:
+        interpolation, align = interop.upsampling_from_resize(ctx.attrs, factors, lengths, out)
+    except ValueError as err:
+        raise Unsupported(str(err)) from None
+    size = tuple(int(f) if float(f).is_integer() else f for f in factors)
+    return ctx.layer(spatial_layer("UpSampling#", rank), size=size, interpolation=interpolation,
+                     align_corners=align, data_format=ctx.data_format)
+
+
+def _flat_order(value):
+    """ONNX flat index of each Keras flat position of a value flattened in Keras order."""
+    shape = value.shape[1:]
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    return np.transpose(index, [p - 1 for p in value.perm[1:]]).reshape(-1)
+
+
+def _only_dense_consumers(ctx):
+    out = ctx.node.outputs[0]
+    users = ctx.consumers(out)
+    return bool(users) and not ctx.is_graph_output(out) and all(
+        u.op_type in DENSE_OPS and len(u.inputs) > 1 and u.inputs[0] == out
+        and u.inputs[1] in ctx.walk.graph.constants for u in users)
+
+
+def flatten(ctx, value):
+    """(N, d1, d2, ...) -> (N, d1*d2*...): in place when the memory order already agrees,
+    as a Keras-order flatten read by permuted Gemm/MatMul weights, else after a Permute."""
+    if value.flat is not None:
+        raise Unsupported("flattening an already flattened tensor")
+    if same_memory_order(value):
+        return Value(ctx.layer(L.Flatten, inputs=value.tensor), (0, 1))
+    if _only_dense_consumers(ctx):
+        return Value(ctx.layer(L.Flatten, inputs=value.tensor), (0, 1), flat=_flat_order(value))
+    moved = ctx.move(value, tuple(range(value.ndim)))
+    return Value(ctx.layer(L.Flatten, inputs=moved.tensor), (0, 1))
+
+
+@conversion("Flatten", since=1)
+def convert_flatten(ctx):
+    axis = int(ctx.attr("axis", 1)) % max(ctx.x.ndim, 1)
+    if axis != 1:
+        raise Unsupported(f"axis={axis}: only 1 (keep the batch axis) is supported")
+    if ctx.x.ndim == 2:
+        return ctx.x
+    return flatten(ctx, ctx.x)
+
+
+def _reshape_target(ctx, shape, target, allowzero):
+    """The ONNX target shape resolved against the static input `shape` (batch known from
+    shape inference)."""
+    out = []
+    for i, t in enumerate(target):
+        if t == 0 and not allowzero:
+            if i >= len(shape):
+                raise Unsupported(f"shape={target}: 0 at axis {i} beyond the input's rank")
+            out.append(shape[i])
+        else:
+            out.append(t)
+    if sum(1 for t in out if t == -1) > 1 or any(t < -1 for t in out):
+        raise Unsupported(f"shape={target}: at most one -1 and no other negative values")
+    known = int(np.prod([t for t in out if t != -1]))
+    total = int(np.prod(shape))
+    if -1 in out:
+        if known == 0 or total % known:
+            raise Unsupported(f"shape={target} does not fit {total} elements")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out)) != total:
+        raise Unsupported(f"shape={target} holds {int(np.prod(out))} elements, the input "
+                          f"{total}")
+    return out
+
+
+@conversion("Reshape", since=1)
+def convert_reshape(ctx):
+    x = ctx.x
+    if ctx.attr("shape") is not None:  # opset < 5
+        target = [int(t) for t in ctx.attr("shape")]
+    else:
+        target = [int(t) for t in np.asarray(ctx.const(1, "shape")).reshape(-1)]
+    shape = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
+    if shape is None or None in shape:
+        raise Unsupported("needs the input's static shape (batch included) from shape "
+                          "inference")
+    out = _reshape_target(ctx, list(shape), target, int(ctx.attr("allowzero", 0)))
+    if out[0] != shape[0]:
+        raise Unsupported(f"shape={target} changes the batch axis ({shape[0]} -> {out[0]})")
+    if x.flat is not None:
+        raise Unsupported("reshaping a flattened tensor in Keras order")
+    if len(out) == 2 and x.ndim > 2:
+        return flatten(ctx, x)
+    if not same_memory_order(x):
+        x = ctx.move(x, tuple(range(x.ndim)))
+    return Value(ctx.layer(L.Reshape, tuple(out[1:]), inputs=x.tensor), tuple(range(len(out))))
+
+
+@conversion("Transpose", since=1)
+def convert_transpose(ctx):
+    """Relabels axes: no layer (the next op that needs an order gets a Permute)."""
+    x = ctx.x
+    perm = ctx.attr("perm")
+    perm = tuple(range(x.ndim))[::-1] if perm is None else tuple(int(p) for p in perm)
+    if sorted(perm) != list(range(x.ndim)):
+        raise Unsupported(f"perm={list(perm)} is not a permutation of {x.ndim} axes")
+    if perm[0] != 0:
+        raise Unsupported(f"perm={list(perm)} moves the batch axis")
+    if x.flat is not None:
+        raise Unsupported("transposing a flattened tensor in Keras order")
+    inverse = interop.inverse(perm)
+    return Value(x.tensor, tuple(inverse[p] for p in x.perm))
+
+
+def _axes(ctx, index, ndim):
+    if ctx.attr("axes") is not None:
+        axes = ctx.attr("axes")
+    elif index < len(ctx.inputs) and ctx.inputs[index] is not None:
+        axes = np.asarray(ctx.const(index, "axes")).reshape(-1)
+    else:
+        return None
+    axes = sorted({int(a) % ndim for a in axes}) if ndim else []
+    if 0 in axes:
+        raise Unsupported(f"axes={axes} include the batch axis")
+    return axes
+
+
+def _drop_axes(ctx, x, keep, new_ndim, where):
+    """Reshape the Keras tensor to drop/insert size-1 axes without moving data: `keep` maps
+    each Keras axis to its new ONNX axis (None: dropped); `where` lists new ONNX axes."""
+    perm = [keep[p] for p in x.perm if keep[p] is not None] + list(where)
+    keras_shape = [x.tensor.shape[i] for i, p in enumerate(x.perm) if keep[p] is not None]
+    keras_shape += [1] * len(where)
+    return Value(ctx.layer(L.Reshape, tuple(keras_shape[1:]), inputs=x.tensor), tuple(perm))
+
+
+@conversion("Squeeze", since=1)
+def convert_squeeze(ctx):
+    x = ctx.x
+    shape = x.shape
+    axes = _axes(ctx, 1, x.ndim)
+    if axes is None:
+        axes = [i for i in range(1, x.ndim) if shape[i] == 1]
+    if any(shape[a] != 1 for a in axes):
+        raise Unsupported(f"axes={axes} of shape {list(shape)} are not all of size 1")
+    if x.flat is not None:
+        raise Unsupported("squeezing a flattened tensor in Keras order")
+    keep, j = {}, 0
+    for a in range(x.ndim):
+        keep[a] = None if a in axes else j
+        j += a not in axes
+    return _drop_axes(ctx, x, keep, x.ndim - len(axes), [])
+
+
+@conversion("Unsqueeze", since=1)
+def convert_unsqueeze(ctx):
+    x = ctx.x
+    raw = ctx.attr("axes")
+    if raw is None:
+        raw = np.asarray(ctx.const(1, "axes")).reshape(-1)
+    ndim = x.ndim + len(raw)
+    axes = sorted({int(a) % ndim for a in raw})
+    if 0 in axes:
+        raise Unsupported(f"axes={axes} insert a new batch axis")
+    if x.flat is not None:
+        raise Unsupported("unsqueezing a flattened tensor in Keras order")
+    old = [a for a in range(ndim) if a not in axes]
+    keep = {i: old[i] for i in range(x.ndim)}
+    return _drop_axes(ctx, x, keep, ndim, axes)
+
+
+def onnx_slice_indices(length, start, end, step):
+    """The indices ONNX Slice picks along one axis (the spec's clamping rules)."""
+    if step == 0:
+        raise Unsupported("steps must be non-zero")
+    start = start + length if start < 0 else start
+    end = end + length if end < 0 else end
+    if step > 0:
+        start, end = min(max(start, 0), length), min(max(end, 0), length)
+    else:
+        start, end = min(max(start, 0), length - 1), min(max(end, -1), length - 1)
+    return list(range(start, end, step))
+
+
+@conversion("Slice", since=1)
+def convert_slice(ctx):
+    x = ctx.x
+    shape = x.shape
+    if ctx.attr("starts") is not None:  # opset < 10
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes, steps = ctx.attr("axes"), None
+    else:
+        starts = np.asarray(ctx.const(1, "starts")).reshape(-1)
+        ends = np.asarray(ctx.const(2, "ends")).reshape(-1)
+        axes = ctx.const(3, "axes", optional=True) if len(ctx.inputs) > 3 else None
+        steps = ctx.const(4, "steps", optional=True) if len(ctx.inputs) > 4 else None
+    axes = list(range(len(starts))) if axes is None else [int(a) % x.ndim for a in
+                                                          np.asarray(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in np.asarray(steps).reshape(-1)]
+    if not len(starts) == len(ends) == len(axes) == len(steps) or len(set(axes)) != len(axes):
+        raise Unsupported(f"starts/ends/axes/steps need one entry per distinct axis, got "
+                          f"{len(starts)}/{len(ends)}/{axes}/{steps}")
+    if x.flat is not None:
+        raise Unsupported("slicing a flattened tensor in Keras order")
+    begin, end, step = [0] * (x.ndim - 1), [None] * (x.ndim - 1), [1] * (x.ndim - 1)
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        n = shape[a]
+        if a == 0:
+            if int(s) != 0 or st != 1 or int(e) < (1 << 31) - 1:
+                raise Unsupported("slicing the batch axis is not supported")
+            continue
+        picked = onnx_slice_indices(n, int(s), int(e), st)
+        if not picked:
+            raise Unsupported(f"axis {a}: starts={int(s)}, ends={int(e)}, steps={st} select "
+                              f"nothing of length {n}")
+        k = x.keras_axis(a) - 1
+        begin[k], step[k] = picked[0], st
+        stop = picked[-1] + st
+        end[k] = None if stop < 0 else stop
+    return ctx.layer(Slice, begin=begin, end=end, step=step)

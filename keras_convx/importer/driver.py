@@ -1,0 +1,255 @@
+"""The graph walk: ONNX nodes in order, each through its registered conversion, into a
+Functional Keras model. Owns the map from each ONNX tensor to the Keras tensor holding it
+and that tensor's axis order, and moves layouts only where a conversion needs it."""
+
+import dataclasses
+import re
+
+import keras
+import numpy as np
+
+from keras_convx import interop
+from keras_convx.importer import registry
+from keras_convx.importer.errors import OnnxImportError, Unsupported, UnsupportedOps
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+@dataclasses.dataclass
+class Value:
+    """An ONNX tensor held by a Keras tensor: Keras axis `i` is ONNX axis `perm[i]`.
+
+    `flat` is set on 2-D values made by flattening a permuted tensor for a following
+    Gemm/MatMul: Keras column `j` holds ONNX column `flat[j]` (the weights are permuted
+    once instead of the activations on every call).
+    """
+
+    tensor: object
+    perm: tuple
+    flat: object = None
+
+    @property
+    def ndim(self):
+        return len(self.perm)
+
+    @property
+    def shape(self):
+        """The ONNX-order shape (batch None)."""
+        out = [None] * self.ndim
+        for i, p in enumerate(self.perm):
+            out[p] = self.tensor.shape[i]
+        return tuple(out)
+
+    def keras_axis(self, onnx_axis):
+        return self.perm.index(onnx_axis % self.ndim)
+
+
+def standard_perm(ndim, data_format):
+    """Where an ONNX tensor of `ndim` dims lives in Keras: channels last (rank >= 3) or as is."""
+    return interop.channels_last_perm(ndim) if data_format == "channels_last" else tuple(
+        range(ndim))
+
+
+def same_memory_order(value):
+    """True when the Keras tensor's elements are in ONNX's memory order (axes of size 1 may
+    sit anywhere), so a flatten or reshape needs no transpose."""
+    shape = value.shape
+    order = [p for p in value.perm if shape[p] != 1 or p == 0]
+    return order == sorted(order)
+
+
+class Context:
+    """What a conversion sees: the node, its attributes and inputs, and layer helpers."""
+
+    def __init__(self, walk, node, entry):
+        self.walk = walk
+        self.node = node
+        self.attrs = node.attrs
+        self.data_format = walk.data_format
+        self.entry = entry
+        self.inputs = []  # Value, np.ndarray (constant) or None (omitted optional input)
+        self.x = None
+
+    @property
+    def perm(self):
+        return self.x.perm
+
+    def attr(self, name, default=None):
+        return self.attrs.get(name, default)
+
+    def const(self, index, what, optional=False):
+        """Input `index` as a NumPy constant; `what` names it in errors."""
+        value = self.inputs[index] if index < len(self.inputs) else None
+        if value is None:
+            if optional:
+                return None
+            raise Unsupported(f"input {index} ({what}) is missing")
+        if isinstance(value, Value):
+            raise Unsupported(f"input {index} ({what}) must be a constant (an initializer or "
+                              f"a folded subgraph), got a computed tensor")
+        return value
+
+    def tensor_inputs(self):
+        return [v for v in self.inputs if isinstance(v, Value)]
+
+    def standard_perm(self, ndim):
+        return standard_perm(ndim, self.data_format)
+
+    def consumers(self, name=None):
+        return self.walk.graph.consumers(name or self.node.outputs[0])
+
+    def is_graph_output(self, name=None):
+        return (name or self.node.outputs[0]) in self.walk.graph.outputs
+
+    def output_shape(self, index=0):
+        """The inferred ONNX shape of output `index` (None where unknown)."""
+        return self.walk.graph.shapes.get(self.node.outputs[index])
+
+    def layer(self, cls, *args, inputs=None, suffix=None, **kwargs):
+        """Creates `cls(*args, **kwargs)` named after the node and calls it on `inputs`
+        (default: the first tensor input's Keras tensor)."""
+        name = self.walk.unique_name(self.node.name + (f"_{suffix}" if suffix else ""))
+        layer = cls(*args, name=name, **kwargs)
+        if inputs is None:
+            inputs = self.x.tensor
+        out = layer(inputs)
+        self.walk.layers.append((self.node, layer))
+        self.last_layer = layer
+        return out
+
+    def move(self, value, perm, suffix="permute"):
+        return self.walk.move(value, tuple(perm), self.node.name + "_" + suffix)
+
+
+class Walk:
+    def __init__(self, graph, data_format):
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f"import_onnx: data_format must be one of {DATA_FORMATS}, got "
+                             f"{data_format!r}")
+        self.graph = graph
+        self.data_format = data_format
+        self.names = set()
+        self.layers = []
+        self.permutes = 0
+
+    def unique_name(self, name):
+        # Keras names can't hold "/" (PyTorch node names are paths like /layer1/conv/Conv)
+        base = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_.") or "node"
+        candidate, i = base, 1
+        while candidate in self.names:
+            candidate, i = f"{base}_{i}", i + 1
+        self.names.add(candidate)
+        return candidate
+
+    def move(self, value, perm, name):
+        """The value with its Keras axes in ONNX order `perm` (a Permute layer if needed)."""
+        if value.perm == perm:
+            return value
+        if value.flat is not None:
+            raise Unsupported("a flattened tensor in Keras order can only feed Gemm/MatMul")
+        if value.perm[0] != 0 or perm[0] != 0:
+            raise Unsupported(f"moving the batch axis (axis order {perm}) is not supported")
+        dims = tuple(value.perm.index(p) for p in perm[1:])
+        layer = keras.layers.Permute(dims, name=self.unique_name(name))
+        self.permutes += 1
+        self.layers.append((None, layer))
+        return Value(layer(value.tensor), perm)
+
+    def _prepare(self, ctx, entry):
+        values = []
+        for name in ctx.node.inputs:
+            if not name:
+                values.append(None)
+            elif name in self.graph.constants:
+                values.append(self.graph.constants[name])
+            else:
+                values.append(self.values[name])
+        tensors = [v for v in values if isinstance(v, Value)]
+        first = tensors[0] if tensors else None
+        if entry.layout == registry.SPATIAL and first is not None:
+            want = self.standard_perm(first.ndim)
+            values = [self.move(v, want, ctx.node.name + "_to_" + self.data_format)
+                      if v is first else v for v in values]
+        elif entry.layout == registry.ONNX_ORDER and first is not None:
+            values = [self.move(v, tuple(range(v.ndim)), ctx.node.name + "_to_onnx_order")
+                      if isinstance(v, Value) and v.flat is None else v for v in values]
+        elif first is not None:
+            values = [self.move(v, first.perm, ctx.node.name + "_align")
+                      if isinstance(v, Value) and v is not first and v.ndim == first.ndim
+                      else v for v in values]
+        ctx.inputs = values
+        ctx.x = next((v for v in values if isinstance(v, Value)), None)
+
+    def standard_perm(self, ndim):
+        return standard_perm(ndim, self.data_format)
+
+    def run(self):
+        graph = self.graph
+        self.values = {}
+        model_inputs = []
+        for name, shape in graph.inputs:
+            perm = self.standard_perm(len(shape))
+            keras_shape = tuple(shape[p] for p in perm)[1:]
+            tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
+            model_inputs.append(tensor)
+            self.values[name] = Value(tensor, perm)
+        failures, poisoned = [], set()
+        for node in graph.nodes:
+            if any(i in poisoned for i in node.inputs):
+                poisoned.update(node.outputs)
+                continue
+            opset = graph.opset.get(node.domain if node.domain != "ai.onnx" else "", 1)
+            entry = registry.find(node.domain, node.op_type, opset)
+            if entry is None:
+                domain = node.domain or "ai.onnx"
+                if node.domain not in registry.ONNX_DOMAINS + (registry.FUSED_DOMAIN,):
+                    reason = f"unknown domain {domain!r} (accepted: ai.onnx)"
+                else:
+                    reason = f"no conversion for {domain} {node.op_type} at opset {opset}"
+                failures.append((node.name, node.op_type, reason))
+                poisoned.update(node.outputs)
+                continue
+            ctx = Context(self, node, entry)
+            try:
+                self._prepare(ctx, entry)
+                if ctx.x is None:
+                    raise Unsupported("needs at least one computed (non-constant) input")
+                result = entry.fn(ctx)
+            except Unsupported as err:
+                failures.append((node.name, node.op_type, str(err)))
+                poisoned.update(node.outputs)
+                continue
+            except OnnxImportError:
+                raise
+            except (ValueError, TypeError) as err:  # a Keras layer refused the arguments
+                failures.append((node.name, node.op_type, f"{type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''}"))
+                poisoned.update(node.outputs)
+                continue
+            results = result if isinstance(result, list) else [result]
+            for out, r in zip(node.outputs, results):
+                if out and not isinstance(r, Value):
+                    perm = ctx.x.perm if len(ctx.x.perm) == len(r.shape) else tuple(
+                        range(len(r.shape)))
+                    r = Value(r, perm)
+                if out:
+                    self.values[out] = r
+            for out in node.outputs[len(results):]:
+                if out and graph.consumers(out) or out in graph.outputs:
+                    failures.append((node.name, node.op_type,
+                                     f"output {out!r} is used but not supported"))
+                    poisoned.add(out)
+        if failures:
+            raise UnsupportedOps(failures)
+        outputs = []
+        for name in graph.outputs:
+            if name in graph.constants:
+                raise OnnxImportError(f"import_onnx: graph output {name!r} is a constant (it "
+                                      f"does not depend on any input)")
+            value = self.values[name]
+            try:
+                value = self.move(value, self.standard_perm(value.ndim), name + "_output")
+            except Unsupported as err:
+                raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
+            outputs.append(value.tensor)
+        return model_inputs, outputs

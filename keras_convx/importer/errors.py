@@ -1,0 +1,24 @@
+"""Import errors: every message names the node (or input/initializer), the bad value and
+what is accepted."""
+
+
+class OnnxImportError(ValueError):
+    """The ONNX model can't be imported (malformed, hostile or not expressible exactly)."""
+
+
+class UnsupportedOps(OnnxImportError):
+    """Nodes the importer has no exact conversion for, all listed at once.
+
+    Attributes:
+        nodes: list of `(node name, op type, reason)`.
+    """
+
+    def __init__(self, nodes):
+        self.nodes = list(nodes)
+        lines = [f"  {name} ({op}): {reason}" for name, op, reason in self.nodes]
+        super().__init__(f"import_onnx: {len(self.nodes)} node(s) can't be imported exactly:\n"
+                         + "\n".join(lines))
+
+
+class Unsupported(Exception):
+    """Raised by a conversion for one node; the graph walk collects them."""

@@ -1,0 +1,415 @@
+"""The importer's front end: loads an untrusted ONNX model, checks it, infers shapes and
+folds constant subgraphs, and hands the graph walk a small, validated graph.
+
+Every check names the node, initializer or input it refuses. Sizes are checked before
+anything is allocated: a file can claim any shape, so no tensor is materialised (from the
+file, from external data or by constant folding) before its element count is known to
+be within `MAX_ELEMENTS`.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from keras_convx.importer.errors import OnnxImportError
+
+# Largest tensor (elements) an import materialises or accepts in a shape: 2**28 float32 is
+# 1 GiB, beyond any conv net's weights or per-sample activations that the tests meet.
+MAX_ELEMENTS = 2 ** 28
+# Largest single dimension of an input or inferred shape.
+MAX_DIM = 2 ** 24
+# Largest constant folded at import (elements); bigger constant results are refused.
+MAX_FOLD_ELEMENTS = 2 ** 24
+# Ops never folded: not deterministic.
+NOT_FOLDED = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+              "Multinomial", "Bernoulli")
+_ITEMSIZE = {TensorProto.FLOAT: 4, TensorProto.DOUBLE: 8, TensorProto.FLOAT16: 2,
+             TensorProto.BFLOAT16: 2, TensorProto.INT64: 8, TensorProto.INT32: 4,
+             TensorProto.INT16: 2, TensorProto.INT8: 1, TensorProto.UINT8: 1,
+             TensorProto.UINT16: 2, TensorProto.UINT32: 4, TensorProto.UINT64: 8,
+             TensorProto.BOOL: 1}
+# The typed repeated field holding each data type when raw_data is absent.
+_FIELD = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data",
+          TensorProto.INT64: "int64_data", TensorProto.UINT64: "uint64_data",
+          TensorProto.INT32: "int32_data", TensorProto.INT16: "int32_data",
+          TensorProto.INT8: "int32_data", TensorProto.UINT8: "int32_data",
+          TensorProto.UINT16: "int32_data", TensorProto.BOOL: "int32_data",
+          TensorProto.FLOAT16: "int32_data", TensorProto.BFLOAT16: "int32_data",
+          TensorProto.UINT32: "uint64_data"}
+
+
+@dataclasses.dataclass
+class Node:
+    """One ONNX node (or a group fused by a pass): attributes as Python values."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: list
+    outputs: list
+    attrs: dict
+    fused: list = dataclasses.field(default_factory=list)  # names of nodes folded in
+    extra: dict = dataclasses.field(default_factory=dict)  # what a fusion pass hands over
+
+    def label(self):
+        return f"node {self.name!r} ({self.op_type})"
+
+
+@dataclasses.dataclass
+class Graph:
+    nodes: list
+    constants: dict  # tensor name -> np.ndarray (initializers and folded values)
+    inputs: list  # (name, shape with None for a dynamic batch, dtype)
+    outputs: list
+    opset: dict  # domain -> version
+    shapes: dict  # tensor name -> inferred shape (None where unknown)
+    path: str = None
+
+    def consumers(self, name):
+        return [n for n in self.nodes if name in n.inputs]
+
+
+def _fail(message):
+    raise OnnxImportError(f"import_onnx: {message}")
+
+
+def _elements(dims):
+    total = 1
+    for d in dims:
+        total *= int(d)
+    return total
+
+
+def _tensor_label(tensor, where):
+    return f"{where} {tensor.name!r}"
+
+
+def _check_external(tensor, base_dir, where):
+    """Refuses external data outside the model's folder (path traversal), missing files
+    and ranges past the end of the file; then loads it."""
+    label = _tensor_label(tensor, where)
+    if base_dir is None:
+        _fail(f"{label} keeps its data in an external file: pass the model's path (not a "
+              f"ModelProto or bytes) so the file can be found next to it")
+    info = onnx.external_data_helper.ExternalDataInfo(tensor)
+    location = info.location or ""
+    base = os.path.realpath(base_dir)
+    target = os.path.realpath(os.path.join(base, location))
+    if (not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/")
+            or os.path.commonpath([base, target]) != base):
+        _fail(f"{label}: external data location {location!r} is outside the model's folder "
+              f"{base_dir} (only relative paths inside it are accepted)")
+    if not os.path.isfile(target):
+        _fail(f"{label}: external data file {location!r} does not exist in {base_dir}")
+    size = os.path.getsize(target)
+    offset = info.offset or 0
+    expected = _elements(tensor.dims) * _ITEMSIZE.get(tensor.data_type, 0)
+    length = info.length if info.length is not None else size - offset
+    if offset < 0 or offset + length > size or length != expected:
+        _fail(f"{label}: external data range offset={offset}, length={length} does not hold "
+              f"{expected} bytes of shape {list(tensor.dims)} in {location!r} ({size} bytes)")
+    onnx.external_data_helper.load_external_data_for_tensor(tensor, base_dir)
+    tensor.data_location = TensorProto.DEFAULT
+    del tensor.external_data[:]
+
+
+def check_tensor(tensor, base_dir, where="initializer"):
+    """Checks a TensorProto's claimed shape against its data before materialising it."""
+    label = _tensor_label(tensor, where)
+    if tensor.data_type not in _ITEMSIZE:
+        _fail(f"{label}: data type {TensorProto.DataType.Name(tensor.data_type)} is not "
+              f"supported (numeric types only)")
+    if any(d < 0 for d in tensor.dims):
+        _fail(f"{label}: negative dimension in shape {list(tensor.dims)}")
+    count = _elements(tensor.dims)
+    if count > MAX_ELEMENTS:
+        _fail(f"{label}: shape {list(tensor.dims)} has {count} elements, more than the "
+              f"{MAX_ELEMENTS} accepted")
+    if tensor.data_location == TensorProto.EXTERNAL:
+        _check_external(tensor, base_dir, where)
+    if tensor.HasField("raw_data") or tensor.raw_data:
+        have, want = len(tensor.raw_data), count * _ITEMSIZE[tensor.data_type]
+    else:
+        have, want = len(getattr(tensor, _FIELD[tensor.data_type])), count
+    if have != want:
+        _fail(f"{label}: shape {list(tensor.dims)} needs {want} "
+              f"{'bytes' if tensor.raw_data else 'values'}, the data holds {have}")
+    return numpy_helper.to_array(tensor)
+
+
+def _attr_value(attr, node_label, base_dir):
+    if attr.type == onnx.AttributeProto.TENSOR:
+        return check_tensor(attr.t, base_dir, f"{node_label} attribute {attr.name!r}")
+    if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        return attr  # subgraphs: the op (If, Loop, Scan) has no conversion
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+    return value
+
+
+def load(source):
+    """A ModelProto and its folder from a path, bytes or ModelProto; external data is
+    loaded only after `check_tensor` accepted its location and range."""
+    if isinstance(source, onnx.ModelProto):
+        return source, None, None
+    if isinstance(source, (bytes, bytearray)):
+        try:
+            return onnx.load_from_string(bytes(source)), None, None
+        except Exception as err:
+            _fail(f"not a valid ONNX model ({type(err).__name__}: {err})")
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        _fail(f"{path}: no such file")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as err:
+        _fail(f"{path}: not a valid ONNX file ({type(err).__name__}: {str(err)[:200]})")
+    return model, os.path.dirname(os.path.abspath(path)), path
+
+
+def _topological(nodes, known, graph_outputs):
+    """Nodes in dependency order; refuses undefined inputs, duplicate outputs and cycles."""
+    producer = {}
+    for node in nodes:
+        for out in node.outputs:
+            if not out:
+                continue
+            if out in producer or out in known:
+                _fail(f"{node.label()}: output {out!r} is already produced by "
+                      f"{producer[out].label() if out in producer else 'a graph input or initializer'}"
+                      f" (ONNX graphs assign each tensor once)")
+            producer[out] = node
+    for node in nodes:
+        for name in node.inputs:
+            if name and name not in producer and name not in known:
+                _fail(f"{node.label()}: input {name!r} is not a graph input, initializer or "
+                      f"output of any node")
+    for name in graph_outputs:
+        if name not in producer and name not in known:
+            _fail(f"graph output {name!r} is not produced by any node")
+    waiting = {id(n): sum(1 for i in n.inputs if i in producer) for n in nodes}
+    users = {}
+    for node in nodes:
+        for name in node.inputs:
+            if name in producer:
+                users.setdefault(name, []).append(node)
+    ready = [n for n in nodes if waiting[id(n)] == 0]
+    order = []
+    while ready:
+        node = ready.pop(0)
+        order.append(node)
+        for out in node.outputs:
+            for user in users.get(out, []):
+                waiting[id(user)] -= 1
+                if waiting[id(user)] == 0:
+                    ready.append(user)
+    if len(order) != len(nodes):
+        stuck = [n.label() for n in nodes if waiting[id(n)] > 0]
+        _fail(f"the graph has a cycle through {', '.join(stuck[:5])}"
+              f"{' ...' if len(stuck) > 5 else ''} (ONNX graphs must be acyclic)")
+    return order
+
+
+def _shape_of(value_info):
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None
+                 for d in t.tensor_type.shape.dim)
+
+
+def _fold_guard(node, values):
+    """Element count of a value-dependent allocation, computed before running the node."""
+    try:
+        if node.op_type == "ConstantOfShape":
+            return _elements(values[0])
+        if node.op_type == "Expand":
+            return _elements(np.broadcast_shapes(values[0].shape, tuple(int(v) for v in values[1])))
+        if node.op_type == "Tile":
+            return _elements(np.asarray(values[0].shape) * np.asarray(values[1]))
+        if node.op_type == "Range":
+            start, limit, delta = (float(v) for v in values[:3])
+            return max(int(np.ceil((limit - start) / delta)), 0) if delta else MAX_FOLD_ELEMENTS + 1
+    except (ValueError, TypeError, OverflowError, IndexError):
+        _fail(f"{node.label()}: inconsistent constant inputs {[getattr(v, 'shape', v) for v in values]}")
+    return max([int(np.size(v)) for v in values] + [0])
+
+
+def _fold(graph, model, shapes):
+    """Evaluates nodes whose inputs are all constant (and Shape of static tensors) with
+    onnx's reference evaluator, one node at a time; sizes are checked first."""
+    from onnx.reference import ReferenceEvaluator
+
+    kept = []
+    for node in graph.nodes:
+        if node.op_type == "Shape" and node.domain in ("", "ai.onnx") and len(node.inputs) == 1:
+            shape = shapes.get(node.inputs[0])
+            if shape is not None and None not in shape and not node.attrs:
+                graph.constants[node.outputs[0]] = np.asarray(shape, np.int64)
+                continue
+        if (node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDED
+                or any(isinstance(v, onnx.AttributeProto) for v in node.attrs.values())
+                or not all(i == "" or i in graph.constants for i in node.inputs)):
+            kept.append(node)
+            continue
+        values = [graph.constants[i] for i in node.inputs if i]
+        count = _fold_guard(node, values)
+        for out in node.outputs:
+            shape = shapes.get(out)
+            if shape is not None and None not in shape:
+                count = max(count, _elements(shape))
+        if count > MAX_FOLD_ELEMENTS:
+            _fail(f"{node.label()}: constant result of {count} elements exceeds the "
+                  f"{MAX_FOLD_ELEMENTS} folded at import")
+        feeds = {i: graph.constants[i] for i in node.inputs if i}
+        proto = node.extra["proto"]
+        single = helper.make_model(
+            helper.make_graph([proto], "fold",
+                              [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
+                                  graph.constants[i].dtype), graph.constants[i].shape)
+                               for i in feeds],
+                              [helper.make_value_info(o, onnx.TypeProto()) for o in node.outputs
+                               if o]),
+            opset_imports=list(model.opset_import), ir_version=model.ir_version)
+        try:
+            results = ReferenceEvaluator(single).run(None, feeds)
+        except Exception as err:
+            _fail(f"{node.label()}: constant folding failed ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0][:200] if str(err) else ''})")
+        for out, value in zip([o for o in node.outputs if o], results):
+            value = np.asarray(value)
+            if value.size > MAX_FOLD_ELEMENTS:
+                _fail(f"{node.label()}: constant result of {value.size} elements exceeds the "
+                      f"{MAX_FOLD_ELEMENTS} folded at import")
+            graph.constants[out] = value
+    graph.nodes = kept
+
+
+def read(source):
+    """Loads, checks, infers shapes and folds constants; returns a `Graph`.
+
+    Raises:
+        OnnxImportError: naming the node, initializer or input refused and why.
+    """
+    model, base_dir, path = load(source)
+    graph_proto = model.graph
+    opset = {}
+    for imp in model.opset_import:
+        opset["" if imp.domain == "ai.onnx" else imp.domain] = imp.version
+    if "" not in opset:
+        _fail("the model imports no version of the default ONNX domain (opset_import)")
+    if not 7 <= opset[""] <= 23:
+        _fail(f"opset {opset['']} of the default domain is not supported (7..23)")
+    if graph_proto.sparse_initializer:
+        _fail(f"sparse initializer {graph_proto.sparse_initializer[0].values.name!r}: sparse "
+              f"tensors are not supported")
+    constants = {}
+    for tensor in graph_proto.initializer:
+        if not tensor.name:
+            _fail("an initializer has no name")
+        constants[tensor.name] = check_tensor(tensor, base_dir)
+    input_names = [i.name for i in graph_proto.input if i.name not in constants]
+    nodes = []
+    for index, proto in enumerate(graph_proto.node):
+        name = proto.name or f"{proto.op_type}_{index}"
+        label = f"node {name!r} ({proto.op_type})"
+        attrs = {a.name: _attr_value(a, label, base_dir) for a in proto.attribute}
+        nodes.append(Node(name, proto.op_type, proto.domain, list(proto.input),
+                          list(proto.output), attrs, extra={"proto": proto}))
+    outputs = [o.name for o in graph_proto.output]
+    if not outputs:
+        _fail("the graph has no outputs")
+    nodes = _topological(nodes, set(constants) | set(input_names), outputs)
+    # onnx's own checker; external data was loaded and checked above, so it sees no paths.
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        _fail(f"onnx.checker: {str(err).splitlines()[0][:300]}")
+    inputs = []
+    for vi in graph_proto.input:
+        if vi.name in constants:
+            continue
+        shape = _shape_of(vi)
+        elem = vi.type.tensor_type.elem_type
+        if elem != TensorProto.FLOAT:
+            _fail(f"graph input {vi.name!r}: element type "
+                  f"{TensorProto.DataType.Name(elem)} is not supported (float32 inputs only)")
+        if shape is None or len(shape) < 1:
+            _fail(f"graph input {vi.name!r}: needs a known shape with a batch axis, got "
+                  f"{shape}")
+        if any(d is None or d <= 0 or d > MAX_DIM for d in shape[1:]):
+            _fail(f"graph input {vi.name!r}: shape {list(shape)} must have static dimensions "
+                  f"in [1, {MAX_DIM}] after the batch axis")
+        if shape[0] is not None and not 0 < shape[0] <= MAX_DIM:
+            _fail(f"graph input {vi.name!r}: batch dimension {shape[0]} is out of range")
+        if _elements(shape[1:]) > MAX_ELEMENTS:
+            _fail(f"graph input {vi.name!r}: shape {list(shape)} exceeds {MAX_ELEMENTS} "
+                  f"elements per sample")
+        inputs.append((vi.name, shape))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                      data_prop=True)
+    except Exception as err:
+        _fail(f"shape inference: {str(err).splitlines()[0][:300]}")
+    shapes = {vi.name: _shape_of(vi) for vi in list(inferred.graph.value_info)
+              + list(inferred.graph.output) + list(inferred.graph.input)}
+    produced_by = {o: n for n in nodes for o in n.outputs}
+    for name, shape in shapes.items():
+        if shape is None:
+            continue
+        if any(d is not None and d > MAX_DIM for d in shape) or _elements(
+                [d or 1 for d in shape]) > MAX_ELEMENTS:
+            node = produced_by.get(name)
+            _fail(f"{node.label() if node else repr(name)}: inferred shape {list(shape)} of "
+                  f"{name!r} exceeds the accepted size ({MAX_DIM} per axis, {MAX_ELEMENTS} "
+                  f"elements)")
+    graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
+    before = len(graph.nodes)
+    _fold(graph, model, shapes)
+    if len(graph.nodes) != before:
+        graph.shapes = _reinfer(graph, model)
+    return graph
+
+
+def _reinfer(graph, model):
+    """Shape inference again with folded values as initializers: shapes that depended on
+    a computed pads/shape/scales input become static."""
+    used = {i for n in graph.nodes for i in n.inputs if i in graph.constants}
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    del folded.graph.node[:]
+    folded.graph.node.extend(n.extra["proto"] for n in graph.nodes)
+    del folded.graph.initializer[:]
+    del folded.graph.value_info[:]
+    folded.graph.initializer.extend(numpy_helper.from_array(graph.constants[name], name)
+                                    for name in sorted(used))
+    names = {vi.name for vi in folded.graph.input}
+    kept = [vi for vi in folded.graph.input if vi.name not in graph.constants or vi.name in used]
+    del folded.graph.input[:]
+    folded.graph.input.extend(kept)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(folded, check_type=True, strict_mode=True,
+                                                      data_prop=True)
+    except Exception as err:
+        _fail(f"shape inference after constant folding: {str(err).splitlines()[0][:300]}")
+    del names
+    shapes = dict(graph.shapes)
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        shape = _shape_of(vi)
+        if shape is not None:
+            shapes[vi.name] = shape
+    produced_by = {o: n for n in graph.nodes for o in n.outputs}
+    for name, shape in shapes.items():
+        if shape is not None and (any(d is not None and d > MAX_DIM for d in shape)
+                                  or _elements([d or 1 for d in shape]) > MAX_ELEMENTS):
+            node = produced_by.get(name)
+            _fail(f"{node.label() if node else repr(name)}: inferred shape {list(shape)} of "
+                  f"{name!r} exceeds the accepted size ({MAX_DIM} per axis, {MAX_ELEMENTS} "
+                  f"elements)")
+    return shapes

@@ -1,0 +1,146 @@
+"""The few layers an imported model needs beyond keras_convx's and Keras's own: an
+elementwise operation with a stored constant, a tensor-by-tensor division, a strided
+slice and a clip. Native Keras layers (no Lambda): they save, load in `safe_mode` and
+serialize to YAML."""
+
+import keras
+from keras import ops as kops
+
+register = keras.saving.register_keras_serializable(package="keras_convx")
+
+_OPERATIONS = {
+    "add": lambda x, c: x + c,
+    "subtract": lambda x, c: x - c,
+    "multiply": lambda x, c: x * c,
+    "divide": lambda x, c: x / c,
+    "reverse_subtract": lambda x, c: c - x,
+    "reverse_divide": lambda x, c: c / x,
+    "maximum": kops.maximum,
+    "minimum": kops.minimum,
+    "power": kops.power,
+}
+
+
+@register
+class ConstantOperation(keras.layers.Layer):
+    """`x <operation> constant` with a stored (non-trainable by default) constant.
+
+    Args:
+        operation: one of `"add"`, `"subtract"`, `"multiply"`, `"divide"`,
+            `"reverse_subtract"` (constant - x), `"reverse_divide"` (constant / x),
+            `"maximum"`, `"minimum"`, `"power"`.
+        shape: the constant's shape; it broadcasts against the input including the
+            batch axis (NumPy rules).
+        trainable_constant: whether `fit` updates the constant.
+
+    Example:
+    >>> layer = ConstantOperation("multiply", shape=(1, 1, 1, 8))
+    """
+
+    def __init__(self, operation, shape=(), trainable_constant=False, **kwargs):
+        super().__init__(**kwargs)
+        if operation not in _OPERATIONS:
+            raise ValueError(f"ConstantOperation: operation must be one of {tuple(_OPERATIONS)}, "
+                             f"got {operation!r}")
+        self.operation = operation
+        self.shape = tuple(int(n) for n in shape)
+        self.trainable_constant = bool(trainable_constant)
+        self.constant = self.add_weight(shape=self.shape, initializer="zeros", name="constant",
+                                        trainable=self.trainable_constant)
+
+    def call(self, inputs):
+        return _OPERATIONS[self.operation](inputs, kops.cast(self.constant, inputs.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return keras.ops.broadcast_shapes(tuple(input_shape), self.shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"operation": self.operation, "shape": list(self.shape),
+                       "trainable_constant": self.trainable_constant})
+        return config
+
+
+@register
+class Divide(keras.layers.Layer):
+    """`inputs[0] / inputs[1]` with broadcasting (Keras has Add, Subtract, Multiply only)."""
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"Divide: expects a list of 2 tensors, got {inputs!r}")
+        return inputs[0] / inputs[1]
+
+    def compute_output_shape(self, input_shape):
+        return keras.ops.broadcast_shapes(tuple(input_shape[0]), tuple(input_shape[1]))
+
+
+@register
+class Slice(keras.layers.Layer):
+    """Strided slice of the non-batch axes: `x[:, begin[0]:end[0]:step[0], ...]`.
+
+    Args:
+        begin, end, step: one int (or None for `end`) per non-batch axis, Python slice
+            semantics (steps must be non-zero).
+    """
+
+    def __init__(self, begin, end, step=None, **kwargs):
+        super().__init__(**kwargs)
+        self.begin = [int(b) for b in begin]
+        self.end = [None if e is None else int(e) for e in end]
+        self.step = [1] * len(self.begin) if step is None else [int(s) for s in step]
+        if not len(self.begin) == len(self.end) == len(self.step) or 0 in self.step:
+            raise ValueError(f"Slice: begin, end and step need one entry per axis and non-zero "
+                             f"steps, got begin={self.begin}, end={self.end}, step={self.step}")
+
+    def _slices(self):
+        return (slice(None),) + tuple(slice(b, e, s) for b, e, s in
+                                      zip(self.begin, self.end, self.step))
+
+    def call(self, inputs):
+        return inputs[self._slices()]
+
+    def compute_output_shape(self, input_shape):
+        out = [input_shape[0]]
+        for n, sl in zip(input_shape[1:], self._slices()[1:]):
+            out.append(None if n is None else len(range(*sl.indices(n))))
+        return tuple(out)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"begin": self.begin, "end": self.end, "step": self.step})
+        return config
+
+
+@register
+class Clip(keras.layers.Layer):
+    """`clip(x, min_value, max_value)`; either bound may be None."""
+
+    def __init__(self, min_value=None, max_value=None, **kwargs):
+        super().__init__(**kwargs)
+        self.min_value = None if min_value is None else float(min_value)
+        self.max_value = None if max_value is None else float(max_value)
+
+    def call(self, inputs):
+        if self.min_value is not None:
+            inputs = kops.maximum(inputs, self.min_value)
+        if self.max_value is not None:
+            inputs = kops.minimum(inputs, self.max_value)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"min_value": self.min_value, "max_value": self.max_value})
+        return config
+
+
+def _register_with_configs():
+    from keras_convx.model_config import register_layer
+
+    for cls in (ConstantOperation, Divide, Slice, Clip):
+        register_layer(cls)
+
+
+_register_with_configs()

@@ -1,0 +1,77 @@
+"""Checks an imported model against onnxruntime on the same random inputs, with the
+export path's rule (`keras_convx.exporter.stats`: error relative to each output's scale)."""
+
+import dataclasses
+
+import numpy as np
+
+from keras_convx.exporter import stats
+from keras_convx.importer.driver import standard_perm
+from keras_convx.importer.errors import OnnxImportError
+
+
+@dataclasses.dataclass
+class ImportVerifyReport:
+    """Per-output `stats.TensorError`s of the Keras model against onnxruntime."""
+
+    outputs: dict
+    tolerance: float
+    batch: int
+
+    @property
+    def passed(self):
+        return not any(e.failed(self.tolerance) for e in self.outputs.values())
+
+    @property
+    def worst(self):
+        return max((e.rel for e in self.outputs.values() if e.informative), default=0.0)
+
+    def summary(self):
+        lines = []
+        for name, e in self.outputs.items():
+            status = "FAIL" if e.failed(self.tolerance) else (
+                "ok" if e.informative else "uninformative")
+            lines.append(f"{name}: {status} (rel {e.rel:.2e}, shape {list(e.shape)})")
+        return "\n".join(lines)
+
+
+def _session(onnx_model):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None):
+    """Runs `model` (Keras) and `onnx_model` (a ModelProto, external data loaded) on the
+    same standard-normal inputs; returns an `ImportVerifyReport`."""
+    import keras
+
+    session = _session(onnx_model)
+    rng = np.random.default_rng(seed)
+    feeds, keras_inputs = {}, []
+    batch = 2
+    for spec in session.get_inputs():
+        shape = [d if isinstance(d, int) else None for d in spec.shape]
+        batch = shape[0] if shape and shape[0] is not None else batch
+    for spec in session.get_inputs():
+        shape = [d if isinstance(d, int) else batch for d in spec.shape]
+        x = rng.standard_normal(shape).astype(np.float32)
+        feeds[spec.name] = x
+        keras_inputs.append(np.transpose(x, standard_perm(x.ndim, data_format)))
+    expected = session.run(None, feeds)
+    actual = model(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
+    actual = actual if isinstance(actual, (list, tuple)) else [actual]
+    if len(actual) != len(expected):
+        raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the ONNX "
+                              f"model {len(expected)}")
+    outputs = {}
+    for spec, a, e in zip(session.get_outputs(), actual, expected):
+        a = np.asarray(keras.ops.convert_to_numpy(a))
+        # back to ONNX order: the inverse of the standard layout
+        a = np.transpose(a, np.argsort(standard_perm(a.ndim, data_format)))
+        outputs[spec.name] = stats.tensor_error(a, e)
+    return ImportVerifyReport(outputs, stats.CPU_TOLERANCE if tolerance is None else tolerance,
+                              batch)

@@ -1,0 +1,35 @@
+"""Axis permutations. A permutation `perm` says where each axis comes from: the array
+`np.transpose(x, perm)` has axis `i` = axis `perm[i]` of `x` (ONNX Transpose's meaning)."""
+
+import numpy as np
+
+
+def channels_last_perm(ndim):
+    """N, C, spatial... -> N, spatial..., C (identity below rank 3)."""
+    return (0,) + tuple(range(2, ndim)) + (1,) if ndim >= 3 else tuple(range(ndim))
+
+
+def channels_first_perm(ndim):
+    """N, spatial..., C -> N, C, spatial... (identity below rank 3)."""
+    return (0, ndim - 1) + tuple(range(1, ndim - 1)) if ndim >= 3 else tuple(range(ndim))
+
+
+def inverse(perm):
+    """The permutation undoing `perm`."""
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+def compose(first, then):
+    """The permutation of `transpose(transpose(x, first), then)`."""
+    return tuple(first[i] for i in then)
+
+
+def constant_in_layout(array, perm):
+    """A constant that broadcasts (NumPy rules) against a tensor of `len(perm)` dims, moved
+    like that tensor: leading size-1 axes first, then `np.transpose(., perm)`."""
+    array = np.asarray(array)
+    if array.ndim == 0 or perm is None:
+        return array
+    if array.ndim < len(perm):
+        array = array.reshape((1,) * (len(perm) - array.ndim) + array.shape)
+    return np.ascontiguousarray(np.transpose(array, perm))
