@@ -280,6 +280,71 @@ def cmd_export(args):
     return 0
 
 
+def _save_keras_atomic(model, path):
+    """Saves `model` to `path` through a temporary `.keras` file and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cmd_import(args):
+    import onnx
+
+    import keras_convx as kc
+    from keras_convx.importer import OnnxImportError, verify_import
+
+    out = args.output or os.path.splitext(args.model)[0] + ".keras"
+    if not out.endswith(".keras"):
+        raise BadInput(f"-o/--output: {out} must end in .keras")
+    for path, flag in ((out, "-o/--output"), (args.yaml, "--yaml")):
+        if path is None:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise BadInput(f"{flag}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise BadInput(f"{flag}: folder {folder} is not writable")
+    start = time.perf_counter()
+    try:
+        model = kc.import_onnx(args.model, data_format=args.data_format)
+    except OnnxImportError as err:
+        raise BadInput(str(err).replace("import_onnx: ", "", 1).replace("\n", "; ")) from None
+    seconds = time.perf_counter() - start
+    yaml_text = kc.to_yaml(model) if args.yaml else None
+    if not args.no_verify:
+        # the graph as imported (external data checked and loaded by the importer)
+        from keras_convx.importer import frontend
+
+        proto = onnx.load(args.model, load_external_data=False)
+        for tensor in proto.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                frontend.check_tensor(tensor, os.path.dirname(os.path.abspath(args.model)))
+        report = verify_import(model, proto, data_format=args.data_format,
+                               tolerance=args.tolerance)
+        print(report.summary())
+        if not report.passed:
+            print(f"keras-convx: verification failed: the imported model differs from "
+                  f"onnxruntime beyond {report.tolerance:g} of the output scale; nothing "
+                  f"written", file=sys.stderr)
+            return 1
+    _save_keras_atomic(model, out)
+    if yaml_text is not None:
+        _write_text(args.yaml, yaml_text, "--yaml")
+    print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers, "
+          f"{model.count_params()} parameters; import {seconds:.2f} s"
+          f"{'' if args.no_verify else ', verified against onnxruntime'}")
+    return 0
+
+
 def cmd_verify(args):
     import keras_convx as kc
 
@@ -414,6 +479,19 @@ def build_parser():
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("import", help="import an ONNX model (e.g. from PyTorch) as a Keras "
+                                       "model, verified against onnxruntime")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("-o", "--output", help="the .keras file (default: next to the model)")
+    p.add_argument("--yaml", help="also write the model's YAML config (weights stay in .keras)")
+    p.add_argument("--data-format", choices=("channels_last", "channels_first"),
+                   default="channels_last", help="layout of the Keras model (default "
+                                                 "channels_last: NCHW graphs become NHWC)")
+    p.add_argument("--tolerance", type=float,
+                   help=f"max abs error as a fraction of each output's max |value| (default "
+                        f"{stats.CPU_TOLERANCE:g})")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("verify", help="re-verify an ONNX file against its source model")
     p.add_argument("model", help="the .onnx file")
     p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")

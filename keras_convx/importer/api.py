@@ -43,7 +43,8 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None):
     walk = Walk(graph, data_format)
     inputs, outputs = walk.run()
     model_name = name or _graph_name(path_or_model)
-    model = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0],
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
+                        outputs if len(outputs) > 1 else outputs[0],
                         name=walk.unique_name(model_name))
     return model
 
