@@ -98,3 +98,31 @@ def convert_global_average_pool(ctx):
 def convert_global_max_pool(ctx):
     return ctx.layer(_keras_pool("GlobalMaxPooling", ctx.x.ndim - 2),
                      data_format=ctx.data_format, keepdims=True)
+
+
+def _reduce_over_space(ctx, kind):
+    """ReduceMean/ReduceMax over every spatial axis = global pooling (PyTorch's
+    `x.mean((2, 3))`); other axes are refused."""
+    x = ctx.x
+    if ctx.attr("axes") is not None:  # before opset 18
+        axes = ctx.attr("axes")
+    elif len(ctx.inputs) > 1 and ctx.inputs[1] is not None:
+        axes = np.asarray(ctx.const(1, "axes")).reshape(-1)
+    else:
+        axes = range(x.ndim)
+    axes = sorted({int(a) % x.ndim for a in axes})
+    if axes != list(range(2, x.ndim)):
+        raise Unsupported(f"axes={axes}: only every spatial axis ({list(range(2, x.ndim))}, "
+                          f"global pooling) is supported")
+    return ctx.layer(_keras_pool(kind, x.ndim - 2), data_format=ctx.data_format,
+                     keepdims=bool(ctx.attr("keepdims", 1)))
+
+
+@conversion("ReduceMean", since=1, layout=SPATIAL)
+def convert_reduce_mean(ctx):
+    return _reduce_over_space(ctx, "GlobalAveragePooling")
+
+
+@conversion("ReduceMax", since=1, layout=SPATIAL)
+def convert_reduce_max(ctx):
+    return _reduce_over_space(ctx, "GlobalMaxPooling")
