@@ -22,23 +22,14 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import oracle/helpers as modules
 
-# JAX compiles every op for every new shape in eager mode, so its run of the big
-# parameter grids keeps a deterministic quarter of each (TF and torch run them whole;
-# the layers are backend-agnostic code on keras.ops, and the lowering grid does not
-# depend on the backend at all).
-THINNED_ON_JAX = {  # test name -> keep one case in N
-    # a quarter since the verification and keras.applications modules joined the suite
-    "test_matches_keras_layer": 4, "test_matches_numpy_oracle": 4,
-    "test_depthwise_separable_match_oracle": 4, "test_transpose_matches_oracle": 4,
-    "test_upsampling_matches_oracle": 4,
-    # the lowering reads weights only: the graph doesn't depend on the backend (and
-    # test_native_export_equal_across_backends exports from JAX and torch directly)
-    "test_single_layer_native_export": 6,
-    # the new lowerings: both layouts run on TF and torch; JAX keeps every other case
-    "test_lowering_verifies": 2,
-    # the zoo's build/run/round-trip/export is backend-agnostic code: half of it on JAX
-    "test_zoo_config_builds_runs_round_trips_and_exports": 2,
-}
+# JAX compiles every op for every new shape in eager mode, so its run of the big parameter
+# grids keeps a deterministic share of each: `@pytest.mark.thin_on_jax(n)` on a test keeps
+# one case in n there (TF and torch run them whole; each use says why it may).
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "thin_on_jax(n): on the JAX backend, keep one parametrized case in n")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,13 +37,16 @@ def pytest_collection_modifyitems(config, items):
         return
     counters, keep, drop = {}, [], []
     for item in items:
-        name = getattr(item, "originalname", item.name)
-        if name in THINNED_ON_JAX:
-            key = (item.module.__name__, name)
-            counters[key] = counters.get(key, 0) + 1
-            (keep if counters[key] % THINNED_ON_JAX[name] == 1 else drop).append(item)
-        else:
+        marker = item.get_closest_marker("thin_on_jax")
+        if marker is None:
             keep.append(item)
+            continue
+        n = marker.args[0]
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"thin_on_jax: n must be a positive int, got {n!r} on {item.nodeid}")
+        key = (item.module.__name__, getattr(item, "originalname", item.name))
+        counters[key] = counters.get(key, 0) + 1
+        (keep if counters[key] % n == 1 % n else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

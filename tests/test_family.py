@@ -57,6 +57,8 @@ def _keras_grid():
         )
 
 
+# a quarter on JAX: the layers are backend-agnostic keras.ops code
+@pytest.mark.thin_on_jax(4)
 @pytest.mark.parametrize("family,rank,padding,strides,dilation,mult,fmt,out_pad",
                          list(_keras_grid()))
 def test_matches_keras_layer(family, rank, padding, strides, dilation, mult, fmt, out_pad):
@@ -98,6 +100,7 @@ def _window_oracle_grid():
                            id=f"{family}{rank}d-{pid}-{mode}-s{s}-d{d}-{fmt}")
 
 
+@pytest.mark.thin_on_jax(4)
 @pytest.mark.parametrize("family,rank,padding,mode,strides,dilation,fmt",
                          list(_window_oracle_grid()))
 def test_depthwise_separable_match_oracle(family, rank, padding, mode, strides, dilation, fmt):
@@ -136,6 +139,7 @@ def _transpose_oracle_grid():
                            id=f"convtr{rank}d-{pid}-s{s}-d{d}-g{groups}-op{out_pad}-{fmt}")
 
 
+@pytest.mark.thin_on_jax(4)
 @pytest.mark.parametrize("rank,padding,strides,dilation,groups,out_pad,fmt",
                          list(_transpose_oracle_grid()))
 def test_transpose_matches_oracle(rank, padding, strides, dilation, groups, out_pad, fmt):

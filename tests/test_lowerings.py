@@ -75,6 +75,8 @@ CASES = {
 }
 
 
+# both layouts on TF and torch; every other case on JAX
+@pytest.mark.thin_on_jax(2)
 @pytest.mark.parametrize("after_conv", [False, True], ids=["keras-order", "channels-first"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_lowering_verifies(name, after_conv, tmp_path):

@@ -36,6 +36,8 @@ def _keras_cases():
                                id=f"{name}-{'-'.join(f'{k}{v}' for k, v in kwargs.items())}-{fmt}")
 
 
+# a quarter on JAX: the layers are backend-agnostic keras.ops code
+@pytest.mark.thin_on_jax(4)
 @pytest.mark.parametrize("name,kwargs,rank,fmt", list(_keras_cases()))
 def test_matches_keras_layer(name, kwargs, rank, fmt):
     if "Cropping1D" != name and "UpSampling1D" != name:
@@ -78,6 +80,7 @@ def _interp_cases():
                            id=f"{mode}{rank}d-align{int(align)}-x{scale}-{fmt}")
 
 
+@pytest.mark.thin_on_jax(4)
 @pytest.mark.parametrize("rank,mode,align,scale,fmt", list(_interp_cases()))
 def test_upsampling_matches_oracle(rank, mode, align, scale, fmt):
     x = make_input(rank, 2, fmt, size=4)

@@ -1,5 +1,7 @@
 """Transposed convolutions 1D/2D/3D, with groups, explicit padding and output_size."""
 
+import inspect
+
 import keras
 from keras import initializers
 
@@ -169,6 +171,25 @@ class Conv3DTranspose(BaseConvTranspose):
     """3D transposed convolution; arguments as `BaseConvTranspose`."""
 
     rank = 3
+
+    # keras.layers.Conv3DTranspose takes data_format before output_padding (its 1D and 2D
+    # classes after): the same order here, so positional calls mean the same.
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 output_padding=None, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, output_padding, data_format,
+                         **kwargs)
+
+
+def _data_format_first(signature):
+    params = list(signature.parameters.values())
+    names = [p.name for p in params]
+    i, j = names.index("output_padding"), names.index("data_format")
+    params[i], params[j] = params[j], params[i]
+    return signature.replace(parameters=params)
+
+
+Conv3DTranspose.__init__.__signature__ = _data_format_first(
+    inspect.signature(BaseConvTranspose.__init__))
 
 
 Convolution1DTranspose = Conv1DTranspose
