@@ -199,6 +199,9 @@ class Plan:
             raise self._error(spec, ("args",) + tuple(named[:1]), message) from None
         self.layers[spec.name] = layer
         shapes = [self.shapes[name] for name in spec.inputs]
+        if any(shape is None for shape in shapes):  # after a layer that can't say its shape
+            self.shapes[spec.name] = None
+            return
         try:
             arg = shapes if len(shapes) > 1 or _takes_list(layer) else shapes[0]
             shape = layer.compute_output_shape(arg)

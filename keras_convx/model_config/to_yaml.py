@@ -63,19 +63,73 @@ def _type_name(layer, types):
     )
 
 
+# keras.ops nodes in Functional graphs (`x + y`, `x * 0.5`) and the allowlisted layer that
+# computes exactly the same values: merging layers for two tensors of one shape, Rescaling
+# (x * scale + offset, where x * 1.0 and + 0.0 change no value) for a tensor and a number.
+# Division is left out: x / c and x * (1 / c) differ in the last bit.
+_MERGES = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply", "Maximum": "Maximum",
+           "Minimum": "Minimum"}
+
+
+def _rescaling(op_name, tensor_first, number):
+    """(scale, offset) of the Rescaling equal to `op_name` of a tensor and a number."""
+    number = float(number)
+    if op_name == "Add":
+        return 1.0, number
+    if op_name == "Multiply":
+        return number, 0.0
+    if op_name == "Subtract":
+        return (1.0, -number) if tensor_first else (-1.0, number)
+    return None
+
+
+def _op_entry(node):
+    """The config entry (without name) and input tensors equal to a keras.ops node, or None."""
+    op = node.operation
+    kind = type(op).__name__
+    if not type(op).__module__.startswith("keras.src.ops.") or kind not in _MERGES:
+        return None
+    args = node.arguments.args
+    if len(args) != 2 or any(v is not None for v in node.arguments.kwargs.values()):
+        return None
+    tensors = [a for a in args if isinstance(a, keras.KerasTensor)]
+    if len(tensors) == 2 and tuple(tensors[0].shape) == tuple(tensors[1].shape):
+        return {"type": _MERGES[kind]}, tensors
+    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if len(tensors) == 1 and len(numbers) == 1 and tensors[0].dtype == "float32":
+        scale_offset = _rescaling(kind, args[0] is tensors[0], numbers[0])
+        if scale_offset is not None:
+            scale, offset = scale_offset
+            args = {"scale": scale} if offset == 0.0 else {"scale": scale, "offset": offset}
+            return {"type": "Rescaling", "args": args}, tensors
+    return None
+
+
+def _functional(model, where):
+    if isinstance(model, keras.Sequential):
+        model = model._functional
+        if model is None:
+            raise ValueError(f"to_yaml: {where}: build the Sequential model with an input "
+                             f"shape first")
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(f"to_yaml: {where}: needs a Functional or Sequential model, got "
+                         f"{type(model).__name__}")
+    return model
+
+
 def to_dict(model):
-    """The config of a Functional or Sequential model as a dict (see `to_yaml`)."""
+    """The config of a Functional or Sequential model as a dict (see `to_yaml`).
+
+    Nested Functional and Sequential models are written inline (their layers keep their
+    names); `keras.ops` nodes are written as the allowlisted layer that computes the same
+    values (`x + y` as Add, `x * 0.5` or `x + 3.0` as Rescaling) under the node's name.
+    """
     from keras_convx.convert import SHADOWED, convert
 
     if any(type(layer).__name__ in SHADOWED and type(layer).__module__.startswith("keras.")
-           for layer in getattr(model, "layers", [])):
+           for layer in model._flatten_layers(include_self=False)):
         model = convert(model)  # keras.layers' conv family -> the equivalents configs know
-    if isinstance(model, keras.Sequential):
-        model = model._functional if model._functional is not None else None
-        if model is None:
-            raise ValueError("to_yaml: build the Sequential model with an input shape first")
-    if not hasattr(model, "_nodes_by_depth"):
-        raise ValueError(f"to_yaml: needs a Functional or Sequential model, got {type(model).__name__}")
+    model = _functional(model, "the model")
     types = layer_types()
     inputs = {}
     for kt in model.inputs:
@@ -83,35 +137,70 @@ def to_dict(model):
         if kt.dtype != "float32":
             entry["dtype"] = kt.dtype
         inputs[kt._keras_history.operation.name] = entry
-    layers, previous = [], list(inputs)[-1]
-    seen = set()
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            layer = node.operation
-            if node.is_input or layer is None:
-                continue
-            if layer.name in seen:
-                raise ValueError(f"to_yaml: layer {layer.name!r} is called more than once "
-                                 f"(shared layers can't be expressed)")
-            if isinstance(layer, keras.Model):
-                raise ValueError(f"to_yaml: nested model {layer.name!r} is not supported")
-            if node.arguments.kwargs and any(v is not None for k, v in node.arguments.kwargs.items()
-                                             if k not in ("training", "mask")):
-                raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
-                                 f"arguments, which configs can't express")
-            seen.add(layer.name)
-            entry = {"type": _type_name(layer, types), "name": layer.name}
-            args = _args(layer)
-            if args:
-                entry["args"] = args
-            sources = [kt._keras_history.operation.name for kt in node.input_tensors]
-            if sources != [previous]:
-                entry["inputs"] = sources[0] if len(sources) == 1 else sources
-            layers.append(entry)
-            previous = layer.name
-    outputs = [kt._keras_history.operation.name for kt in model.outputs]
+    layers, seen = [], set()
+    alias = {}  # a nested model's input and output names -> the names the config uses
+    state = {"previous": list(inputs)[-1]}
+
+    def source(kt):
+        name = kt._keras_history.operation.name
+        while name in alias:
+            name = alias[name]
+        return name
+
+    def add(entry, sources):
+        if sources != [state["previous"]]:
+            entry["inputs"] = sources[0] if len(sources) == 1 else sources
+        layers.append(entry)
+        state["previous"] = entry["name"]
+
+    def walk(graph):
+        for depth in sorted(graph._nodes_by_depth, reverse=True):
+            for node in graph._nodes_by_depth[depth]:
+                layer = node.operation
+                if node.is_input or layer is None:
+                    continue
+                if layer.name in seen:
+                    raise ValueError(f"to_yaml: layer {layer.name!r} is called more than once "
+                                     f"(shared layers can't be expressed)")
+                seen.add(layer.name)
+                if isinstance(layer, keras.Model):
+                    inner = _functional(layer, f"nested model {layer.name!r}")
+                    if len(inner.inputs) != len(node.input_tensors) or len(inner.outputs) != 1:
+                        raise ValueError(f"to_yaml: nested model {layer.name!r} must take its "
+                                         f"inputs as given and have one output")
+                    for kt, outer in zip(inner.inputs, node.input_tensors):
+                        alias[kt._keras_history.operation.name] = source(outer)
+                    walk(inner)
+                    alias[layer.name] = source(inner.outputs[0])
+                    continue
+                if not isinstance(layer, keras.layers.Layer):
+                    op = _op_entry(node)
+                    if op is None:
+                        raise ValueError(
+                            f"to_yaml: {layer.name!r} is a keras.ops.{type(layer).__name__} "
+                            f"call that no allowlisted layer computes exactly (configs express "
+                            f"+, -, * and max/min of two same-shape tensors, and +, -, * with "
+                            f"a number)")
+                    entry, tensors = op
+                    add({"type": entry["type"], "name": layer.name,
+                         **({"args": entry["args"]} if "args" in entry else {})},
+                        [source(kt) for kt in tensors])
+                    continue
+                if node.arguments.kwargs and any(v is not None for k, v in
+                                                 node.arguments.kwargs.items()
+                                                 if k not in ("training", "mask")):
+                    raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
+                                     f"arguments, which configs can't express")
+                entry = {"type": _type_name(layer, types), "name": layer.name}
+                args = _args(layer)
+                if args:
+                    entry["args"] = args
+                add(entry, [source(kt) for kt in node.input_tensors])
+
+    walk(model)
+    outputs = [source(kt) for kt in model.outputs]
     config = {"version": FORMAT_VERSION, "name": model.name, "inputs": inputs, "layers": layers}
-    if outputs != [previous]:
+    if outputs != [state["previous"]]:
         config["outputs"] = outputs
     return config
 
