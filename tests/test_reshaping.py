@@ -91,23 +91,6 @@ def test_upsampling_matches_oracle(rank, mode, align, scale, fmt):
     assert layer.compute_output_shape(x.shape) == tuple(y.shape)
 
 
-torch = pytest.importorskip("torch", reason="torch.nn.functional.interpolate parity needs torch")
-
-
-@pytest.mark.parametrize("rank,mode,align,scale", [
-    (r, m, a, s) for (r, m), a, s in itertools.product(INTERP, (False, True), (2, 1.5))
-    if not (m == "nearest" and a)
-], ids=lambda v: str(v))
-def test_upsampling_matches_torch_interpolate(rank, mode, align, scale):
-    x = make_input(rank, 2, "channels_first", size=5)
-    cls = {1: kc.UpSampling1D, 2: kc.UpSampling2D, 3: kc.UpSampling3D}[rank]
-    y = cls(scale, interpolation=mode, align_corners=align, data_format="channels_first")(x)
-    kwargs = {} if mode == "nearest" else {"align_corners": align}
-    expected = torch.nn.functional.interpolate(torch.from_numpy(x).double(), scale_factor=scale,
-                                               mode=mode, **kwargs)
-    assert_close(y, expected.numpy())
-
-
 @pytest.mark.parametrize("anchor,fmt", list(itertools.product(("center", "start", "end"), FORMATS)))
 def test_crop_to_match(anchor, fmt):
     x = make_input(2, 3, fmt, size=9)  # spatial (9, 10)
