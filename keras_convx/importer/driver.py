@@ -112,7 +112,17 @@ class Context:
         layer = cls(*args, name=name, **kwargs)
         if inputs is None:
             inputs = self.x.tensor
-        out = layer(inputs)
+        # The weights come from the file: build with zeros (JAX compiles every random
+        # initializer per shape, seconds each), then give the configured ones back.
+        initializers = {k: v for k, v in vars(layer).items()
+                        if k.endswith("_initializer") and isinstance(v, keras.initializers.Initializer)}
+        for key in initializers:
+            setattr(layer, key, keras.initializers.Zeros())
+        try:
+            out = layer(inputs)
+        finally:
+            for key, value in initializers.items():
+                setattr(layer, key, value)
         self.walk.layers.append((self.node, layer))
         self.last_layer = layer
         return out

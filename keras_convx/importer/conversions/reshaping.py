@@ -98,29 +98,32 @@ def convert_flatten(ctx):
     return flatten(ctx, ctx.x)
 
 
-def _reshape_target(ctx, shape, target, allowzero):
-    """The ONNX target shape resolved against the static input `shape` (batch known from
-    shape inference)."""
-    out = []
-    for i, t in enumerate(target):
+def _reshape_target(shape, target, allowzero, batch):
+    """The ONNX target shape resolved against the input `shape` (batch None when dynamic);
+    the batch axis must stay: target[0] is 0 (copy), -1, or the static batch size."""
+    if not target:
+        raise Unsupported("shape=[] removes the batch axis")
+    first, rest = target[0], list(target[1:])
+    if first not in (0, -1) and first != batch or first == 0 and allowzero:
+        raise Unsupported(f"shape={target} changes the batch axis (batch {batch})")
+    for i, t in enumerate(rest, 1):
         if t == 0 and not allowzero:
             if i >= len(shape):
                 raise Unsupported(f"shape={target}: 0 at axis {i} beyond the input's rank")
-            out.append(shape[i])
-        else:
-            out.append(t)
-    if sum(1 for t in out if t == -1) > 1 or any(t < -1 for t in out):
+            rest[i - 1] = shape[i]
+    if first == -1 and -1 in rest or sum(1 for t in rest if t == -1) > 1 or any(
+            t < -1 for t in rest):
         raise Unsupported(f"shape={target}: at most one -1 and no other negative values")
-    known = int(np.prod([t for t in out if t != -1]))
-    total = int(np.prod(shape))
-    if -1 in out:
+    total = int(np.prod(shape[1:]))
+    known = int(np.prod([t for t in rest if t != -1]))
+    if -1 in rest:
         if known == 0 or total % known:
-            raise Unsupported(f"shape={target} does not fit {total} elements")
-        out[out.index(-1)] = total // known
-    if int(np.prod(out)) != total:
-        raise Unsupported(f"shape={target} holds {int(np.prod(out))} elements, the input "
-                          f"{total}")
-    return out
+            raise Unsupported(f"shape={target} does not fit {total} elements per sample")
+        rest[rest.index(-1)] = total // known
+    if int(np.prod(rest)) != total:
+        raise Unsupported(f"shape={target} holds {int(np.prod(rest))} elements per sample, "
+                          f"the input {total}")
+    return [None] + rest
 
 
 @conversion("Reshape", since=1)
@@ -130,13 +133,9 @@ def convert_reshape(ctx):
         target = [int(t) for t in ctx.attr("shape")]
     else:
         target = [int(t) for t in np.asarray(ctx.const(1, "shape")).reshape(-1)]
-    shape = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
-    if shape is None or None in shape:
-        raise Unsupported("needs the input's static shape (batch included) from shape "
-                          "inference")
-    out = _reshape_target(ctx, list(shape), target, int(ctx.attr("allowzero", 0)))
-    if out[0] != shape[0]:
-        raise Unsupported(f"shape={target} changes the batch axis ({shape[0]} -> {out[0]})")
+    inferred = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
+    batch = inferred[0] if inferred else None
+    out = _reshape_target(list(x.shape), target, int(ctx.attr("allowzero", 0)), batch)
     if x.flat is not None:
         raise Unsupported("reshaping a flattened tensor in Keras order")
     if len(out) == 2 and x.ndim > 2:
