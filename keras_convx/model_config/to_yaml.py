@@ -26,13 +26,20 @@ def _comparable(config):
     return {k: _plain(v) for k, v in config.items() if k != "name"}
 
 
-def _args(layer):
+def _args(layer, cache=None):
     """The layer's arguments minus every one whose omission rebuilds the same config.
 
     Tried one at a time against a fresh instance, so dependent defaults (MaxPooling's
-    strides default to its pool_size) are kept when they matter.
+    strides default to its pool_size) are kept when they matter. `cache` (a dict) keeps
+    the answer per class and config: applications repeat a few configs hundreds of times
+    (DenseNet121: 428 layers, 3,800 trial instances without it).
     """
     config = layer.get_config()
+    if cache is not None:
+        key = (type(layer), repr(_comparable(config)), layer.dtype_policy.name)
+        if key not in cache:
+            cache[key] = _args(layer)
+        return dict(cache[key])
     names, required = signature_params(type(layer))
     args = {k: v for k, v in config.items() if k in names and k not in _DROP}
     target = _comparable(config)
@@ -137,7 +144,7 @@ def to_dict(model):
         if kt.dtype != "float32":
             entry["dtype"] = kt.dtype
         inputs[kt._keras_history.operation.name] = entry
-    layers, seen = [], set()
+    layers, seen, known = [], set(), {}
     alias = {}  # a nested model's input and output names -> the names the config uses
     state = {"previous": list(inputs)[-1]}
 
@@ -192,7 +199,7 @@ def to_dict(model):
                     raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
                                      f"arguments, which configs can't express")
                 entry = {"type": _type_name(layer, types), "name": layer.name}
-                args = _args(layer)
+                args = _args(layer, known)
                 if args:
                     entry["args"] = args
                 add(entry, [source(kt) for kt in node.input_tensors])
