@@ -1,9 +1,15 @@
-"""One representative, non-default configuration per layer class (used by the
-serialization and shape tests). Input shapes exclude the batch."""
+"""One representative, non-default configuration per layer class, with what the layer
+contract (tests/contract.py) expects of it: weight names and shapes, and the ONNX ops of
+its native export (layout moves, Transpose and Reshape, not counted). Input shapes
+exclude the batch."""
+
+import collections
 
 import keras_convx as kc
 
-CASES = [
+LayerCase = collections.namedtuple("LayerCase", "name make shape weights onnx_ops")
+
+_CASES = [
     ("conv1d-causal", lambda: kc.Conv1D(4, 3, padding="causal", dilation_rate=2), (12, 3)),
     ("conv2d-reflect-s2-d2-g2", lambda: kc.Conv2D(
         4, 3, strides=2, dilation_rate=2, groups=2, padding="same", padding_mode="reflect",
@@ -42,3 +48,38 @@ CASES = [
     ("upsampling3d-trilinear", lambda: kc.UpSampling3D((1, 2, 2), interpolation="trilinear"),
      (3, 3, 4, 2)),
 ]
+
+# name -> ([(weight name, shape)], {ONNX op: count})
+_EXPECTED = {
+    'conv1d-causal': ([('kernel', (3, 3, 4)), ('bias', (4,))], {'Conv': 1}),
+    'conv2d-reflect-s2-d2-g2': ([('kernel', (3, 3, 2, 4)), ('bias', (4,))],
+        {'Pad': 1, 'Conv': 1, 'Relu': 1}),
+    'conv2d-lora': ([('kernel', (3, 3, 3, 4)), ('bias', (4,)), ('lora_kernel_a', (3, 3, 3, 2)), ('lora_kernel_b', (2, 4))],
+        {'Conv': 1}),
+    'conv3d-explicit-cf': ([('kernel', (2, 3, 1, 3, 2)), ('bias', (2,))],
+        {'Slice': 3, 'Concat': 2, 'Conv': 1}),
+    'depthwise1d-causal': ([('kernel', (3, 3, 2)), ('bias', (6,))], {'Conv': 1}),
+    'depthwise2d': ([('kernel', (3, 3, 3, 1))], {'Conv': 1}),
+    'depthwise3d': ([('kernel', (3, 3, 3, 2, 2)), ('bias', (4,))], {'Pad': 1, 'Conv': 1}),
+    'separable1d': ([('depthwise_kernel', (3, 3, 1)), ('pointwise_kernel', (1, 3, 5)), ('bias', (5,))],
+        {'Conv': 2}),
+    'separable2d': ([('depthwise_kernel', (3, 3, 3, 2)), ('pointwise_kernel', (1, 1, 6, 5)), ('bias', (5,))],
+        {'Conv': 2}),
+    'separable3d': ([('depthwise_kernel', (3, 3, 3, 2, 1)), ('pointwise_kernel', (1, 1, 1, 2, 4)), ('bias', (4,))],
+        {'Conv': 2}),
+    'convtr1d-g2': ([('kernel', (3, 2, 4)), ('bias', (4,))], {'ConvTranspose': 1}),
+    'convtr2d-op': ([('kernel', (3, 3, 3, 2)), ('bias', (3,))], {'ConvTranspose': 1}),
+    'convtr2d-size': ([('kernel', (3, 3, 3, 2)), ('bias', (3,))], {'ConvTranspose': 1}),
+    'convtr3d': ([('kernel', (2, 2, 2, 2, 2)), ('bias', (2,))], {'ConvTranspose': 1}),
+    'cropping1d': ([], {'Slice': 1}),
+    'cropping2d-cf': ([], {'Slice': 1}),
+    'cropping3d': ([], {'Slice': 1}),
+    'padding2d-reflect': ([], {'Pad': 1}),
+    'padding3d-constant': ([], {'Pad': 1}),
+    'zeropadding1d': ([], {'Pad': 1}),
+    'upsampling1d-linear': ([], {'Resize': 1}),
+    'upsampling2d-bicubic': ([], {'Resize': 1}),
+    'upsampling3d-trilinear': ([], {'Resize': 1}),
+}
+
+CASES = [LayerCase(name, make, shape, *_EXPECTED[name]) for name, make, shape in _CASES]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import keras_convx as kc
-from helpers import BACKEND, assert_close, rand
-from layer_cases import CASES
+from contract import LOW_PRECISION
+from helpers import BACKEND, rand
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,27 +85,6 @@ def test_jax_data_parallel_equals_single_device():
     assert "devices 2" in out
 
 
-LOW = {"mixed_float16": ("float16", 1e-2), "mixed_bfloat16": ("bfloat16", 4e-2)}
-
-
-@pytest.mark.parametrize("policy", sorted(LOW))
-@pytest.mark.parametrize("name,make,shape", CASES, ids=[c[0] for c in CASES])
-def test_every_layer_computes_in_low_precision(policy, name, make, shape):
-    low, tol = LOW[policy]
-    x = rand((2,) + shape, 3)
-    ref = make()
-    y_ref = keras.ops.convert_to_numpy(ref(x))
-    layer = type(ref).from_config(dict(ref.get_config(), dtype=policy))
-    y = layer(x)
-    assert keras.backend.standardize_dtype(y.dtype) == low
-    assert all(v.dtype == "float32" for v in layer.weights)
-    if ref.weights:
-        layer.set_weights(ref.get_weights())
-        y = layer(x)
-    # half-precision mantissas: 11 bits (float16) and 8 bits (bfloat16), relative to the output scale
-    assert_close(keras.ops.cast(y, "float32"), y_ref, tol)
-
-
 def _mixed_model(policy):
     keras.config.set_dtype_policy(policy)
     try:
@@ -116,10 +95,10 @@ def _mixed_model(policy):
     return model
 
 
-@pytest.mark.parametrize("policy", sorted(LOW))
+@pytest.mark.parametrize("policy", sorted(LOW_PRECISION))
 def test_mixed_precision_fit_and_export(policy, tmp_path):
     model = _mixed_model(policy)
-    assert model.get_layer("causal_in").compute_dtype == LOW[policy][0]
+    assert model.get_layer("causal_in").compute_dtype == LOW_PRECISION[policy][0]
     model.compile(optimizer="adam", loss="mse")
     if policy == "mixed_float16":
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -132,7 +111,7 @@ def test_mixed_precision_fit_and_export(policy, tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(t.data_type == onnx.TensorProto.FLOAT for t in graph.initializer
                if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
-    assert report.passed and report.verify.checks[0].tolerance == LOW[policy][1]
+    assert report.passed and report.verify.checks[0].tolerance == LOW_PRECISION[policy][1]
 
 
 def test_fp16_export_verifies_at_float16_tolerance(tmp_path):

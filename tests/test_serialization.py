@@ -1,33 +1,18 @@
-"""Config round-trips, `.keras` save/load in a fresh process, and registration."""
+"""`.keras` save/load in a fresh process, registration and aliases (the per-layer config
+round trip is in the layer contract, tests/contract.py)."""
 
-import json
 import os
 import subprocess
 import sys
 
 import keras
 import numpy as np
-import pytest
 
 import keras_convx as kc
 from helpers import BACKEND, rand
 from layer_cases import CASES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.mark.parametrize("name,make,shape", CASES, ids=[c[0] for c in CASES])
-def test_config_round_trip(name, make, shape):
-    layer = make()
-    layer.build((None,) + shape)
-    config = layer.get_config()
-    json.dumps(config)  # plain JSON types only
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    registered = keras.saving.get_registered_name(type(layer))
-    assert registered == f"keras_convx>{type(layer).__name__}"
-    restored = keras.layers.deserialize(keras.layers.serialize(layer))
-    assert type(restored) is type(layer) and restored.get_config() == config
 
 
 def test_crop_to_match_config_round_trip():
@@ -38,10 +23,10 @@ def test_crop_to_match_config_round_trip():
 
 def _model():
     inputs, outputs = [], []
-    for name, make, shape in CASES:
-        x = keras.Input(shape, name=name.replace("-", "_"))
+    for case in CASES:
+        x = keras.Input(case.shape, name=case.name.replace("-", "_"))
         inputs.append(x)
-        outputs.append(make()(x))
+        outputs.append(case.make()(x))
     return keras.Model(inputs, outputs)
 
 
@@ -50,7 +35,7 @@ def test_keras_file_reloads_bit_identical_in_fresh_process(tmp_path):
     for layer in model.layers:
         if layer.weights:
             layer.set_weights([rand(w.shape, i) for i, w in enumerate(layer.get_weights())])
-    data = [rand((2,) + shape, 7) for _, _, shape in CASES]
+    data = [rand((2,) + case.shape, 7) for case in CASES]
     outputs = [keras.ops.convert_to_numpy(y) for y in model(data)]
     model.save(tmp_path / "m.keras")
     np.savez(tmp_path / "io.npz", *data, *outputs)

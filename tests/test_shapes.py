@@ -1,13 +1,11 @@
 """compute_output_shape equals the real output shape for random configurations, with
 None batch and spatial dims (hypothesis), and the shape arithmetic itself."""
 
-import keras
 import numpy as np
 from hypothesis import given, strategies as st
 
 import keras_convx as kc
 from keras_convx.utils import shapes as S
-from layer_cases import CASES
 import pytest
 
 FAMILIES = {
@@ -73,20 +71,6 @@ def test_compute_output_shape_matches_call(config):
     assert len(symbolic) == len(y.shape)
     for got, want in zip(symbolic, y.shape):
         assert got is None or got == want
-
-
-@pytest.mark.parametrize("name,make,shape", CASES, ids=[c[0] for c in CASES])
-def test_none_spatial_dims_in_a_model(name, make, shape):
-    layer = make()
-    channels_last = layer.data_format == "channels_last"
-    unknown = (None,) * (len(shape) - 1) + shape[-1:] if channels_last \
-        else shape[:1] + (None,) * (len(shape) - 1)
-    inputs = keras.Input(unknown)
-    y = layer(inputs)
-    assert tuple(y.shape) == layer.compute_output_shape((None,) + unknown)
-    x = np.random.default_rng(1).standard_normal((3,) + shape).astype("float32")
-    out = keras.Model(inputs, y).predict_on_batch(x)
-    assert tuple(out.shape) == layer.compute_output_shape(x.shape)
 
 
 @given(st.integers(1, 50), st.integers(1, 7), st.integers(1, 4), st.integers(1, 3))
