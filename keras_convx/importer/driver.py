@@ -159,9 +159,16 @@ class Walk:
             raise Unsupported("a flattened tensor in Keras order can only feed Gemm/MatMul")
         if value.perm[0] != 0 or perm[0] != 0:
             raise Unsupported(f"moving the batch axis (axis order {perm}) is not supported")
-        dims = tuple(value.perm.index(p) for p in perm[1:])
-        layer = keras.layers.Permute(dims, name=self.unique_name(name))
-        self.permutes += 1
+        shape = value.shape
+        moved = [p for p in perm if shape[p] != 1]
+        if moved == [p for p in value.perm if shape[p] != 1]:
+            # only size-1 axes move: a reshape, no data movement
+            layer = keras.layers.Reshape(tuple(shape[p] for p in perm[1:]),
+                                         name=self.unique_name(name))
+        else:
+            dims = tuple(value.perm.index(p) for p in perm[1:])
+            layer = keras.layers.Permute(dims, name=self.unique_name(name))
+            self.permutes += 1
         self.layers.append((None, layer))
         return Value(layer(value.tensor), perm)
 

@@ -8,6 +8,24 @@ from keras import ops as kops
 
 register = keras.saving.register_keras_serializable(package="keras_convx")
 
+
+def _broadcast(a, b):
+    """NumPy broadcasting of two shapes that may hold None (unknown)."""
+    a, b = tuple(a), tuple(b)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == 1:
+            out.append(y)
+        elif y == 1 or y is None or x == y:
+            out.append(x)
+        elif x is None:
+            out.append(y)
+        else:
+            raise ValueError(f"shapes {a} and {b} don't broadcast")
+    return tuple(out)
+
 _OPERATIONS = {
     "add": lambda x, c: x + c,
     "subtract": lambda x, c: x - c,
@@ -52,7 +70,7 @@ class ConstantOperation(keras.layers.Layer):
         return _OPERATIONS[self.operation](inputs, kops.cast(self.constant, inputs.dtype))
 
     def compute_output_shape(self, input_shape):
-        return keras.ops.broadcast_shapes(tuple(input_shape), self.shape)
+        return _broadcast(input_shape, self.shape)
 
     def get_config(self):
         config = super().get_config()
@@ -71,7 +89,7 @@ class Divide(keras.layers.Layer):
         return inputs[0] / inputs[1]
 
     def compute_output_shape(self, input_shape):
-        return keras.ops.broadcast_shapes(tuple(input_shape[0]), tuple(input_shape[1]))
+        return _broadcast(input_shape[0], input_shape[1])
 
 
 @register

@@ -56,28 +56,18 @@ def convert_instance_normalization(ctx):
                        _per_channel(ctx, 2, "B", channels))
 
 
-def _group_normalization(ctx, per_group):
+@conversion("GroupNormalization", since=21)
+def convert_group_normalization(ctx):
+    """Opset 21's per-channel scale and bias (opset 18's per-group version is deprecated
+    and refused by onnx's checker)."""
     channels = ctx.x.shape[1]
     groups = int(ctx.attr("num_groups", 0))
     if groups < 1 or channels % groups:
         raise Unsupported(f"num_groups={groups} must divide the {channels} channels")
     if int(ctx.attr("stash_type", 1)) != 1:
         raise Unsupported("stash_type must be 1 (float32 statistics)")
-    size = groups if per_group else channels
-    gamma, beta = (_per_channel(ctx, i, n, size) for i, n in ((1, "scale"), (2, "bias")))
-    if per_group:  # opset 18: one scale per group, repeated over its channels
-        gamma, beta = (np.repeat(v, channels // groups) for v in (gamma, beta))
+    gamma, beta = (_per_channel(ctx, i, n, channels) for i, n in ((1, "scale"), (2, "bias")))
     return _group_norm(ctx, groups, gamma, beta)
-
-
-@conversion("GroupNormalization", since=18)
-def convert_group_normalization_v18(ctx):
-    return _group_normalization(ctx, per_group=True)
-
-
-@conversion("GroupNormalization", since=21)
-def convert_group_normalization(ctx):
-    return _group_normalization(ctx, per_group=False)
 
 
 @conversion("LayerNormalization", since=17)

@@ -1,0 +1,338 @@
+"""ONNX import without PyTorch: one golden graph per conversion checked against
+onnxruntime, refusals, hostile files, a fuzz run, zoo round trips and the CLI."""
+
+import os
+import re
+
+import keras
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import keras_convx as kc
+from helpers import RTOL_SCALE, assert_close
+from keras_convx import interop
+from keras_convx.importer import OnnxImportError, UnsupportedOps, frontend, registry
+
+OPSET = 17
+RNG = np.random.default_rng(0)
+
+
+def _w(*shape, scale=0.5):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def graph(nodes, inputs, initializers=None, outputs=("y",), opset=OPSET, name="g", domains=()):
+    """A ModelProto from helper nodes; `inputs` maps names to shapes."""
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()]
+    model = helper.make_model(
+        helper.make_graph(nodes, name,
+                          [helper.make_tensor_value_info(k, TensorProto.FLOAT, s)
+                           for k, s in inputs.items()],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                           for o in outputs], inits),
+        opset_imports=[helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains],
+        ir_version=8)
+    # graph outputs need a shape field for the checker: the inferred ones, else the input's
+    inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(model).graph.output}
+    first = next(iter(inputs.values()))
+    del model.graph.output[:]
+    for o in outputs:
+        known = o in inferred and inferred[o].type.tensor_type.HasField("shape")
+        model.graph.output.append(inferred[o] if known else helper.make_tensor_value_info(
+            o, TensorProto.FLOAT, first))
+    return model
+
+
+def single(op, shape, inits=None, inputs=None, opset=OPSET, **attrs):
+    """One `op` node reading x and the initializers (in order; "" skips an optional)."""
+    inits = inits or {}
+    names = ["x"] + (inputs if inputs is not None else list(inits))
+    return graph([helper.make_node(op, names, ["y"], name=f"the_{op.lower()}", **attrs)],
+                 {"x": shape}, {k: v for k, v in inits.items() if k}, opset=opset)
+
+
+def i64(*values):
+    return np.asarray(values, np.int64)
+
+
+def f32(*values):
+    return np.asarray(values, np.float32)
+
+
+X4 = (2, 4, 9, 10)
+CASES = {
+    "conv_asymmetric_pads_dilated_strided": lambda: single(
+        "Conv", X4, {"w": _w(6, 4, 3, 2), "b": _w(6)}, pads=[2, 0, 1, 1], strides=[2, 3],
+        dilations=[2, 1]),
+    "conv_same_lower_s2": lambda: single("Conv", X4, {"w": _w(5, 4, 3, 3)},
+                                         auto_pad="SAME_LOWER", strides=[2, 2]),
+    "conv_same_upper": lambda: single("Conv", X4, {"w": _w(5, 4, 4, 4)}, auto_pad="SAME_UPPER"),
+    "conv_grouped": lambda: single("Conv", X4, {"w": _w(6, 2, 3, 3)}, group=2, pads=[1] * 4),
+    "conv_depthwise_multiplier2": lambda: single("Conv", X4, {"w": _w(8, 1, 3, 3), "b": _w(8)},
+                                                 group=4, pads=[1, 1, 1, 1]),
+    "conv1d_causal_pad_fused": lambda: graph(
+        [helper.make_node("Pad", ["x", "p"], ["xp"], name="pad"),
+         helper.make_node("Conv", ["xp", "w"], ["y"], name="conv", dilations=[2])],
+        {"x": (2, 3, 12)}, {"p": i64(0, 0, 4, 0, 0, 0), "w": _w(4, 3, 3)}),
+    "conv3d_strided": lambda: single("Conv", (1, 2, 5, 6, 7), {"w": _w(3, 2, 2, 3, 3)},
+                                     strides=[1, 2, 2], pads=[0, 1, 1, 1, 0, 1]),
+    "convtranspose_pads_output_padding": lambda: single(
+        "ConvTranspose", X4, {"w": _w(4, 3, 3, 3), "b": _w(3)}, strides=[2, 2],
+        pads=[1, 0, 0, 1], output_padding=[1, 0]),
+    "convtranspose_groups_dilations": lambda: single(
+        "ConvTranspose", X4, {"w": _w(4, 3, 2, 3)}, group=2, dilations=[2, 1], strides=[1, 2]),
+    "convtranspose_output_shape": lambda: single(
+        "ConvTranspose", X4, {"w": _w(4, 2, 3, 3)}, strides=[2, 2], output_shape=[18, 21]),
+    "convtranspose_same_upper": lambda: single(
+        "ConvTranspose", X4, {"w": _w(4, 2, 3, 3)}, strides=[2, 2], auto_pad="SAME_UPPER"),
+    "pad_reflect": lambda: single("Pad", X4, {"p": i64(0, 0, 2, 1, 0, 0, 1, 3)}, mode="reflect"),
+    "pad_edge": lambda: single("Pad", X4, {"p": i64(0, 0, 1, 0, 0, 0, 0, 2)}, mode="edge"),
+    "pad_wrap": lambda: single("Pad", X4, {"p": i64(0, 0, 2, 2, 0, 0, 1, 1)}, mode="wrap",
+                               opset=19),
+    "pad_constant_value": lambda: single("Pad", X4, {"p": i64(0, 0, 1, 2, 0, 0, 3, 0),
+                                                     "v": f32(1.5)}),
+    "resize_nearest_asymmetric_floor": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 3)}, inputs=["", "s"], mode="nearest",
+        coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+    "resize_nearest_half_pixel_integer": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="nearest"),
+    "resize_linear_half_pixel_sizes": lambda: single(
+        "Resize", X4, {"sz": i64(2, 4, 13, 25)}, inputs=["", "", "sz"], mode="linear"),
+    "resize_linear_align_corners": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="linear",
+        coordinate_transformation_mode="align_corners"),
+    "resize_linear_pytorch_half_pixel_down": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 0.5, 0.5)}, inputs=["", "s"], mode="linear",
+        coordinate_transformation_mode="pytorch_half_pixel"),
+    "resize_cubic_half_pixel": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="cubic",
+        cubic_coeff_a=-0.75),
+    "maxpool_pads_ceil": lambda: single("MaxPool", X4, kernel_shape=[3, 3], strides=[2, 2],
+                                        pads=[1, 0, 0, 1], ceil_mode=1),
+    "avgpool_count_include_pad": lambda: single(
+        "AveragePool", X4, kernel_shape=[3, 2], strides=[2, 1], pads=[1, 1, 1, 0],
+        count_include_pad=1),
+    "avgpool_same_exclude_pad": lambda: single("AveragePool", X4, kernel_shape=[3, 3],
+                                               pads=[1, 1, 1, 1]),
+    "global_max_pool": lambda: single("GlobalMaxPool", X4),
+    "reduce_mean_spatial": lambda: single("ReduceMean", X4, axes=[2, 3], keepdims=0),
+    "batchnorm": lambda: single("BatchNormalization", X4, {
+        "g": _w(4) + 1, "b": _w(4), "m": _w(4), "v": np.abs(_w(4)) + 0.5}, epsilon=1e-3),
+    "instance_norm": lambda: single("InstanceNormalization", X4, {"g": _w(4), "b": _w(4)}),
+    "group_norm_v21_per_channel": lambda: single(
+        "GroupNormalization", X4, {"g": _w(4), "b": _w(4)}, num_groups=2, opset=21),
+    "layer_norm_channels_last_axes": lambda: single(
+        "LayerNormalization", X4, {"g": _w(9, 10), "b": _w(9, 10)}, axis=2),
+    "softmax_channels": lambda: single("Softmax", X4, axis=1),
+    "leaky_relu": lambda: single("LeakyRelu", X4, alpha=0.3),
+    "clip_relu6": lambda: single("Clip", X4, {"lo": f32(0), "hi": f32(6)}),
+    "clip_general": lambda: single("Clip", X4, {"lo": f32(-0.5), "hi": f32(0.7)}),
+    "hard_sigmoid_pytorch": lambda: single("HardSigmoid", X4, alpha=1 / 6, beta=0.5),
+    "hard_swish": lambda: single("HardSwish", X4),
+    "gelu_v20": lambda: single("Gelu", X4, opset=20),
+    "erf_gelu_fused": lambda: graph(
+        [helper.make_node("Div", ["x", "r2"], ["d"], name="div"),
+         helper.make_node("Erf", ["d"], ["e"], name="erf"),
+         helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+         helper.make_node("Mul", ["x", "a"], ["m"], name="mul"),
+         helper.make_node("Mul", ["m", "half"], ["y"], name="half")],
+        {"x": X4}, {"r2": f32(np.sqrt(2)), "one": f32(1), "half": f32(0.5)}),
+    "add_channel_constant": lambda: single("Add", X4, {"c": _w(4, 1, 1)}),
+    "sub_constant_first": lambda: graph([helper.make_node("Sub", ["c", "x"], ["y"], name="sub")],
+                                        {"x": X4}, {"c": _w(1, 4, 9, 1)}),
+    "div_tensors_and_mul": lambda: graph(
+        [helper.make_node("Sigmoid", ["x"], ["s"], name="sig"),
+         helper.make_node("Add", ["s", "one"], ["s1"], name="add1"),
+         helper.make_node("Div", ["x", "s1"], ["d"], name="div"),
+         helper.make_node("Mul", ["d", "x"], ["y"], name="mul")],
+        {"x": X4}, {"one": f32(1)}),
+    "concat_channels": lambda: graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("Concat", ["x", "r"], ["y"], name="cat", axis=1)], {"x": X4}),
+    "gemm_transB_alpha_beta": lambda: single("Gemm", (3, 6), {"b": _w(5, 6), "c": _w(5)},
+                                             transB=1, alpha=0.5, beta=2.0),
+    "flatten_then_gemm_permutes_weights": lambda: graph(
+        [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+         helper.make_node("Gemm", ["f", "b", "c"], ["y"], name="fc", transB=1)],
+        {"x": X4}, {"b": _w(3, 4 * 9 * 10, scale=0.1), "c": _w(3)}),
+    "matmul_add_fused": lambda: graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+         helper.make_node("Add", ["m", "b"], ["y"], name="bias")],
+        {"x": (2, 5, 6)}, {"w": _w(6, 3), "b": _w(3)}),
+    "reshape_needs_onnx_order": lambda: single("Reshape", X4, {"s": i64(0, 8, -1)}),
+    "transpose_pair_cancels": lambda: graph(
+        [helper.make_node("Transpose", ["x"], ["t"], name="to_nhwc", perm=[0, 2, 3, 1]),
+         helper.make_node("Relu", ["t"], ["r"], name="relu"),
+         helper.make_node("Transpose", ["r"], ["u"], name="to_nchw", perm=[0, 3, 1, 2]),
+         helper.make_node("Conv", ["u", "w"], ["y"], name="conv")],
+        {"x": X4}, {"w": _w(3, 4, 2, 2)}),
+    "transpose_relabels": lambda: graph(
+        [helper.make_node("Transpose", ["x"], ["t"], name="tr", perm=[0, 1, 3, 2]),
+         helper.make_node("Conv", ["t", "w"], ["y"], name="conv")],
+        {"x": X4}, {"w": _w(3, 4, 2, 2)}),
+    "squeeze_unsqueeze": lambda: graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
+         helper.make_node("Squeeze", ["g", "ax"], ["s"], name="sq"),
+         helper.make_node("Unsqueeze", ["s", "ax"], ["y"], name="unsq")],
+        {"x": X4}, {"ax": i64(2, 3)}),
+    "slice_negative_step": lambda: single(
+        "Slice", X4, {"st": i64(-1, 1), "en": i64(-100, 9), "ax": i64(3, 1), "sp": i64(-2, 2)}),
+    "identity_dropout": lambda: graph(
+        [helper.make_node("Identity", ["x"], ["i"], name="id"),
+         helper.make_node("Dropout", ["i"], ["d"], name="drop"),
+         helper.make_node("Tanh", ["d"], ["y"], name="tanh")], {"x": X4}),
+    "constant_subgraph_folded": lambda: graph(
+        [helper.make_node("Shape", ["x"], ["sh"], name="shape"),
+         helper.make_node("Gather", ["sh", "zero"], ["n"], name="batch", axis=0),
+         helper.make_node("Unsqueeze", ["n", "zax"], ["n1"], name="n1"),
+         helper.make_node("Concat", ["n1", "minus1"], ["target"], name="target", axis=0),
+         helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")],
+        {"x": X4}, {"zero": np.asarray(0, np.int64), "zax": i64(0), "minus1": i64(-1)}),
+}
+# Cases whose channels-last import needs a Permute (ONNX's memory order matters).
+NEEDS_PERMUTE = {"reshape_needs_onnx_order", "constant_subgraph_folded",
+                 "transpose_relabels",  # swapping H and W moves data
+                 "matmul_add_fused"}  # a rank-3 input is taken as N, C, L
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conversion_matches_onnxruntime(name):
+    proto = CASES[name]()
+    model = kc.import_onnx(proto)
+    report = kc.verify_import(model, proto)
+    assert report.passed, report.summary()
+    assert all(e.informative for e in report.outputs.values()), report.summary()
+    assert report.worst <= RTOL_SCALE * 10, report.summary()
+    permutes = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Permute)]
+    assert bool(permutes) == (name in NEEDS_PERMUTE), permutes
+
+
+@pytest.mark.parametrize("name", ["conv_asymmetric_pads_dilated_strided", "pad_reflect",
+                                  "convtranspose_output_shape", "flatten_then_gemm_permutes_weights",
+                                  "layer_norm_channels_last_axes"])
+def test_channels_first_import(name):
+    if keras.backend.backend() == "tensorflow" and name.startswith("conv"):
+        pytest.skip("TensorFlow's CPU convolutions need channels_last")
+    proto = CASES[name]()
+    model = kc.import_onnx(proto, data_format="channels_first")
+    report = kc.verify_import(model, proto, data_format="channels_first")
+    assert report.passed, report.summary()
+    assert not any(isinstance(layer, keras.layers.Permute) for layer in model.layers)
+
+
+def test_fusions_make_one_layer_named_after_the_group():
+    model = kc.import_onnx(CASES["conv1d_causal_pad_fused"]())
+    (conv,) = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert conv.name == "conv" and conv.padding == ((4, 0),)  # the Pad's, the conv has none of its own
+    model = kc.import_onnx(CASES["erf_gelu_fused"]())
+    assert [type(layer).__name__ for layer in model.layers[1:]] == ["Activation"]
+    model = kc.import_onnx(CASES["matmul_add_fused"]())
+    kinds = [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds.count("Dense") == 1 and "ConstantOperation" not in kinds, kinds
+
+
+# ---- refusals: a clear error naming the node, never an approximation ------------------
+
+REFUSED = {
+    "resize_linear_asymmetric": (lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="linear",
+        coordinate_transformation_mode="asymmetric"), r"the_resize.*asymmetric.*accepted"),
+    "avgpool_exclude_pad_not_same": (lambda: single(
+        "AveragePool", X4, kernel_shape=[3, 3], pads=[2, 0, 0, 0]), r"the_averagepool.*count_include_pad=0"),
+    "maxpool_dilations": (lambda: single("MaxPool", X4, kernel_shape=[2, 2], dilations=[2, 2]),
+                          r"the_maxpool.*dilations=\[2, 2\]"),
+    "hard_sigmoid_onnx_default": (lambda: single("HardSigmoid", X4),
+                                  r"the_hardsigmoid.*alpha=0.2.*1/6"),
+    "gelu_tanh": (lambda: single("Gelu", X4, opset=20, approximate="tanh"),
+                  r"the_gelu.*approximate='tanh'"),
+    "pad_channels": (lambda: single("Pad", X4, {"p": i64(0, 1, 0, 0, 0, 0, 0, 0)}),
+                     r"the_pad.*only spatial axes"),
+    "unknown_op": (lambda: single("Det", (2, 3, 3)), r"the_det \(Det\): no conversion for ai.onnx Det"),
+    "softmax_batch_axis": (lambda: single("Softmax", X4, axis=0), r"the_softmax.*batch axis"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_refused_with_node_name_and_reason(name):
+    build, pattern = REFUSED[name]
+    with pytest.raises(UnsupportedOps, match=pattern):
+        kc.import_onnx(build())
+
+
+def test_all_unsupported_nodes_listed_at_once():
+    proto = graph([helper.make_node("Det", ["x"], ["d"], name="first_det"),
+                   helper.make_node("Relu", ["x"], ["r"], name="fine"),
+                   helper.make_node("Mish", ["r"], ["y"], name="second_mish")],
+                  {"x": (2, 3, 3)}, outputs=("y", "d"), opset=18)
+    with pytest.raises(UnsupportedOps) as info:
+        kc.import_onnx(proto)
+    assert [n for n, _, _ in info.value.nodes] == ["first_det", "second_mish"]
+    assert "2 node(s)" in str(info.value)
+
+
+# ---- registry and interop ---------------------------------------------------------------
+
+def test_registry_refuses_duplicates_and_picks_the_opset_version():
+    with pytest.raises(ValueError, match=r"Relu \(domain '', since opset 1\) already has"):
+        registry.conversion("Relu", since=1)(lambda ctx: None)
+    assert registry.find("", "Softmax", 12).since == 1
+    assert registry.find("", "Softmax", 17).since == 13
+    assert registry.find("", "GroupNormalization", 21).since == 21
+    assert registry.find("", "GroupNormalization", 18) is None  # opset 18's is deprecated
+    assert registry.find("com.microsoft", "Relu", 1) is None
+
+
+def test_extension_hook_registers_a_conversion():
+    key = ("my.domain", "Twice", 1)
+    try:
+        @kc.importer.conversion("Twice", domain="my.domain")
+        def convert_twice(ctx):
+            layer = kc.importer.layers.ConstantOperation
+            out = ctx.layer(layer, "multiply", shape=())
+            ctx.last_layer.constant.assign(np.float32(2))
+            return out
+
+        proto = graph([helper.make_node("Twice", ["x"], ["y"], name="t", domain="my.domain")],
+                      {"x": (2, 3)}, domains=["my.domain"])
+        x = np.ones((2, 3), np.float32)
+        assert_close(kc.import_onnx(proto)(x), 2 * x)
+    finally:
+        registry.CONVERSIONS.pop(key, None)
+
+
+def test_interop_kernel_layouts_are_inverse_and_match_weights_module():
+    kernel = _w(3, 2, 4, 5)
+    assert np.array_equal(interop.kernel_from_onnx(interop.kernel_to_onnx(kernel)), kernel)
+    depthwise = _w(3, 3, 4, 2)
+    onnx_dw = interop.depthwise_to_onnx(depthwise)
+    assert onnx_dw.shape == (8, 1, 3, 3)
+    assert np.array_equal(interop.depthwise_from_onnx(onnx_dw, 4), depthwise)
+    layer = kc.Conv2D(5, (3, 2))
+    layer.build((None, 6, 6, 4))
+    assert np.array_equal(kc.weights.to_torch(layer)["weight"],
+                          interop.kernel_to_onnx(keras.ops.convert_to_numpy(layer.kernel)))
+
+
+@pytest.mark.parametrize("interpolation,align", [("nearest", False), ("bilinear", False),
+                                                 ("bilinear", True), ("bicubic", True),
+                                                 ("trilinear", False)])
+def test_interop_resize_modes_round_trip(interpolation, align):
+    rank = 3 if interpolation == "trilinear" else 2
+    attrs = interop.resize_attributes(interpolation, align)
+    got = interop.upsampling_from_resize(attrs, (2,) * rank, (5,) * rank, (10,) * rank)
+    assert got == (interpolation, align and interpolation != "nearest")
+
+
+def test_interop_conv_transpose_padding_follows_the_spec():
+    # total padding 2*(9-1) + 0 + 3 - 18 = 1: the odd pixel at the start unless SAME_UPPER
+    assert interop.conv_transpose_padding([9], [3], [2], [1], output_shape=[18]) == (((1, 0),), (0,))
+    assert interop.conv_transpose_padding([9], [3], [2], [1], output_shape=[18],
+                                          auto_pad="SAME_UPPER") == (((0, 1),), (0,))
+    # an output one longer than the full one is output padding
+    assert interop.conv_transpose_padding([9], [3], [2], [1], output_shape=[20]) == (((0, 0),), (1,))
+    with pytest.raises(ValueError, match="output_padding"):
+        interop.conv_transpose_padding([9], [3], [2], [1], output_shape=[22])
+    pads, output_padding = interop.crops_to_onnx([(1, -1), (0, 2)])
+    assert pads == [1, 0, 0, 2] and output_padding == [1, 0]
