@@ -246,3 +246,28 @@ def test_keras_docstring_example(name):
                                       else padded(ours_scope["x"]))
     assert tuple(ours_scope["y"].shape) == tuple(theirs_scope["y"].shape)
     assert_close(ours_scope["y"], keras.ops.convert_to_numpy(theirs_scope["y"]))
+
+
+# The README's "Deliberate differences from Keras", each shown against Keras.
+
+def test_int_padding_is_explicit_padding_where_keras_refuses_it():
+    x = rand((2, 9, 3), 4)
+    with pytest.raises((ValueError, TypeError, AttributeError)):
+        keras.layers.Conv1D(4, 3, padding=2)(x)
+    for padding in (2, (2,)):
+        ours = kc.Conv1D(4, 3, padding=padding)
+        theirs = keras.layers.Conv1D(4, 3)
+        y_ref = keras.ops.convert_to_numpy(theirs(np.pad(x, ((0, 0), (2, 2), (0, 0)))))
+        ours.build(x.shape)
+        ours.set_weights(theirs.get_weights())
+        assert_close(ours(x), y_ref)
+
+
+def test_output_padding_is_checked_against_dilation_too():
+    x = rand((2, 5, 2), 5)
+    with pytest.raises(ValueError, match="output_padding"):
+        keras.layers.Conv1DTranspose(1, 3, dilation_rate=2, output_padding=1)(x)
+    y = kc.Conv1DTranspose(1, 3, dilation_rate=2, output_padding=1)(x)
+    assert tuple(y.shape) == (2, (5 - 1) + 2 * (3 - 1) + 1 + 1, 1)  # PyTorch's length
+    with pytest.raises(ValueError, match=r"smaller than max\(strides, dilation_rate\)"):
+        kc.Conv1DTranspose(1, 3, dilation_rate=2, output_padding=2)
