@@ -336,3 +336,148 @@ def test_interop_conv_transpose_padding_follows_the_spec():
         interop.conv_transpose_padding([9], [3], [2], [1], output_shape=[22])
     pads, output_padding = interop.crops_to_onnx([(1, -1), (0, 2)])
     assert pads == [1, 0, 0, 2] and output_padding == [1, 0]
+
+
+# ---- round trips: keras_convx -> ONNX (the exporter) -> Keras (the importer) -----------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUND_TRIP_CONFIGS = ["wavenet", "mobilenet"]
+
+
+def _random_batchnorm(model, seed=0):
+    """BatchNorm statistics as after training (fresh ones are the identity)."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        if w.path.endswith(("moving_variance", "gamma")):
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+        elif w.path.endswith(("moving_mean", "beta")):
+            w.assign(rng.uniform(-0.3, 0.3, w.shape).astype(np.float32))
+
+
+def _round_trip(model, tmp_path, name):
+    path = str(tmp_path / f"{name}.onnx")
+    kc.export_onnx(model, path, verify=False, nchw_io=True)
+    back = kc.import_onnx(path)
+    x = np.random.default_rng(1).standard_normal((2,) + tuple(model.input.shape[1:]))
+    x = x.astype(np.float32)
+    assert_close(back(x, training=False), model(x, training=False), RTOL_SCALE)
+    return back
+
+
+@pytest.mark.parametrize("config", ROUND_TRIP_CONFIGS)
+def test_zoo_round_trip_export_import(config, tmp_path):
+    if config == "mobilenet" and keras.backend.backend() == "jax":
+        # JAX compiles each random initializer of the build (30 s here); the graph and
+        # the import don't depend on the backend, and TF and torch run it
+        pytest.skip("mobilenet round trip runs on TensorFlow and torch (CI time on JAX)")
+    model = kc.build_model(os.path.join(ROOT, "configs", f"{config}.yaml"), scale="t")
+    _random_batchnorm(model)
+    back = _round_trip(model, tmp_path, config)
+    assert not any(isinstance(layer, keras.layers.Permute) for layer in back.layers)
+
+
+def test_exporter_lowerings_round_trip(tmp_path):
+    """The conv family's PyTorch semantics survive export and import."""
+    inputs = keras.Input((12, 11, 4))
+    x = kc.Conv2D(6, (3, 2), strides=(2, 1), padding=((2, 0), (1, 1)), padding_mode="reflect",
+                  dilation_rate=(1, 2))(inputs)
+    x = kc.DepthwiseConv2D(3, padding="same", depth_multiplier=2, padding_mode="circular")(x)
+    x = kc.SeparableConv2D(5, 3, padding="same")(x)
+    x = kc.Conv2DTranspose(4, 3, strides=2, padding=((1, 0), (0, 1)), output_padding=1,
+                           groups=1)(x)
+    x = kc.UpSampling2D(2, interpolation="bilinear", align_corners=True)(x)
+    x = kc.UpSampling2D((2, 1), interpolation="bicubic")(x)
+    x = kc.Padding2D(((1, 0), (2, 1)), mode="replicate")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    model = keras.Model(inputs, keras.layers.Activation("relu6")(x))
+    for i, w in enumerate(model.weights):
+        w.assign(np.random.default_rng(i).standard_normal(w.shape).astype(np.float32) * 0.3)
+    back = _round_trip(model, tmp_path, "lowerings")
+    kinds = [type(layer).__name__ for layer in back.layers]
+    for kind in ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose", "UpSampling2D"):
+        assert kind in kinds, kinds
+
+
+# ---- the command line -------------------------------------------------------------------
+
+def _cli(capsys, *argv):
+    from keras_convx.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def unet_onnx(tmp_path_factory):
+    """A small NCHW graph with a reflect pad, conv, transpose conv and resize."""
+    proto = graph(
+        [helper.make_node("Pad", ["x", "p"], ["xp"], name="pad", mode="reflect"),
+         helper.make_node("Conv", ["xp", "w"], ["c"], name="conv"),
+         helper.make_node("Relu", ["c"], ["r"], name="relu"),
+         helper.make_node("ConvTranspose", ["r", "wt"], ["t"], name="up", strides=[2, 2]),
+         helper.make_node("Resize", ["t", "", "s"], ["y"], name="resize", mode="linear",
+                          coordinate_transformation_mode="align_corners")],
+        {"x": (1, 3, 8, 8)},
+        {"p": i64(0, 0, 1, 1, 0, 0, 1, 1), "w": _w(4, 3, 3, 3), "wt": _w(4, 2, 2, 2),
+         "s": f32(1, 1, 2, 2)})
+    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_cli_import_writes_keras_and_yaml(unet_onnx, tmp_path, capsys):
+    out, yaml_path = tmp_path / "tiny.keras", tmp_path / "tiny.yaml"
+    code, stdout, err = _cli(capsys, "import", str(unet_onnx), "-o", str(out), "--yaml",
+                             str(yaml_path))
+    assert code == 0, err
+    assert "y: ok" in stdout and f"wrote {out}" in stdout
+    loaded = keras.saving.load_model(out, safe_mode=True)
+    rebuilt = kc.build_model(str(yaml_path))
+    rebuilt.set_weights(loaded.get_weights())
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype(np.float32)
+    assert_close(rebuilt(x), loaded(x))
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".import-")] == []
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["missing.onnx"], "missing.onnx: no such file"),
+    (["{model}", "-o", "out.h5"], "must end in .keras"),
+    (["{model}", "-o", "/nonexistent/folder/m.keras"], "folder /nonexistent/folder does not exist"),
+])
+def test_cli_import_bad_input_exits_2(argv, message, unet_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli(capsys, "import", *[a.format(model=unet_onnx) for a in argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_import_unsupported_ops_exit_2_listing_nodes(tmp_path, capsys):
+    proto = graph([helper.make_node("Det", ["x"], ["d"], name="first_det"),
+                   helper.make_node("Mish", ["x"], ["y"], name="second_mish")],
+                  {"x": (2, 3, 3)}, outputs=("y", "d"), opset=18)
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    code, _, err = _cli(capsys, "import", str(tmp_path / "bad.onnx"))
+    assert code == 2 and "first_det (Det)" in err and "second_mish (Mish)" in err
+    assert not (tmp_path / "bad.keras").exists()
+
+
+def test_cli_import_verification_failure_exits_1_and_writes_nothing(unet_onnx, tmp_path,
+                                                                    capsys, monkeypatch):
+    """A fault injected into the kernel conversion (weights x1.05) is caught, and an
+    existing output file is left as it was."""
+    from keras_convx import weights
+
+    real = weights._torch_to_keras
+    monkeypatch.setattr(weights, "_torch_to_keras", lambda w: real(w) * np.float32(1.05))
+    out = tmp_path / "tiny.keras"
+    out.write_bytes(b"previous")
+    code, stdout, err = _cli(capsys, "import", str(unet_onnx), "-o", str(out))
+    assert code == 1 and "verification failed" in err and "FAIL" in stdout
+    assert out.read_bytes() == b"previous"
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".import-")] == []
+
+
+def test_yaml_text_of_an_imported_model_rebuilds_it(unet_onnx):
+    model = kc.import_onnx(unet_onnx)
+    text = kc.to_yaml(model)
+    assert re.search(r"type: Conv2D\n\s+name: conv", text) and "padding_mode: reflect" in text
