@@ -143,8 +143,9 @@ class Walk:
         self.permutes = 0
 
     def unique_name(self, name):
-        # Keras names can't hold "/" (PyTorch node names are paths like /layer1/conv/Conv)
-        base = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_.") or "node"
+        # Keras names can't hold "/" (PyTorch node names are paths like /layer1/conv/Conv),
+        # nor "." on torch (module parameter names)
+        base = re.sub(r"[^A-Za-z0-9_\-]+", "_", name).strip("_") or "node"
         candidate, i = base, 1
         while candidate in self.names:
             candidate, i = f"{base}_{i}", i + 1

@@ -115,7 +115,16 @@ class Slice(keras.layers.Layer):
                                       zip(self.begin, self.end, self.step))
 
     def call(self, inputs):
-        return inputs[self._slices()]
+        # positive steps slice; negative ones gather (torch has no negative-step slicing)
+        if all(s > 0 for s in self.step):
+            return inputs[self._slices()]
+        positive = tuple(sl if (sl.step or 1) > 0 else slice(None) for sl in self._slices())
+        x = inputs[positive]
+        for axis, sl in enumerate(self._slices()):
+            if axis and sl.step < 0:
+                index = list(range(*sl.indices(int(inputs.shape[axis]))))
+                x = kops.take(x, kops.convert_to_tensor(index, "int32"), axis=axis)
+        return x
 
     def compute_output_shape(self, input_shape):
         out = [input_shape[0]]

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from keras_convx.importer.conversions.common import float32
+from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.registry import conversion
 
@@ -80,6 +81,10 @@ def convert_layer_normalization(ctx):
         raise Unsupported("normalizing over the batch axis is not supported")
     onnx_axes = list(range(axis, x.ndim))
     keras_axes = sorted(x.keras_axis(a) for a in onnx_axes)
+    if keras_axes != list(range(x.ndim - len(onnx_axes), x.ndim)):
+        # Keras's LayerNormalization on torch normalizes trailing axes only
+        x = ctx.move(x, tuple(range(x.ndim)))
+        keras_axes = onnx_axes
     shape = tuple(x.shape[axis:])
     scale = ctx.const(1, "Scale")
     bias = ctx.const(2, "B", optional=True) if len(ctx.inputs) > 2 else None
@@ -92,7 +97,7 @@ def convert_layer_normalization(ctx):
     # Keras keeps gamma over its (sorted) axes in Keras order
     order = [x.perm[k] - axis for k in keras_axes]
     out = ctx.layer(L.LayerNormalization, axis=keras_axes,
-                    epsilon=float(ctx.attr("epsilon", 1e-5)))
+                    epsilon=float(ctx.attr("epsilon", 1e-5)), inputs=x.tensor)
     ctx.last_layer.set_weights([np.transpose(gamma, order).reshape(ctx.last_layer.gamma.shape),
                                 np.transpose(beta, order).reshape(ctx.last_layer.beta.shape)])
-    return out
+    return Value(out, x.perm)
