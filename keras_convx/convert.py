@@ -15,6 +15,13 @@ SHADOWED = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
             "ZeroPadding2D", "ZeroPadding3D", "UpSampling1D", "UpSampling2D", "UpSampling3D")
 
 
+def ours(layer):
+    """The unbuilt keras_convx twin of a `keras.layers` class keras_convx shadows (from its
+    config), else `layer` itself."""
+    name = _exact(layer, SHADOWED) if type(layer).__module__.startswith("keras.") else None
+    return getattr(kcl, name).from_config(layer.get_config()) if name else layer
+
+
 def _exact(layer, names):
     """The shadowed class name of `layer` if it is exactly that class (not a subclass)."""
     name = type(layer).__name__
@@ -60,10 +67,10 @@ def convert(model, to="keras_convx"):
             name = _exact(layer, SHADOWED) if type(layer).__module__.startswith("keras.") else None
             target = getattr(kcl, name) if name else None
         else:
-            ours = type(layer).__module__.startswith("keras_convx.")
-            name = _exact(layer, SHADOWED) if ours else None
+            is_ours = type(layer).__module__.startswith("keras_convx.")
+            name = _exact(layer, SHADOWED) if is_ours else None
             target = getattr(keras.layers, name) if name else None
-            if ours and target is None:
+            if is_ours and target is None:
                 refused.append(f"{layer.name} ({type(layer).__name__}): no keras.layers "
                                f"equivalent")
         if target is None:

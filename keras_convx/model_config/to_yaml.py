@@ -131,11 +131,8 @@ def to_dict(model):
     names); `keras.ops` nodes are written as the allowlisted layer that computes the same
     values (`x + y` as Add, `x * 0.5` or `x + 3.0` as Rescaling) under the node's name.
     """
-    from keras_convx.convert import SHADOWED, convert
+    from keras_convx.convert import ours
 
-    if any(type(layer).__name__ in SHADOWED and type(layer).__module__.startswith("keras.")
-           for layer in model._flatten_layers(include_self=False)):
-        model = convert(model)  # keras.layers' conv family -> the equivalents configs know
     model = _functional(model, "the model")
     types = layer_types()
     inputs = {}
@@ -198,6 +195,9 @@ def to_dict(model):
                                                  if k not in ("training", "mask")):
                     raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
                                      f"arguments, which configs can't express")
+                # keras.layers' conv family: written as the keras_convx equivalent (its
+                # config, unbuilt: no weights are made), which the config format knows
+                layer = ours(layer)
                 entry = {"type": _type_name(layer, types), "name": layer.name}
                 args = _args(layer, known)
                 if args:
