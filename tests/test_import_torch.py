@@ -218,6 +218,8 @@ def test_layers_named_after_nodes_and_pads_fused(imported):
 
 @pytest.mark.parametrize("name", ["resnet18ish", "unet"])
 def test_pytorch_weights_fine_tune_in_keras(name, exported):
+    if name == "resnet18ish" and keras.backend.backend() == "jax":
+        pytest.skip("JAX compiles each train step (CI time): the U-Net's runs on JAX")
     path, x, _ = exported[name]
     model = kc.import_onnx(path)
     inputs = _nhwc(x)

@@ -359,16 +359,7 @@ def read(source):
         _fail(f"shape inference: {str(err).splitlines()[0][:300]}")
     shapes = {vi.name: _shape_of(vi) for vi in list(inferred.graph.value_info)
               + list(inferred.graph.output) + list(inferred.graph.input)}
-    produced_by = {o: n for n in nodes for o in n.outputs}
-    for name, shape in shapes.items():
-        if shape is None:
-            continue
-        if any(d is not None and d > MAX_DIM for d in shape) or _elements(
-                [d or 1 for d in shape]) > MAX_ELEMENTS:
-            node = produced_by.get(name)
-            _fail(f"{node.label() if node else repr(name)}: inferred shape {list(shape)} of "
-                  f"{name!r} exceeds the accepted size ({MAX_DIM} per axis, {MAX_ELEMENTS} "
-                  f"elements)")
+    _check_shapes(shapes, nodes)
     graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
     before = len(graph.nodes)
     _fold(graph, model, shapes)
@@ -389,7 +380,6 @@ def _reinfer(graph, model):
     del folded.graph.value_info[:]
     folded.graph.initializer.extend(numpy_helper.from_array(graph.constants[name], name)
                                     for name in sorted(used))
-    names = {vi.name for vi in folded.graph.input}
     kept = [vi for vi in folded.graph.input if vi.name not in graph.constants or vi.name in used]
     del folded.graph.input[:]
     folded.graph.input.extend(kept)
@@ -398,13 +388,19 @@ def _reinfer(graph, model):
                                                       data_prop=True)
     except Exception as err:
         _fail(f"shape inference after constant folding: {str(err).splitlines()[0][:300]}")
-    del names
     shapes = dict(graph.shapes)
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         shape = _shape_of(vi)
         if shape is not None:
             shapes[vi.name] = shape
-    produced_by = {o: n for n in graph.nodes for o in n.outputs}
+    _check_shapes(shapes, graph.nodes)
+    return shapes
+
+
+def _check_shapes(shapes, nodes):
+    """Refuses inferred shapes beyond MAX_DIM per axis or MAX_ELEMENTS in all, naming the
+    node producing them."""
+    produced_by = {o: n for n in nodes for o in n.outputs}
     for name, shape in shapes.items():
         if shape is not None and (any(d is not None and d > MAX_DIM for d in shape)
                                   or _elements([d or 1 for d in shape]) > MAX_ELEMENTS):
@@ -412,4 +408,3 @@ def _reinfer(graph, model):
             _fail(f"{node.label() if node else repr(name)}: inferred shape {list(shape)} of "
                   f"{name!r} exceeds the accepted size ({MAX_DIM} per axis, {MAX_ELEMENTS} "
                   f"elements)")
-    return shapes

@@ -57,6 +57,11 @@ def convert_max_pool(ctx):
         raise Unsupported("storage_order=1 is not supported")
     rank, kernel, strides, pairs, extra = _window(ctx)
     x = ctx.x.tensor
+    same = [tuple(S.same_pads(n, k, s, 1)) for n, k, s in zip(ctx.x.shape[2:], kernel, strides)]
+    if not any(extra) and any(any(p) for p in pairs) and [tuple(p) for p in pairs] == same:
+        # Keras's "same" max pooling is ONNX's pads filled with -inf: one layer
+        return ctx.layer(_keras_pool("MaxPooling", rank), pool_size=kernel, strides=strides,
+                         padding="same", data_format=ctx.data_format)
     total = [(b, a + e) for (b, a), e in zip(pairs, extra)]
     if any(b or a for b, a in total):
         x = pad_layer(ctx, x, total, "constant", LOWEST, suffix="pad")
