@@ -237,7 +237,7 @@ def test_fuzz_mutants_give_a_model_or_a_clear_error():
         except Exception:  # onnxruntime itself refuses the graph: nothing to compare with
             counts["built: onnxruntime can't run it"] += 1
             continue
-        assert report.passed, (kind, report.summary())
+        assert report.passed, (kind, report.summary(), helper.printable_graph(mutant.graph))
         counts["built: matches onnxruntime"] += 1
     print("\nfuzz outcomes:", dict(counts))
     assert sum(counts[k] for k in ("refused by the front end", "passed the front end")) >= 1000

@@ -239,3 +239,30 @@ def test_channels_first_import_matches(exported):
     if keras.backend.backend() == "tensorflow":
         pytest.skip("TensorFlow's CPU kernels have no channels_first pooling")
     assert_close(model(x, training=False), expected, RTOL_SCALE)
+
+
+class ViewHead(nn.Module):
+    """`x.view(x.size(0), -1)` before a Linear: a Shape/Gather/Concat/Reshape subgraph."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 7 * 7, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_dynamic_batch_export_with_view_flatten(tmp_path):
+    module = ViewHead().eval()
+    path = str(tmp_path / "view.onnx")
+    torch.onnx.export(module, torch.randn(2, 3, 16, 16), path, dynamo=False, opset_version=OPSET,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    model = kc.import_onnx(path)
+    x = torch.randn(5, 3, 16, 16)  # another batch size than exported with
+    with torch.no_grad():
+        expected = module(x).numpy()
+    assert_close(model(_nhwc(x.numpy())), expected, RTOL_SCALE)
+    # the flatten reads NHWC; the Linear's rows were permuted instead of the activations
+    assert not any(isinstance(layer, keras.layers.Permute) for layer in model.layers)

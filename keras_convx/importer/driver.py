@@ -77,9 +77,21 @@ class Context:
     def attr(self, name, default=None):
         return self.attrs.get(name, default)
 
-    def const(self, index, what, optional=False):
-        """Input `index` as a NumPy constant; `what` names it in errors."""
+    def flag(self, name, default=0):
+        """A 0/1 attribute; anything else is refused (runtimes disagree on it)."""
+        value = self.attrs.get(name, default)
+        if value not in (0, 1):
+            raise Unsupported(f"attribute {name}={value!r} must be 0 or 1")
+        return bool(value)
+
+    def const(self, index, what, optional=False, batch_ok=False):
+        """Input `index` as a NumPy constant; `what` names it in errors. A value computed
+        from a dynamic batch size (0 stands for it) only where `batch_ok`."""
         value = self.inputs[index] if index < len(self.inputs) else None
+        if not batch_ok and index < len(self.node.inputs) and \
+                self.node.inputs[index] in self.walk.graph.batch_tainted:
+            raise Unsupported(f"input {index} ({what}) is computed from the dynamic batch "
+                              f"size (export with a static batch, or flatten with Flatten)")
         if value is None:
             if optional:
                 return None
@@ -229,6 +241,10 @@ class Walk:
                 continue
             ctx = Context(self, node, entry)
             try:
+                for key, value in node.attrs.items():
+                    values = value if isinstance(value, list) else [value]
+                    if any(isinstance(v, float) and not np.isfinite(v) for v in values):
+                        raise Unsupported(f"attribute {key}={value!r} is not finite")
                 self._prepare(ctx, entry)
                 if ctx.x is None:
                     raise Unsupported("needs at least one computed (non-constant) input")

@@ -23,6 +23,9 @@ MAX_ELEMENTS = 2 ** 28
 MAX_DIM = 2 ** 24
 # Largest constant folded at import (elements); bigger constant results are refused.
 MAX_FOLD_ELEMENTS = 2 ** 24
+# Ops that may fold a shape holding the dynamic batch's stand-in 0: they move entries
+# without computing with them; Reshape checks where the 0 landed.
+BATCH_SAFE = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity")
 # Ops never folded: not deterministic.
 NOT_FOLDED = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
               "Multinomial", "Bernoulli")
@@ -67,6 +70,9 @@ class Graph:
     opset: dict  # domain -> version
     shapes: dict  # tensor name -> inferred shape (None where unknown)
     path: str = None
+    # folded values holding 0 for a dynamic batch size (from Shape): only a Reshape's
+    # target may read them, with the 0 first (copy the batch)
+    batch_tainted: set = dataclasses.field(default_factory=set)
 
     def consumers(self, name):
         return [n for n in self.nodes if name in n.inputs]
@@ -250,14 +256,23 @@ def _fold(graph, model, shapes):
     for node in graph.nodes:
         if node.op_type == "Shape" and node.domain in ("", "ai.onnx") and len(node.inputs) == 1:
             shape = shapes.get(node.inputs[0])
-            if shape is not None and None not in shape and not node.attrs:
+            if shape is not None and None not in shape[1:] and not node.attrs:
+                if shape[0] is None:
+                    # a dynamic batch: 0 stands for it, which a Reshape reads as "copy
+                    # the batch"; see BATCH_SAFE for what may consume it
+                    shape = (0,) + tuple(shape[1:])
+                    graph.batch_tainted.add(node.outputs[0])
                 graph.constants[node.outputs[0]] = np.asarray(shape, np.int64)
                 continue
+        tainted = any(i in graph.batch_tainted for i in node.inputs)
         if (node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDED
                 or any(isinstance(v, onnx.AttributeProto) for v in node.attrs.values())
-                or not all(i == "" or i in graph.constants for i in node.inputs)):
+                or not all(i == "" or i in graph.constants for i in node.inputs)
+                or tainted and node.op_type not in BATCH_SAFE):
             kept.append(node)
             continue
+        if tainted:
+            graph.batch_tainted.update(node.outputs)
         values = [graph.constants[i] for i in node.inputs if i]
         count = _fold_guard(node, values)
         for out in node.outputs:

@@ -38,12 +38,12 @@ def _dense(ctx, kernel, bias):
 
 @conversion("Gemm", since=1, layout=ONNX_ORDER)
 def convert_gemm(ctx):
-    if ctx.x.ndim != 2 or ctx.attr("transA", 0):
+    if ctx.x.ndim != 2 or ctx.flag("transA"):
         raise Unsupported("A must be a 2-D computed tensor without transA")
     b = float32(ctx.const(1, "B"), "B")
     if b.ndim != 2:
         raise Unsupported(f"B must be 2-D, got shape {list(b.shape)}")
-    kernel = (b.T if ctx.attr("transB", 0) else b) * np.float32(ctx.attr("alpha", 1.0))
+    kernel = (b.T if ctx.flag("transB") else b) * np.float32(ctx.attr("alpha", 1.0))
     c = ctx.const(2, "C", optional=True) if len(ctx.inputs) > 2 else None
     bias = None if c is None else float32(c, "C") * np.float32(ctx.attr("beta", 1.0))
     return _dense(ctx, np.ascontiguousarray(kernel, np.float32), bias)

@@ -27,7 +27,7 @@ def _per_channel(ctx, index, what, channels):
 
 @conversion("BatchNormalization", since=1)
 def convert_batch_normalization(ctx):
-    if ctx.attr("training_mode", 0) or ctx.attr("is_test", 1) == 0:
+    if ctx.flag("training_mode") or ctx.attr("is_test", 1) == 0:
         raise Unsupported("training_mode=1 is not supported (inference graphs only)")
     if any(o for o in ctx.node.outputs[1:]):
         raise Unsupported("running mean/variance outputs are not supported")

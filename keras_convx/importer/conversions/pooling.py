@@ -38,7 +38,7 @@ def _window(ctx):
     # extra padding at the end.
     want = ctx.output_shape()
     extra = [0] * rank
-    if ctx.attr("ceil_mode", 0):
+    if ctx.flag("ceil_mode"):
         if want is None or None in want[2:]:
             raise Unsupported("ceil_mode=1 needs the inferred output shape")
         for i, (n, k, s, (b, a), m) in enumerate(zip(lengths, kernel, strides, pairs, want[2:])):
@@ -53,7 +53,7 @@ def convert_max_pool(ctx):
     if len(ctx.node.outputs) > 1 and ctx.node.outputs[1] and (
             ctx.consumers(ctx.node.outputs[1]) or ctx.is_graph_output(ctx.node.outputs[1])):
         raise Unsupported("the Indices output is not supported")
-    if ctx.attr("storage_order", 0):
+    if ctx.flag("storage_order"):
         raise Unsupported("storage_order=1 is not supported")
     rank, kernel, strides, pairs, extra = _window(ctx)
     x = ctx.x.tensor
@@ -72,7 +72,7 @@ def convert_max_pool(ctx):
 @conversion("AveragePool", since=1, layout=SPATIAL)
 def convert_average_pool(ctx):
     rank, kernel, strides, pairs, extra = _window(ctx)
-    include = int(ctx.attr("count_include_pad", 0))
+    include = int(ctx.flag("count_include_pad", 0))
     x = ctx.x.tensor
     cls = _keras_pool("AveragePooling", rank)
     if not any(extra) and not any(b or a for b, a in pairs):
@@ -120,7 +120,7 @@ def _reduce_over_space(ctx, kind):
         raise Unsupported(f"axes={axes}: only every spatial axis ({list(range(2, x.ndim))}, "
                           f"global pooling) is supported")
     return ctx.layer(_keras_pool(kind, x.ndim - 2), data_format=ctx.data_format,
-                     keepdims=bool(ctx.attr("keepdims", 1)))
+                     keepdims=ctx.flag("keepdims", 1))
 
 
 @conversion("ReduceMean", since=1, layout=SPATIAL)

@@ -29,8 +29,8 @@ def convert_resize(ctx):
     else:
         if len(inputs) > 2 and inputs[2] is not None and np.size(ctx.const(2, "scales")):
             scales = ctx.const(2, "scales")
-        if len(inputs) > 3 and inputs[3] is not None and np.size(ctx.const(3, "sizes")):
-            sizes = ctx.const(3, "sizes")
+        if len(inputs) > 3 and inputs[3] is not None and np.size(ctx.const(3, "sizes", batch_ok=True)):
+            sizes = ctx.const(3, "sizes", batch_ok=True)  # sizes[0] is not read
     lengths = x.shape[2:]
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
@@ -132,10 +132,14 @@ def convert_reshape(ctx):
     if ctx.attr("shape") is not None:  # opset < 5
         target = [int(t) for t in ctx.attr("shape")]
     else:
-        target = [int(t) for t in np.asarray(ctx.const(1, "shape")).reshape(-1)]
+        target = [int(t) for t in np.asarray(ctx.const(1, "shape", batch_ok=True)).reshape(-1)]
+        if ctx.node.inputs[1] in ctx.walk.graph.batch_tainted and (
+                target[:1] != [0] or 0 in target[1:] or ctx.flag("allowzero")):
+            raise Unsupported(f"shape {target} is computed from the dynamic batch size "
+                              f"somewhere other than its first entry")
     inferred = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
     batch = inferred[0] if inferred else None
-    out = _reshape_target(list(x.shape), target, int(ctx.attr("allowzero", 0)), batch)
+    out = _reshape_target(list(x.shape), target, int(ctx.flag("allowzero", 0)), batch)
     if x.flat is not None:
         raise Unsupported("reshaping a flattened tensor in Keras order")
     if len(out) == 2 and x.ndim > 2:
