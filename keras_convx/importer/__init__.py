@@ -2,31 +2,17 @@
 (domain, op type, since-version), a front end that checks untrusted files and folds
 constants, fusion passes, and a graph walk building a Functional Keras model.
 
-The public names load on first use, so that importing keras_convx costs nothing here.
+`keras_convx` loads this package (and onnx) on first use of `kc.import_onnx`.
 """
 
-import importlib
+from keras_convx.importer import conversions  # noqa: F401  (registers the conversions)
+from keras_convx.importer import layers
+from keras_convx.importer.api import import_onnx
+from keras_convx.importer.errors import OnnxImportError, UnsupportedOps
+from keras_convx.importer.registry import (CONVERSIONS, FUSED_DOMAIN, ONNX_ORDER, SAME, SPATIAL,
+                                           conversion, supported_ops)
+from keras_convx.importer.verify import ImportVerifyReport, verify_import
 
-_PUBLIC = {
-    "api": ("import_onnx",),
-    "errors": ("OnnxImportError", "UnsupportedOps"),
-    "registry": ("CONVERSIONS", "FUSED_DOMAIN", "ONNX_ORDER", "SAME", "SPATIAL", "conversion",
-                 "supported_ops"),
-    "verify": ("ImportVerifyReport", "verify_import"),
-}
-_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keras_convx.importer' has no attribute {name!r}")
-    importlib.import_module("keras_convx.importer.conversions")  # registers the conversions
-    value = getattr(importlib.import_module(f"keras_convx.importer.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_WHERE))
+__all__ = ["CONVERSIONS", "FUSED_DOMAIN", "ImportVerifyReport", "ONNX_ORDER", "OnnxImportError",
+           "SAME", "SPATIAL", "UnsupportedOps", "conversion", "import_onnx", "layers",
+           "supported_ops", "verify_import"]
