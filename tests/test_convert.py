@@ -9,33 +9,128 @@ import pytest
 import keras_convx as kc
 import oracle
 from helpers import BACKEND, rand
-from keras_convx.convert import load_h5
+from keras_convx.convert import copy_weights, load_h5
+from keras_convx.model_config.to_yaml import to_dict
 from test_applications import build
 
-# models of families whose conv-family and reshaping layers differ (depthwise, separable,
-# pads, SE gates, pre-activation); JAX the first (CI time: eager JAX compiles each op)
-FAMILIES = ["MobileNetV2", "Xception", "EfficientNetB0", "ResNet50V2", "MobileNetV3Small",
-            "VGG16"]
+# The smallest constructor of the families whose layers and graphs differ most: nested
+# Sequential blocks, LayerScale and `x + y` nodes (ConvNeXt), Normalization and SE gates
+# (EfficientNets), `x * (1 / 6)` nodes (MobileNetV3), depthwise, separable, pads and
+# pre-activation. The other six families (DenseNet, EfficientNetV2, InceptionV3,
+# InceptionResNetV2, NASNet, ResNet) cost 20-70 s each here (CI time):
+# benchmarks/convert_apps.py (RESULTS.md section 9) runs all 40 constructors on each
+# backend. JAX: one (eager JAX compiles every op).
+FAMILIES = ["ConvNeXtTiny", "EfficientNetB0", "MobileNet", "MobileNetV2", "MobileNetV3Small",
+            "ResNet50V2", "VGG16", "Xception"]
+ON_JAX = ["ConvNeXtTiny"]
+# keras.applications' own layers outside the config allowlist: the YAML needs them
+# registered, as a user would (kc.register_layer)
+APPLICATION_LAYERS = {"ConvNeXt": "convnext.LayerScale",
+                      "InceptionResNetV2": "inception_resnet_v2.CustomScaleLayer"}
 
 
 def _ours(layer):
     return type(layer).__module__.startswith("keras_convx.")
 
 
-@pytest.mark.parametrize("name", FAMILIES[:1] if BACKEND == "jax" else FAMILIES)
-def test_applications_onto_keras_convx_and_back(name):
+def _register_application_layer(name, monkeypatch):
+    import importlib
+
+    from keras_convx.model_config import builder
+
+    for family, path in APPLICATION_LAYERS.items():
+        if name.startswith(family):
+            module, cls = path.rsplit(".", 1)
+            monkeypatch.setitem(builder._USER_TYPES, cls, getattr(
+                importlib.import_module(f"keras.src.applications.{module}"), cls))
+
+
+@pytest.mark.parametrize("name", ON_JAX if BACKEND == "jax" else FAMILIES)
+def test_applications_onto_keras_convx_back_and_through_yaml(name, monkeypatch):
+    """kc.convert both ways, and keras.applications -> YAML -> kc.build_model with the
+    weights moved over by layer name (the YAML names every layer as Keras did): the
+    outputs of all three equal the original's bit for bit."""
     model = build(name)
     x = rand((2,) + tuple(model.inputs[0].shape[1:]), 1) * 60 + 120
-    converted = kc.convert(model)
-    shadowed = [layer for layer in model.layers if type(layer).__name__ in
-                kc.convert.__globals__["SHADOWED"]]
-    assert shadowed and all(_ours(converted.get_layer(layer.name)) for layer in shadowed)
-    back = kc.convert(converted, to="keras")
-    assert not any(_ours(layer) for layer in back.layers)
     want = keras.ops.convert_to_numpy(model(x, training=False))
+    converted = kc.convert(model)
+    shadowed = [layer for layer in model._flatten_layers(include_self=False)
+                if type(layer).__name__ in kc.convert.__globals__["SHADOWED"]]
+    assert shadowed and all(_ours(converted.get_layer(layer.name)) for layer in shadowed
+                            if layer in model.layers)
+    back = kc.convert(converted, to="keras")
+    assert not any(_ours(layer) for layer in back._flatten_layers(include_self=False))
     for other in (converted, back):
         assert [layer.name for layer in other.layers] == [layer.name for layer in model.layers]
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(other(x, training=False)), want)
+    _register_application_layer(name, monkeypatch)
+    rebuilt = kc.build_model(kc.to_yaml(model))
+    assert rebuilt.count_params() == model.count_params()
+    copy_weights(model, rebuilt)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt(x, training=False)), want)
+
+
+def _yaml_round_trip(model, x):
+    rebuilt = kc.build_model(kc.to_yaml(model))
+    copy_weights(model, rebuilt)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt(x)),
+                                  keras.ops.convert_to_numpy(model(x)))
+    return rebuilt
+
+
+def test_to_yaml_writes_keras_ops_nodes_as_the_layers_that_compute_them():
+    a = keras.Input((5, 5, 3), name="a")
+    b = keras.Input((5, 5, 3), name="b")
+    h = keras.layers.Conv2D(3, 3, padding="same", name="conv")(a)
+    terms = [h + b, h - b, b - h, h * b, keras.ops.maximum(h, b), keras.ops.minimum(h, b),
+             h + 3.0, h - 2.0, 2.0 - h, h * (1.0 / 6.0), 0.5 * h]
+    model = keras.Model([a, b], keras.layers.Concatenate(name="cat")(terms))
+    config = to_dict(model)
+    kinds = [entry["type"] for entry in config["layers"] if entry["name"] not in ("conv", "cat")]
+    assert kinds == ["Add", "Subtract", "Subtract", "Multiply", "Maximum", "Minimum"] + \
+        ["Rescaling"] * 5
+    scales = [entry.get("args") for entry in config["layers"][7:12]]
+    assert scales == [{"scale": 1.0, "offset": 3.0}, {"scale": 1.0, "offset": -2.0},
+                      {"scale": -1.0, "offset": 2.0}, {"scale": 1.0 / 6.0}, {"scale": 0.5}]
+    x = [rand((2, 5, 5, 3), 7), rand((2, 5, 5, 3), 8)]
+    _yaml_round_trip(model, x)
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda h: h / 3.0, "TrueDivide"),  # x / 3 and x * (1 / 3) differ in the last bit
+    (lambda h: h + keras.ops.ones((1, 1, 3)), "Add"),  # a constant tensor
+    (lambda h: h + keras.layers.GlobalAveragePooling2D(keepdims=True)(h), "Add"),  # broadcast
+], ids=["divide-by-number", "add-constant-tensor", "add-broadcast"])
+def test_to_yaml_refuses_keras_ops_nodes_no_layer_computes_exactly(make, what):
+    x = keras.Input((4, 4, 3))
+    model = keras.Model(x, make(keras.layers.Conv2D(3, 1, name="conv")(x)))
+    with pytest.raises(ValueError, match=rf"keras\.ops\.{what} call that no allowlisted layer "
+                                         rf"computes exactly"):
+        kc.to_yaml(model)
+
+
+def test_to_yaml_writes_nested_models_inline():
+    inner = keras.Sequential([keras.layers.DepthwiseConv2D(3, padding="same", name="dw"),
+                              keras.layers.BatchNormalization(name="bn")], name="block")
+    i = keras.Input((6, 6, 4), name="i")
+    branch = keras.Model(i, keras.layers.Conv2D(4, 1, name="pw")(i) * 2.0, name="branch")
+    x = keras.Input((6, 6, 4), name="x")
+    h = keras.layers.ZeroPadding2D(1, name="pad")(x)
+    h = keras.layers.Cropping2D(1, name="crop")(h)
+    model = keras.Model(x, keras.layers.Add(name="sum")([inner(h), branch(h)]))
+    config = to_dict(model)
+    assert [e["name"] for e in config["layers"]] == ["pad", "crop", "dw", "bn", "pw",
+                                                      config["layers"][5]["name"], "sum"]
+    assert config["layers"][4]["inputs"] == "crop"  # the nested model's input, renamed
+    assert config["layers"][6]["inputs"] == ["bn", config["layers"][5]["name"]]
+    for layer in model._flatten_layers(include_self=False):
+        if layer.weights:
+            layer.set_weights([rand(w.shape, 3) + 2 for w in layer.get_weights()])
+    _yaml_round_trip(model, rand((2, 6, 6, 4), 4))
+    converted = kc.convert(model)  # into the nested models too
+    assert isinstance(converted.get_layer("block").get_layer("dw"), kc.DepthwiseConv2D)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(converted(rand((2, 6, 6, 4), 4))),
+                                  keras.ops.convert_to_numpy(model(rand((2, 6, 6, 4), 4))))
 
 
 def test_arguments_constraints_and_regularizers_carry_over():
@@ -77,23 +172,6 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=r"convert: to must be 'keras_convx' or 'keras', got "
                                          r"'torch'"):
         kc.convert(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]), to="torch")
-
-
-@pytest.mark.skipif(BACKEND == "jax", reason="CI time: eager JAX compiles MobileNetV2's ops "
-                    "twice over; the YAML path is backend-agnostic (TF and torch run it)")
-def test_keras_applications_to_yaml_and_back():
-    """keras.applications -> YAML -> kc.build_model -> the same outputs with the weights
-    moved over by layer name (the YAML names every layer as Keras did)."""
-    model = build("MobileNetV2")
-    text = kc.to_yaml(model)
-    rebuilt = kc.build_model(text)
-    assert rebuilt.count_params() == model.count_params()
-    for layer in rebuilt.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    x = rand((2,) + tuple(model.inputs[0].shape[1:]), 3) * 60 + 120
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(rebuilt(x, training=False)),
-                                  keras.ops.convert_to_numpy(model(x, training=False)))
 
 
 # ---- Keras 2 `.h5` files: the seed-era users -------------------------------------------
@@ -294,6 +372,22 @@ def test_keras2_h5_onto_keras_convx(era, tmp_path):
     if "sequential" in era:  # and the numbers the file's weights give, computed in NumPy
         np.testing.assert_allclose(keras.ops.convert_to_numpy(converted(x)),
                                    _sequential_keras2_numpy(x, stored), rtol=1e-4, atol=1e-4)
+    _yaml_round_trip(converted, x)  # and on to a config
+
+
+def test_keras2_h5_files_keras_itself_mishandles(tmp_path):
+    """Why `kc.convert("m.h5")` loads through `load_h5`: Keras 3.15 refuses the tf.keras
+    file (`groups` on DepthwiseConv2D; keras-team/keras#19441) and gives the Keras 2.2.4
+    Sequential a second batch dimension. Should Keras fix both, this fails: then the
+    rewrites in load_h5 can go."""
+    for make, error, message in [
+            (_functional_keras2, TypeError, r"Unrecognized keyword arguments passed to "
+                                            r"DepthwiseConv2D: \{'groups': 1\}"),
+            (_sequential_keras2, ValueError, r"input of shape \(None, None, 10, 10, 2\)")]:
+        path = tmp_path / f"{make.__name__}.h5"
+        _write_keras2_h5(path, *make())
+        with pytest.raises(error, match=message):
+            keras.models.load_model(path, compile=False)
 
 
 def _sequential_keras2_numpy(x, stored):
