@@ -238,7 +238,23 @@ def test_fusions_make_one_layer_named_after_the_group():
 
 # ---- refusals: a clear error naming the node, never an approximation ------------------
 
+def _batch_arithmetic():
+    """Half the dynamic batch size feeds a Reshape: 0 can't stand for it there."""
+    proto = graph(
+        [helper.make_node("Shape", ["x"], ["sh"], name="shape"),
+         helper.make_node("Gather", ["sh", "zero"], ["n"], name="batch", axis=0),
+         helper.make_node("Div", ["n", "two"], ["half"], name="half"),
+         helper.make_node("Unsqueeze", ["half", "zax"], ["h1"], name="h1"),
+         helper.make_node("Concat", ["h1", "minus1"], ["target"], name="target", axis=0),
+         helper.make_node("Reshape", ["x", "target"], ["y"], name="the_reshape")],
+        {"x": X4}, {"zero": np.asarray(0, np.int64), "two": np.asarray(2, np.int64),
+                    "zax": i64(0), "minus1": i64(-1)})
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    return proto
+
+
 REFUSED = {
+    "batch_size_arithmetic": (_batch_arithmetic, r"half \(Div\): computes with the dynamic batch size"),
     "resize_linear_asymmetric": (lambda: single(
         "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="linear",
         coordinate_transformation_mode="asymmetric"), r"the_resize.*asymmetric.*accepted"),

@@ -247,6 +247,9 @@ class Walk:
                         raise Unsupported(f"attribute {key}={value!r} is not finite")
                 self._prepare(ctx, entry)
                 if ctx.x is None:
+                    if any(i in graph.batch_tainted for i in node.inputs):
+                        raise Unsupported("computes with the dynamic batch size (export with "
+                                          "a static batch, or flatten with Flatten)")
                     raise Unsupported("needs at least one computed (non-constant) input")
                 result = entry.fn(ctx)
             except Unsupported as err:
