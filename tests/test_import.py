@@ -216,8 +216,6 @@ def test_conversion_matches_onnxruntime(name):
                                   "convtranspose_output_shape", "flatten_then_gemm_permutes_weights",
                                   "layer_norm_channels_last_axes"])
 def test_channels_first_import(name):
-    if keras.backend.backend() == "tensorflow" and name.startswith("conv"):
-        pytest.skip("TensorFlow's CPU convolutions need channels_last")
     proto = CASES[name]()
     model = kc.import_onnx(proto, data_format="channels_first")
     report = kc.verify_import(model, proto, data_format="channels_first")

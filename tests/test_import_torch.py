@@ -236,8 +236,6 @@ def test_pytorch_weights_fine_tune_in_keras(name, exported):
 def test_channels_first_import_matches(exported):
     path, x, expected = exported["mobilenetv2ish"]
     model = kc.import_onnx(path, data_format="channels_first")
-    if keras.backend.backend() == "tensorflow":
-        pytest.skip("TensorFlow's CPU kernels have no channels_first pooling")
     assert_close(model(x, training=False), expected, RTOL_SCALE)
 
 
