@@ -132,12 +132,35 @@ class Net3D(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class ConvNeXtish(nn.Module):
+    """A ConvNeXt block: depthwise 7x7, permute to channels-last, LayerNorm, Linear-GELU-
+    Linear, layer scale, permute back, residual; SiLU and a mean over space. The
+    permutes are relabelings: the Keras model has no Permute."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 4, stride=4)
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.ln = nn.LayerNorm(c)
+        self.fc1, self.fc2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.rand(c))
+        self.head = nn.Linear(c, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.ln(y)))) * self.gamma
+        x = F.silu(x + y.permute(0, 3, 1, 2))
+        return self.head(x.mean((2, 3)))
+
+
 MODELS = {  # name -> (module, input shape NCHW-style)
     "resnet18ish": (ResNetish, (2, 3, 32, 32)),
     "mobilenetv2ish": (MobileNetish, (2, 3, 32, 32)),
     "unet": (UNetish, (2, 3, 16, 16)),
     "tcn1d": (TCN, (2, 4, 32)),
     "conv3d": (Net3D, (2, 2, 4, 16, 16)),
+    "convnext_block": (ConvNeXtish, (2, 3, 32, 32)),
 }
 
 
