@@ -181,6 +181,9 @@ CASES = {
         {"x": X4}, {"ax": i64(2, 3)}),
     "slice_negative_step": lambda: single(
         "Slice", X4, {"st": i64(-1, 1), "en": i64(-100, 9), "ax": i64(3, 1), "sp": i64(-2, 2)}),
+    "gather_last_step": lambda: single("Gather", (2, 4, 12), {"i": np.asarray(-1, np.int64)},
+                                       axis=2),
+    "gather_channel_range": lambda: single("Gather", X4, {"i": i64(1, 3)}, axis=1),
     "identity_dropout": lambda: graph(
         [helper.make_node("Identity", ["x"], ["i"], name="id"),
          helper.make_node("Dropout", ["i"], ["d"], name="drop"),

@@ -97,7 +97,8 @@ class UNetish(nn.Module):
 
 
 class TCN(nn.Module):
-    """1-D causal convs (left pad, dilation 1, 2, 4) with residuals and GELU; the last step."""
+    """1-D causal convs (left pad, dilation 1, 2, 4) with residuals and GELU; the last step
+    (`x[:, :, -1]`, a Gather)."""
 
     def __init__(self):
         super().__init__()
@@ -110,7 +111,7 @@ class TCN(nn.Module):
         x = self.inp(x)
         for conv in self.convs:
             x = x + self.act(conv(F.pad(x, (2 * conv.dilation[0], 0))))
-        return self.fc(torch.flatten(x[:, :, -1:], 1))
+        return self.fc(x[:, :, -1])
 
 
 class Net3D(nn.Module):

@@ -184,7 +184,9 @@ def _drop_axes(ctx, x, keep, new_ndim, where):
     perm = [keep[p] for p in x.perm if keep[p] is not None] + list(where)
     keras_shape = [x.tensor.shape[i] for i, p in enumerate(x.perm) if keep[p] is not None]
     keras_shape += [1] * len(where)
-    return Value(ctx.layer(L.Reshape, tuple(keras_shape[1:]), inputs=x.tensor), tuple(perm))
+    return Value(ctx.layer(L.Reshape, tuple(keras_shape[1:]), inputs=x.tensor,
+                           suffix="reshape" if ctx.node.op_type == "Gather" else None),
+                 tuple(perm))
 
 
 @conversion("Squeeze", since=1)
@@ -271,3 +273,38 @@ def convert_slice(ctx):
         stop = picked[-1] + st
         end[k] = None if stop < 0 else stop
     return ctx.layer(Slice, begin=begin, end=end, step=step)
+
+
+@conversion("Gather", since=1)
+def convert_gather(ctx):
+    """Constant indices forming a strided range on a non-batch axis (`x[:, :, -1]`,
+    `x[:, 2:5]`): a Slice, and a Reshape dropping the axis for a scalar index."""
+    x = ctx.x
+    if ctx.inputs[0] is not x:
+        raise Unsupported("only gathering from a computed tensor with constant indices")
+    indices = np.asarray(ctx.const(1, "indices"))
+    axis = int(ctx.attr("axis", 0)) % x.ndim
+    if axis == 0:
+        raise Unsupported("gathering along the batch axis is not supported")
+    if indices.ndim > 1 or indices.size == 0:
+        raise Unsupported(f"indices of shape {list(indices.shape)}: a scalar or a non-empty "
+                          f"1-D range only")
+    n = x.shape[axis]
+    picked = [int(i) + n if int(i) < 0 else int(i) for i in indices.reshape(-1)]
+    if any(not 0 <= i < n for i in picked):
+        raise Unsupported(f"indices {indices.tolist()} out of range for length {n}")
+    step = picked[1] - picked[0] if len(picked) > 1 else 1
+    if step == 0 or picked != list(range(picked[0], picked[0] + step * len(picked), step)):
+        raise Unsupported(f"indices {indices.tolist()} are not an evenly spaced range")
+    begin, end, steps = [0] * (x.ndim - 1), [None] * (x.ndim - 1), [1] * (x.ndim - 1)
+    k = x.keras_axis(axis) - 1
+    stop = picked[-1] + step
+    begin[k], end[k], steps[k] = picked[0], None if stop < 0 else stop, step
+    sliced = Value(ctx.layer(Slice, begin=begin, end=end, step=steps), x.perm)
+    if indices.ndim == 1:
+        return sliced
+    keep, j = {}, 0
+    for a in range(x.ndim):
+        keep[a] = None if a == axis else j
+        j += a != axis
+    return _drop_axes(ctx, sliced, keep, x.ndim - 1, [])
