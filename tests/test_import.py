@@ -510,6 +510,7 @@ def test_cli_import_verification_failure_exits_1_and_writes_nothing(unet_onnx, t
     out.write_bytes(b"previous")
     code, stdout, err = _cli(capsys, "import", str(unet_onnx), "-o", str(out))
     assert code == 1 and "verification failed" in err and "FAIL" in stdout
+    assert "first difference at node 'conv' (Conv)" in err  # the pad fused into it, too
     assert out.read_bytes() == b"previous"
     assert [f for f in os.listdir(tmp_path) if f.startswith(".import-")] == []
 

@@ -216,6 +216,14 @@ def test_import_matches_pytorch(name, exported, imported):
     assert float(np.std(expected)) > 1e-3  # the outputs are informative
 
 
+@pytest.mark.parametrize("name", ["unet", "convnext_block"])
+def test_every_intermediate_tensor_matches_onnxruntime(name, exported):
+    rows = kc.importer.diagnose_import(str(exported[name][0]))
+    assert len(rows) >= 10
+    worst = max(rows, key=lambda r: r[3].rel)
+    assert worst[3].rel <= RTOL_SCALE and not any(r[3].failed(RTOL_SCALE) for r in rows), worst
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_import_is_native_keras_without_transposes(name, imported):
     model = imported[name]

@@ -38,6 +38,11 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None):
     >>> model = kc.import_onnx("resnet.onnx")
     >>> model.save("resnet.keras")
     """
+    return build(path_or_model, data_format, name)[0]
+
+
+def build(path_or_model, data_format="channels_last", name=None):
+    """`import_onnx`'s work: (model, the graph walk, the checked graph)."""
     graph = frontend.read(path_or_model)
     passes.run(graph)
     walk = Walk(graph, data_format)
@@ -46,7 +51,7 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None):
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
                         outputs if len(outputs) > 1 else outputs[0],
                         name=walk.unique_name(model_name))
-    return model
+    return model, walk, graph
 
 
 def _graph_name(source):

@@ -44,12 +44,8 @@ def _session(onnx_model):
                                 providers=["CPUExecutionProvider"])
 
 
-def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None):
-    """Runs `model` (Keras) and `onnx_model` (a ModelProto, external data loaded) on the
-    same standard-normal inputs; returns an `ImportVerifyReport`."""
-    import keras
-
-    session = _session(onnx_model)
+def _inputs(session, data_format, seed):
+    """Standard-normal inputs: (ONNX feeds, the same arrays in the Keras layout)."""
     rng = np.random.default_rng(seed)
     feeds, keras_inputs = {}, []
     batch = 2
@@ -61,6 +57,16 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
         x = rng.standard_normal(shape).astype(np.float32)
         feeds[spec.name] = x
         keras_inputs.append(np.transpose(x, standard_perm(x.ndim, data_format)))
+    return feeds, keras_inputs, batch
+
+
+def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None):
+    """Runs `model` (Keras) and `onnx_model` (a ModelProto, external data loaded) on the
+    same standard-normal inputs; returns an `ImportVerifyReport`."""
+    import keras
+
+    session = _session(onnx_model)
+    feeds, keras_inputs, batch = _inputs(session, data_format, seed)
     expected = session.run(None, feeds)
     actual = model(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
     actual = actual if isinstance(actual, (list, tuple)) else [actual]
@@ -75,3 +81,45 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
         outputs[spec.name] = stats.tensor_error(a, e)
     return ImportVerifyReport(outputs, stats.CPU_TOLERANCE if tolerance is None else tolerance,
                               batch)
+
+
+def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None):
+    """Every tensor the imported model holds, against onnxruntime's: a list of
+    `(node name, op type, ONNX tensor name, stats.TensorError)` in graph order, so the
+    first node that disagrees is the first row failing `tolerance`.
+
+    Args:
+        onnx_model: a ModelProto with its data (or a path: external data is checked).
+    """
+    import keras
+    import onnx
+
+    from keras_convx.importer.api import build
+
+    if not isinstance(onnx_model, onnx.ModelProto):
+        build(onnx_model, data_format)  # the checks (external data) before onnx loads it
+        onnx_model = onnx.load(onnx_model)
+    model, walk, graph = build(onnx_model, data_format)
+    rows, tensors = [], []
+    for node in graph.nodes:
+        for out in node.outputs:
+            value = walk.values.get(out)
+            if value is not None and value.flat is None and out not in [t[2] for t in rows]:
+                rows.append((node.name, node.op_type, out, value.perm))
+                tensors.append(value.tensor)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(onnx_model)
+    known = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=r[2]) for r in rows if r[2] not in known)
+    session = _session(probe)
+    feeds, keras_inputs, _ = _inputs(session, data_format, seed)
+    names = [o.name for o in session.get_outputs()]
+    expected = dict(zip(names, session.run(None, feeds)))
+    inner = keras.Model(model.inputs, tensors)
+    actual = inner(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
+    actual = actual if isinstance(actual, (list, tuple)) else [actual]
+    out = []
+    for (node, op, name, perm), a in zip(rows, actual):
+        a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), np.argsort(perm))
+        out.append((node, op, name, stats.tensor_error(a, expected[name])))
+    return out
