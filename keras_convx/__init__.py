@@ -12,7 +12,8 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _CLI else "2")
 __version__ = "0.1.0"
 _EXPORTER = ("export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
              "VerificationError")
-_IMPORTER = ("import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import")
+_IMPORTER = ("import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import",
+             "diagnose_import")
 
 
 def _load():

@@ -345,8 +345,11 @@ def cmd_import(args):
     _save_keras_atomic(model, out)
     if yaml_text is not None:
         _write_text(args.yaml, yaml_text, "--yaml")
-    print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers, "
-          f"{model.count_params()} parameters; import {seconds:.2f} s"
+    import keras
+
+    permutes = sum(isinstance(layer, keras.layers.Permute) for layer in model.layers)
+    print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers "
+          f"({permutes} Permute), {model.count_params()} parameters; import {seconds:.2f} s"
           f"{'' if args.no_verify else ', verified against onnxruntime'}")
     return 0
 

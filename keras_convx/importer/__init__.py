@@ -14,5 +14,5 @@ from keras_convx.importer.registry import (CONVERSIONS, FUSED_DOMAIN, ONNX_ORDER
 from keras_convx.importer.verify import ImportVerifyReport, diagnose_import, verify_import
 
 __all__ = ["CONVERSIONS", "FUSED_DOMAIN", "ImportVerifyReport", "ONNX_ORDER", "OnnxImportError",
-           "SAME", "SPATIAL", "UnsupportedOps", "conversion", "diagnose_import", "import_onnx", "layers",
-           "supported_ops", "verify_import"]
+           "SAME", "SPATIAL", "UnsupportedOps", "conversion", "diagnose_import", "import_onnx",
+           "layers", "supported_ops", "verify_import"]

@@ -126,8 +126,8 @@ class Context:
             inputs = self.x.tensor
         # The weights come from the file: build with zeros (JAX compiles every random
         # initializer per shape, seconds each), then give the configured ones back.
-        initializers = {k: v for k, v in vars(layer).items()
-                        if k.endswith("_initializer") and isinstance(v, keras.initializers.Initializer)}
+        initializers = {k: v for k, v in vars(layer).items() if k.endswith("_initializer")
+                        and isinstance(v, keras.initializers.Initializer)}
         for key in initializers:
             setattr(layer, key, keras.initializers.Zeros())
         try:

@@ -187,9 +187,9 @@ def _topological(nodes, known, graph_outputs):
             if not out:
                 continue
             if out in producer or out in known:
-                _fail(f"{node.label()}: output {out!r} is already produced by "
-                      f"{producer[out].label() if out in producer else 'a graph input or initializer'}"
-                      f" (ONNX graphs assign each tensor once)")
+                first = producer[out].label() if out in producer else "a graph input or initializer"
+                _fail(f"{node.label()}: output {out!r} is already produced by {first} (ONNX "
+                      f"graphs assign each tensor once)")
             producer[out] = node
     for node in nodes:
         for name in node.inputs:
@@ -243,7 +243,8 @@ def _fold_guard(node, values):
             start, limit, delta = (float(v) for v in values[:3])
             return max(int(np.ceil((limit - start) / delta)), 0) if delta else MAX_FOLD_ELEMENTS + 1
     except (ValueError, TypeError, OverflowError, IndexError):
-        _fail(f"{node.label()}: inconsistent constant inputs {[getattr(v, 'shape', v) for v in values]}")
+        shapes = [getattr(v, "shape", v) for v in values]
+        _fail(f"{node.label()}: inconsistent constant inputs {shapes}")
     return max([int(np.size(v)) for v in values] + [0])
 
 

@@ -78,7 +78,8 @@ def fuse_erf_gelu(graph):
     """x -> Div(sqrt 2) | Mul(1/sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5): PyTorch's
     exact GELU before opset 20, as one Activation("gelu")."""
     for first in list(graph.nodes):
-        if first.domain not in ONNX or first.op_type not in ("Div", "Mul") or len(first.inputs) != 2:
+        if (first.domain not in ONNX or first.op_type not in ("Div", "Mul")
+                or len(first.inputs) != 2):
             continue
         x, c = first.inputs
         scale = _const_scalar(graph, c)
@@ -89,7 +90,8 @@ def fuse_erf_gelu(graph):
         if erf is None or erf.op_type != "Erf":
             continue
         add = _single_user(graph, erf.outputs[0])
-        if add is None or add.op_type != "Add" or _const_scalar(graph, _other(add, erf.outputs[0])) != 1.0:
+        if add is None or add.op_type != "Add" or _const_scalar(
+                graph, _other(add, erf.outputs[0])) != 1.0:
             continue
         mul = _single_user(graph, add.outputs[0])
         if mul is None or mul.op_type != "Mul" or _other(mul, add.outputs[0]) != x:

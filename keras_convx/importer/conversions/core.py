@@ -25,14 +25,15 @@ def _dense(ctx, kernel, bias):
     units = kernel.shape[1]
     if bias is not None:
         try:
-            bias = np.broadcast_to(bias, (units,)) if bias.ndim <= 1 else \
-                np.broadcast_to(bias.reshape(bias.shape[-1:]) if all(d == 1 for d in bias.shape[:-1])
-                                else bias, (units,))
+            if bias.ndim > 1 and all(d == 1 for d in bias.shape[:-1]):
+                bias = bias.reshape(bias.shape[-1:])  # (1, units) as Gemm's C often is
+            bias = np.broadcast_to(bias, (units,))
         except ValueError:
             raise Unsupported(f"bias of shape {list(bias.shape)} does not broadcast to "
                               f"({units},)") from None
     out = ctx.layer(L.Dense, units, use_bias=bias is not None)
-    ctx.last_layer.set_weights([kernel] + ([np.ascontiguousarray(bias)] if bias is not None else []))
+    bias = [] if bias is None else [np.ascontiguousarray(bias)]
+    ctx.last_layer.set_weights([kernel] + bias)
     return out
 
 

@@ -29,8 +29,9 @@ def convert_resize(ctx):
     else:
         if len(inputs) > 2 and inputs[2] is not None and np.size(ctx.const(2, "scales")):
             scales = ctx.const(2, "scales")
-        if len(inputs) > 3 and inputs[3] is not None and np.size(ctx.const(3, "sizes", batch_ok=True)):
+        if len(inputs) > 3 and inputs[3] is not None:
             sizes = ctx.const(3, "sizes", batch_ok=True)  # sizes[0] is not read
+            sizes = sizes if np.size(sizes) else None
     lengths = x.shape[2:]
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
