@@ -128,6 +128,7 @@ CASES = {
     "layer_norm_channels_last_axes": lambda: single(
         "LayerNormalization", X4, {"g": _w(9, 10), "b": _w(9, 10)}, axis=2),
     "softmax_channels": lambda: single("Softmax", X4, axis=1),
+    "prelu_per_channel": lambda: single("PRelu", X4, {"slope": _w(4, 1, 1)}),
     "leaky_relu": lambda: single("LeakyRelu", X4, alpha=0.3),
     "clip_relu6": lambda: single("Clip", X4, {"lo": f32(0), "hi": f32(6)}),
     "clip_general": lambda: single("Clip", X4, {"lo": f32(-0.5), "hi": f32(0.7)}),

@@ -101,3 +101,23 @@ def convert_gelu(ctx):
 def convert_fused_gelu(ctx):
     """x * 0.5 * (1 + erf(x / sqrt(2))), as PyTorch exports nn.GELU before opset 20."""
     return ctx.layer(L.Activation, "gelu")
+
+
+@conversion("PRelu", since=1)
+def convert_prelu(ctx):
+    """Learned slopes -> keras.layers.PReLU, shared over the axes the slope broadcasts on."""
+    x = ctx.x
+    slope = np.asarray(ctx.const(1, "slope"), np.float32)
+    if slope.ndim > x.ndim or slope.ndim == x.ndim and slope.shape[0] != 1:
+        raise Unsupported(f"slope of shape {list(slope.shape)} varies along the batch axis")
+    full = slope.reshape((1,) * (x.ndim - slope.ndim) + slope.shape)
+    try:
+        np.broadcast_shapes(full.shape, (1,) + tuple(x.shape[1:]))
+    except ValueError:
+        raise Unsupported(f"slope of shape {list(slope.shape)} does not broadcast to the "
+                          f"input {list(x.shape)}") from None
+    moved = np.transpose(full, x.perm)[0]
+    shared = [i + 1 for i, n in enumerate(moved.shape) if n == 1]
+    out = ctx.layer(L.PReLU, shared_axes=shared or None)
+    ctx.last_layer.set_weights([np.broadcast_to(moved, ctx.last_layer.alpha.shape)])
+    return out
