@@ -118,6 +118,8 @@ CASES = {
         count_include_pad=1),
     "avgpool_same_exclude_pad": lambda: single("AveragePool", X4, kernel_shape=[3, 3],
                                                pads=[1, 1, 1, 1]),
+    "avgpool_exclude_pad_ceil_mode": lambda: single(
+        "AveragePool", X4, kernel_shape=[2, 3], strides=[2, 2], pads=[0, 1, 0, 0], ceil_mode=1),
     "global_max_pool": lambda: single("GlobalMaxPool", X4),
     "reduce_mean_spatial": lambda: single("ReduceMean", X4, axes=[2, 3], keepdims=0),
     "batchnorm": lambda: single("BatchNormalization", X4, {
@@ -260,8 +262,12 @@ REFUSED = {
     "resize_linear_asymmetric": (lambda: single(
         "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="linear",
         coordinate_transformation_mode="asymmetric"), r"the_resize.*asymmetric.*accepted"),
-    "avgpool_exclude_pad_not_same": (lambda: single(
-        "AveragePool", X4, kernel_shape=[3, 3], pads=[2, 0, 0, 0]), r"the_averagepool.*count_include_pad=0"),
+    "avgpool_include_pad_ceil_overhang": (lambda: single(
+        "AveragePool", X4, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, count_include_pad=1),
+        r"the_averagepool.*count_include_pad=1 with a ceil_mode overhang"),
+    "avgpool_window_outside_the_input": (lambda: single(
+        "AveragePool", X4, kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 2, 1], ceil_mode=1),
+        r"the_averagepool.*leave windows without input pixels"),
     "maxpool_dilations": (lambda: single("MaxPool", X4, kernel_shape=[2, 2], dilations=[2, 2]),
                           r"the_maxpool.*dilations=\[2, 2\]"),
     "hard_sigmoid_onnx_default": (lambda: single("HardSigmoid", X4),

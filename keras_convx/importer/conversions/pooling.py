@@ -6,6 +6,7 @@ import numpy as np
 
 from keras_convx.importer.conversions.common import ints, pad_layer, positive, spatial_pads
 from keras_convx.importer.errors import Unsupported
+from keras_convx.importer.layers import ConstantOperation
 from keras_convx.importer.registry import SPATIAL, conversion
 from keras_convx.utils import shapes as S
 
@@ -83,14 +84,32 @@ def convert_average_pool(ctx):
         # Keras's "same" averages over the valid pixels only: count_include_pad=0.
         return ctx.layer(cls, pool_size=kernel, strides=strides, padding="same",
                          data_format=ctx.data_format)
-    if include and not any(extra):
-        x = pad_layer(ctx, x, pairs, "zeros", suffix="pad")
-        return ctx.layer(cls, pool_size=kernel, strides=strides, padding="valid",
-                         data_format=ctx.data_format, inputs=x)
-    raise Unsupported(f"pads={[list(p) for p in pairs]} with count_include_pad={include}"
-                      f"{' and ceil_mode=1' if any(extra) else ''}: accepted are pads equal to "
-                      f"'same' with count_include_pad=0, or any pads with count_include_pad=1 "
-                      f"and no ceil_mode overhang")
+    if include and any(extra):
+        raise Unsupported(f"count_include_pad=1 with a ceil_mode overhang (pads={pairs}): "
+                          f"runtimes disagree on its divisor")
+    total = [(b, a + e) for (b, a), e in zip(pairs, extra)]
+    x = pad_layer(ctx, x, total, "zeros", suffix="pad")
+    y = ctx.layer(cls, pool_size=kernel, strides=strides, padding="valid",
+                  data_format=ctx.data_format, inputs=x, suffix=None if include else "sum")
+    if include:
+        return y
+    # count_include_pad=0: rescale each window's mean by window size / pixels inside
+    scale = _window_size_over_count(ctx.x.shape[2:], kernel, strides, total)
+    shape = (1,) + scale.shape + (1,) if ctx.data_format == "channels_last" else (1, 1) + scale.shape
+    out = ctx.layer(ConstantOperation, "multiply", shape=shape, inputs=y)
+    ctx.last_layer.constant.assign(scale.reshape(shape))
+    return out
+
+
+def _window_size_over_count(lengths, kernel, strides, pads):
+    """Per output position: kernel size / number of input pixels its window covers."""
+    inside = np.pad(np.ones(lengths, np.float64), pads)
+    windows = np.lib.stride_tricks.sliding_window_view(inside, kernel)
+    windows = windows[tuple(slice(None, None, s) for s in strides)]
+    counts = windows.sum(axis=tuple(range(-len(kernel), 0)))
+    if np.any(counts == 0):
+        raise Unsupported(f"pads={pads} leave windows without input pixels")
+    return (np.prod(kernel) / counts).astype(np.float32)
 
 
 @conversion("GlobalAveragePool", since=1, layout=SPATIAL)
