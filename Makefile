@@ -29,7 +29,8 @@ test: $(STAMP)
 
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
 # keras.applications against Keras's own export (section 6; needs the bench extra);
-# a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8).
+# a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8);
+# keras.applications through kc.convert and to_yaml (section 9).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -44,6 +45,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/large_export.py --update-results benchmarks/runs/large.json
 	$(PY) benchmarks/cli_startup.py --json benchmarks/runs/cli.json
 	$(PY) benchmarks/cli_startup.py --update-results benchmarks/runs/cli.json
+	# the 40 keras.applications onto keras_convx, back, and through YAML, per backend
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/convert_apps.py --json benchmarks/runs/c-$$b.json; \
+	done
+	$(PY) benchmarks/convert_apps.py --update-results $(BACKENDS:%=benchmarks/runs/c-%.json)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -232,13 +232,17 @@ _Dumper.add_representer(list, _flow_lists)
 def to_yaml(model):
     """Serializes a Functional or Sequential model made of known layers to YAML text.
 
-    Keras's own convolution-family and reshaping layers are taken as their keras_convx
-    equivalents (`keras_convx.convert`), so e.g. any `keras.applications` model made of
-    allowed layers serializes.
+    Keras's own convolution-family and reshaping layers are written as their keras_convx
+    equivalents (as `keras_convx.convert` would make them), nested models inline, and
+    `keras.ops` nodes (`x + y`, `x * 0.5`) as the allowlisted layer computing the same
+    values, so every `keras.applications` model serializes; ConvNeXt's `LayerScale` and
+    InceptionResNetV2's `CustomScaleLayer` only once registered (`register_layer`).
 
     Arguments equal to their defaults are omitted; `inputs` is written only where a
-    layer does not simply take the previous layer's output. Weights are not included
-    (save them with `model.save_weights` and name the file under `weights:`).
+    layer does not simply take the previous layer's output; one entry per layer
+    (repeated structure is not folded into `repeat` or blocks). Weights are not included:
+    save them with `model.save_weights` and name the file under `weights:`, or copy
+    them by layer name (`keras_convx.convert.copy_weights(model, rebuilt)`).
     """
     return yaml.dump(to_dict(model), Dumper=_Dumper, sort_keys=False, default_flow_style=None,
                      width=100)
