@@ -7,6 +7,7 @@ file, from external data or by constant folding) before its element count is kno
 be within `MAX_ELEMENTS`.
 """
 
+import collections
 import dataclasses
 import os
 
@@ -205,10 +206,10 @@ def _topological(nodes, known, graph_outputs):
         for name in node.inputs:
             if name in producer:
                 users.setdefault(name, []).append(node)
-    ready = [n for n in nodes if waiting[id(n)] == 0]
+    ready = collections.deque(n for n in nodes if waiting[id(n)] == 0)
     order = []
     while ready:
-        node = ready.pop(0)
+        node = ready.popleft()
         order.append(node)
         for out in node.outputs:
             for user in users.get(out, []):
