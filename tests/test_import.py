@@ -442,6 +442,30 @@ def test_exporter_lowerings_round_trip(tmp_path):
         assert kind in kinds, kinds
 
 
+TRANSPOSE_ROUND_TRIPS = {  # id -> Conv2DTranspose arguments: crops <-> pads/output_padding
+    "valid-s2": dict(kernel_size=3, strides=2),
+    "same-s2-k4": dict(kernel_size=4, strides=2, padding="same"),
+    "same-s3-k2": dict(kernel_size=2, strides=3, padding="same"),
+    "explicit-output_padding": dict(kernel_size=3, strides=(2, 3), padding=((1, 0), (2, 1)),
+                                    output_padding=(1, 2)),
+    "dilated-grouped": dict(kernel_size=3, strides=2, dilation_rate=2, groups=2,
+                            output_padding=1, padding="valid"),
+    "output_size": dict(kernel_size=3, strides=2, padding="same", output_size=(11, 9)),
+}
+
+
+@pytest.mark.parametrize("case", list(TRANSPOSE_ROUND_TRIPS))
+def test_transposed_conv_crops_round_trip(case, tmp_path):
+    """Keras crops -> ONNX pads/output_padding (exporter) -> crops (importer), one interop."""
+    inputs = keras.Input((6, 5, 4))
+    layer = kc.Conv2DTranspose(4, kernel_initializer="zeros", **TRANSPOSE_ROUND_TRIPS[case])
+    model = keras.Model(inputs, layer(inputs))
+    layer.kernel.assign(_w(*layer.kernel.shape))
+    back = _round_trip(model, tmp_path, case)
+    assert [type(x).__name__ for x in back.layers[1:]] == ["Conv2DTranspose"]
+    assert tuple(back.output.shape) == tuple(model.output.shape)
+
+
 @pytest.mark.parametrize("name", ["add_channel_constant", "sub_constant_first",
                                   "div_tensors_and_mul", "slice_negative_step", "clip_general",
                                   "gather_last_step", "avgpool_exclude_pad_ceil_mode"])
