@@ -466,6 +466,20 @@ def test_transposed_conv_crops_round_trip(case, tmp_path):
     assert tuple(back.output.shape) == tuple(model.output.shape)
 
 
+@pytest.mark.parametrize("interpolation,align,size", [
+    ("nearest", False, (2, 3)), ("nearest", False, (1.5, 2)), ("bilinear", False, (2, 2)),
+    ("bilinear", True, (2, 1.5)), ("bicubic", False, (2, 2)), ("bicubic", True, (3, 2))],
+    ids=lambda v: str(v))
+def test_upsampling_resize_modes_round_trip(interpolation, align, size, tmp_path):
+    """keras_convx up-sampling -> Resize attributes (exporter) -> the same layer (importer)."""
+    inputs = keras.Input((6, 5, 3))
+    layer = kc.UpSampling2D(size, interpolation=interpolation, align_corners=align)
+    back = _round_trip(keras.Model(inputs, layer(inputs)), tmp_path, "resize")
+    (imported,) = back.layers[1:]
+    assert (imported.interpolation, imported.align_corners) == (interpolation, align)
+    assert tuple(imported.size) == tuple(layer.size)
+
+
 @pytest.mark.parametrize("name", ["add_channel_constant", "sub_constant_first",
                                   "div_tensors_and_mul", "slice_negative_step", "clip_general",
                                   "gather_last_step", "avgpool_exclude_pad_ceil_mode"])
