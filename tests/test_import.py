@@ -3,6 +3,8 @@ onnxruntime, refusals, hostile files, a fuzz run, zoo round trips and the CLI.""
 
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -488,6 +490,22 @@ def test_imported_models_export_again(name, tmp_path):
     model = kc.import_onnx(CASES[name]())
     report = kc.export_onnx(model, str(tmp_path / "again.onnx"), method="native")
     assert report.passed and report.transpose_count <= 2
+
+
+def test_saved_imported_model_exports_in_a_fresh_process(tmp_path):
+    """The importer's layers load and lower with only `import keras_convx`: the script never
+    uses `kc.importer`."""
+    model = kc.import_onnx(CASES["div_tensors_and_mul"]())
+    model.save(tmp_path / "m.keras")
+    script = (
+        "import keras, keras_convx as kc\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True)\n"
+        f"report = kc.export_onnx(model, {str(tmp_path / 'm.onnx')!r}, method='native')\n"
+        "print('passed', report.passed)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "passed True" in result.stdout
 
 
 # ---- the command line -------------------------------------------------------------------

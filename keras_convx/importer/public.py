@@ -1,9 +1,8 @@
-"""The importer's public names, loaded together (onnx, the conversions, the exporter's
-hook for the importer's layers) on first use of `keras_convx.importer`."""
+"""The importer's public names, loaded together (onnx and the conversions) on first use of
+`keras_convx.importer`."""
 
 from keras_convx.importer import conversions  # noqa: F401  (registers the conversions)
 from keras_convx.importer import layers
-from keras_convx.importer import lowerings  # noqa: F401  (imported models export again)
 from keras_convx.importer.api import import_onnx
 from keras_convx.importer.errors import OnnxImportError, UnsupportedOps
 from keras_convx.importer.registry import (CONVERSIONS, FUSED_DOMAIN, ONNX_ORDER, SAME, SPATIAL,

@@ -1,5 +1,5 @@
-"""ONNX lowerings of the importer's own layers, through the exporter's public hook, so an
-imported model exports again (`kc.export_onnx`) without a tf2onnx fallback."""
+"""ONNX lowerings of the importer's own layers (keras_convx/importer/layers.py), so an
+imported model exports again, also when a fresh process loads it from a .keras file."""
 
 import numpy as np
 
@@ -12,6 +12,7 @@ _ONNX_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div"
              "reverse_subtract": "Sub", "reverse_divide": "Div", "maximum": "Max",
              "minimum": "Min", "power": "Pow"}
 
+
 @lowering(ConstantOperation)
 def lower_constant_operation(b, layer, ctx):
     x = ctx.x
@@ -19,15 +20,18 @@ def lower_constant_operation(b, layer, ctx):
     inputs = [constant, x.name] if layer.operation.startswith("reverse_") else [x.name, constant]
     return b.node(_ONNX_OPS[layer.operation], inputs)
 
+
 @lowering(Divide)
 def lower_divide(b, layer, ctx):
     return b.node("Div", [ctx.inputs[0].name, ctx.inputs[1].name])
+
 
 @lowering(Clip)
 def lower_clip(b, layer, ctx):
     bounds = [b.const(np.float32(v), name) if v is not None else ""
               for v, name in ((layer.min_value, "min"), (layer.max_value, "max"))]
     return b.node("Clip", [ctx.x.name] + bounds)
+
 
 @lowering(Slice)
 def lower_slice(b, layer, ctx):
