@@ -165,9 +165,8 @@ def render(results):
              "or cut short). Times are from a shared 2-core machine with other jobs running: "
              "they vary by 2x between runs.", "",
              _yaml_sentence(results), ""] + [
-                 f"{r['backend']} ran {len(r['rows'])} of the {len(names)} "
-                 f"(`--models` with the smallest constructor of each family, cheapest first; "
-                 f"the file holds the models done when the run was stopped)."
+                 f"{r['backend']} ran {len(r['rows'])} of the {len(names)}: a `--models` run "
+                 f"(here the smallest constructor of each family, for time)."
                  for r in results if len(r["rows"]) < len(names)] + ["",
              "| model | params | input | " + " | ".join(
                  f"{b}: convert / back / YAML s" for b in backends) + " |",
