@@ -22,7 +22,8 @@ def _load():
 
     names = {m: import_module(f"keras_convx.{m}")
              for m in ("constraints", "ops", "regularizers", "weights", "layers")}
-    names["convert"] = import_module("keras_convx.convert").convert
+    converting = import_module("keras_convx.convert")
+    names.update(convert=converting.convert, copy_weights=converting.copy_weights)
     config = import_module("keras_convx.model_config")
     names.update({n: getattr(config, n) for n in
                   ("ConfigError", "build_model", "register_layer", "to_yaml", "validate")})
