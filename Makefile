@@ -30,7 +30,8 @@ test: $(STAMP)
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
 # keras.applications against Keras's own export (section 6; needs the bench extra);
 # a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8);
-# keras.applications through kc.convert and to_yaml (section 9).
+# keras.applications through kc.convert and to_yaml (section 9); ONNX import of the PyTorch
+# test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -50,6 +51,15 @@ bench: $(STAMP)
 		KERAS_BACKEND=$$b $(PY) benchmarks/convert_apps.py --json benchmarks/runs/c-$$b.json; \
 	done
 	$(PY) benchmarks/convert_apps.py --update-results $(BACKENDS:%=benchmarks/runs/c-%.json)
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/import_models.py --json benchmarks/runs/i-$$b.json \
+			--onnx-dir benchmarks/runs/import_onnx; \
+	done
+	if [ -n "$(ONNX2TF_VENV)" ]; then $(ONNX2TF_VENV)/bin/python benchmarks/import_models.py \
+		--onnx2tf benchmarks/runs/import_onnx --json benchmarks/runs/o2t.json \
+		--install "pip install onnx2tf into $(ONNX2TF_VENV)"; fi
+	$(PY) benchmarks/import_models.py --update-results $(BACKENDS:%=benchmarks/runs/i-%.json) \
+		$(if $(ONNX2TF_VENV),benchmarks/runs/o2t.json)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

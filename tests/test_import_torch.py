@@ -1,6 +1,8 @@
 """Import of PyTorch models exported with `torch.onnx.export(..., dynamo=False)`: the Keras
 model matches PyTorch on every backend, fine-tunes, and holds no Transpose/Lambda."""
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -178,22 +180,27 @@ def _randomize(module, seed):
     return module.eval()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Each model exported once: name -> (path, input, PyTorch output)."""
-    folder = tmp_path_factory.mktemp("torch_onnx")
+def export_models(folder):
+    """Each model of MODELS exported to `folder` (seeded): name -> (path, input, PyTorch
+    output). benchmarks/import_models.py measures the same files."""
     out = {}
     for i, (name, (cls, shape)) in enumerate(MODELS.items()):
         torch.manual_seed(i)
         module = _randomize(cls(), i)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(100 + i))
-        path = folder / f"{name}.onnx"
+        path = os.path.join(folder, f"{name}.onnx")
         # BatchNorm kept as a node (no folding into the convs) for the ResNet: both paths run
-        torch.onnx.export(module, x, str(path), dynamo=False, opset_version=OPSET,
+        torch.onnx.export(module, x, path, dynamo=False, opset_version=OPSET,
                           do_constant_folding=name != "resnet18ish")
         with torch.no_grad():
             out[name] = (path, x.numpy(), module(x).numpy())
     return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Each model exported once: name -> (path, input, PyTorch output)."""
+    return export_models(str(tmp_path_factory.mktemp("torch_onnx")))
 
 
 @pytest.fixture(scope="module")
