@@ -355,11 +355,27 @@ class Reference:
             self._probe_ids = list(wanted)
             self._probe = keras.Model(fm.inputs if len(fm.inputs) > 1 else fm.inputs[0],
                                       list(fm.outputs) + list(wanted.values()))
-        # the inspected run's outputs come from the probe: one forward pass less
-        self.outputs = [None if i == inspect_run and self._probe else run_keras(model, arrays)
-                        for i, arrays in enumerate(runs)]
+        # the inspected run's outputs come from the probe, and runs that are its leading
+        # samples are slices of them: forward passes saved
+        self.outputs = [None] * len(runs)
         if self._probe is not None:
             self.outputs[inspect_run], self.tensors = self._values(runs[inspect_run])
+        elif runs:
+            self.outputs[inspect_run] = run_keras(model, runs[inspect_run])
+        for i, arrays in enumerate(runs):
+            if self.outputs[i] is None:
+                n = self._prefix_of_inspected(arrays)
+                self.outputs[i] = ([o[:n] for o in self.outputs[inspect_run]] if n
+                                   else run_keras(model, arrays))
+
+    def _prefix_of_inspected(self, arrays):
+        """The batch size of `arrays` if they are the inspected run's leading samples."""
+        inspected = self.runs[self.inspect_run]
+        n = arrays[0].shape[0]
+        same = len(arrays) == len(inspected) and all(
+            a.shape[1:] == b.shape[1:] and a.shape[0] <= b.shape[0] and np.array_equal(a, b[:n])
+            for a, b in zip(arrays, inspected))
+        return n if same else 0
 
     def _node(self, entry):
         op = self._found[entry["key"]][1]
@@ -390,14 +406,19 @@ class Reference:
         if self._sensitivity is None:
             rng = np.random.default_rng(seed)
             sens = {}
+            inspected = [_nudge(a, rng) for a in self.runs[self.inspect_run]]
+            if self._probe is not None:
+                inspected_outs, tensors = self._values(inspected)
+                for k, v in tensors.items():
+                    sens[k] = stats.tensor_error(v, self.tensors[k]).rel
+            else:
+                inspected_outs = run_keras(self.model, inspected)
             for i, arrays in enumerate(self.runs):
-                nudged = [_nudge(a, rng) for a in arrays]
-                if i == self.inspect_run and self._probe is not None:
-                    outs, tensors = self._values(nudged)
-                    for k, v in tensors.items():
-                        sens[k] = stats.tensor_error(v, self.tensors[k]).rel
+                n = self._prefix_of_inspected(arrays)
+                if i == self.inspect_run or n:  # the same nudge on the same samples
+                    outs = [o[:n] for o in inspected_outs] if n else inspected_outs
                 else:
-                    outs = run_keras(self.model, nudged)
+                    outs = run_keras(self.model, [_nudge(a, rng) for a in arrays])
                 for j, (o, ref) in enumerate(zip(outs, self.outputs[i])):
                     sens[("output", i, j)] = stats.tensor_error(o, ref).rel
             self._sensitivity = sens
@@ -526,13 +547,16 @@ class Verifier:
         rng = np.random.default_rng(seed)
         runs = []
         static = self.io.get("static_batch")
-        for batch in ([static] if static else batch_sizes):
-            try:
-                runs.append(model_inputs(model, self.io, batch, rng))
-            except ValueError:
-                if not samples:
-                    raise
-                break  # unknown spatial dims: the user's samples are the runs
+        sizes = [static] if static else list(batch_sizes)
+        try:
+            # Smaller batches are the leading samples of the largest: Keras's values for
+            # them are slices of one forward pass (one XLA compilation on JAX, not one per
+            # batch size), while onnxruntime still runs each batch size.
+            largest = model_inputs(model, self.io, max(sizes), rng)
+            runs = [[a[:batch] for a in largest] for batch in sizes]
+        except ValueError:
+            if not samples:
+                raise  # unknown spatial dims: the user's samples are the runs
         for sample in samples or []:
             sample = sample if isinstance(sample, (list, tuple)) else [sample]
             runs.append([np.asarray(s, np.float32) for s in sample])
