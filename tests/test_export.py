@@ -381,3 +381,14 @@ def test_tf2onnx_honours_dynamic_spatial(tmp_path):
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     want = keras.ops.convert_to_numpy(model.layers[2](model.layers[1](x)))
     np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_an_output_that_is_an_input_gets_its_own_name(tmp_path):
+    # Model(x, [x, conv(x)]): ONNX defines each name once, so the passthrough is x_output
+    x = keras.Input((5, 4, 3), name="x")
+    model = keras.Model(x, [x, kc.Conv2D(2, 3, name="conv")(x)])
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    assert report.passed
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    assert [o.name for o in graph.output] == ["x_output", "conv"]
+    assert [i.name for i in graph.input] == ["x"]

@@ -145,6 +145,8 @@ class GraphBuilder:
         """Declares `source` as graph output `name` (renaming it; an Identity only if it must)."""
         graph_inputs = {i.name for i in self.inputs}
         taken = {o.name for o in self.outputs}
+        if name in graph_inputs or name in taken:  # Model(x, x): a name is defined only once
+            name = self.unique(f"{name}_output")
         if source in graph_inputs or source in taken or source in self.initializers:
             self.nodes.append(helper.make_node("Identity", [source], [name],
                                                name=self.unique(f"{self.scope}/output")))

@@ -1,6 +1,6 @@
 """The few layers an imported model needs beyond keras_convx's and Keras's own: an
 elementwise operation with a stored constant, a tensor-by-tensor division, a strided
-slice and a clip. Native Keras layers (no Lambda): they save, load in `safe_mode` and
+slice, a clip, an elementwise function and a reduction over axes. Native Keras layers (no Lambda): they save, load in `safe_mode` and
 serialize to YAML."""
 
 import keras
@@ -163,10 +163,80 @@ class Clip(keras.layers.Layer):
         return config
 
 
+_UNARY = {"abs": kops.abs, "negative": kops.negative, "sqrt": kops.sqrt, "erf": kops.erf,
+          "reciprocal": kops.reciprocal, "log": kops.log}
+
+
+@register
+class UnaryOperation(keras.layers.Layer):
+    """An elementwise function Keras has no layer for.
+
+    Args:
+        operation: one of `"abs"`, `"negative"`, `"sqrt"`, `"erf"`, `"reciprocal"`, `"log"`.
+    """
+
+    def __init__(self, operation, **kwargs):
+        super().__init__(**kwargs)
+        if operation not in _UNARY:
+            raise ValueError(f"UnaryOperation: operation must be one of {tuple(_UNARY)}, "
+                             f"got {operation!r}")
+        self.operation = operation
+
+    def call(self, inputs):
+        return _UNARY[self.operation](inputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["operation"] = self.operation
+        return config
+
+
+_REDUCE = {"mean": kops.mean, "sum": kops.sum, "max": kops.max, "min": kops.min}
+
+
+@register
+class Reduce(keras.layers.Layer):
+    """Mean, sum, max or min over some non-batch axes (`keras.ops.mean(x, axis)` as a layer).
+
+    Args:
+        operation: one of `"mean"`, `"sum"`, `"max"`, `"min"`.
+        axis: the axes to reduce (ints, never 0: the batch axis).
+        keepdims: keep the reduced axes with length 1.
+    """
+
+    def __init__(self, operation, axis, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if operation not in _REDUCE:
+            raise ValueError(f"Reduce: operation must be one of {tuple(_REDUCE)}, got "
+                             f"{operation!r}")
+        axis = [int(a) for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+        if not axis or 0 in axis or any(a < 0 for a in axis):
+            raise ValueError(f"Reduce: axis must be positive ints (the batch axis 0 excluded), "
+                             f"got {axis}")
+        self.operation, self.axis, self.keepdims = operation, sorted(set(axis)), bool(keepdims)
+
+    def call(self, inputs):
+        return _REDUCE[self.operation](inputs, axis=tuple(self.axis), keepdims=self.keepdims)
+
+    def compute_output_shape(self, input_shape):
+        if self.keepdims:
+            return tuple(1 if i in self.axis else n for i, n in enumerate(input_shape))
+        return tuple(n for i, n in enumerate(input_shape) if i not in self.axis)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"operation": self.operation, "axis": self.axis,
+                       "keepdims": self.keepdims})
+        return config
+
+
 def _register_with_configs():
     from keras_convx.model_config import register_layer
 
-    for cls in (ConstantOperation, Divide, Slice, Clip):
+    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce):
         register_layer(cls)
 
 

@@ -5,8 +5,10 @@ import numpy as np
 
 from keras_convx.exporter.graph import float_array
 from keras_convx.exporter.lowerings.common import INT_MAX, INT_MIN, const_in_layout
+from keras_convx.exporter.lowerings.operations import reduction
 from keras_convx.exporter.registry import lowering
-from keras_convx.importer.layers import Clip, ConstantOperation, Divide, Slice
+from keras_convx.importer.layers import (Clip, ConstantOperation, Divide, Reduce, Slice,
+                                         UnaryOperation)
 
 _ONNX_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
              "reverse_subtract": "Sub", "reverse_divide": "Div", "maximum": "Max",
@@ -41,3 +43,18 @@ def lower_slice(b, layer, ctx):
     axes = [ctx.x.perm.index(k) for k in range(1, len(layer.begin) + 1)]
     return b.node("Slice", [ctx.x.name, b.ints(layer.begin, "starts"), b.ints(ends, "ends"),
                             b.ints(axes, "axes"), b.ints(layer.step, "steps")])
+
+
+_UNARY_OPS = {"abs": "Abs", "negative": "Neg", "sqrt": "Sqrt", "erf": "Erf",
+              "reciprocal": "Reciprocal", "log": "Log"}
+
+
+@lowering(UnaryOperation)
+def lower_unary_operation(b, layer, ctx):
+    return b.node(_UNARY_OPS[layer.operation], [ctx.x.name])
+
+
+@lowering(Reduce)
+def lower_reduce(b, layer, ctx):
+    op = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin"}
+    return reduction(b, ctx, op[layer.operation], layer.axis, layer.keepdims)

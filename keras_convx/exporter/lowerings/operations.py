@@ -119,20 +119,24 @@ def lower_clip(b, layer, ctx):
     return b.node("Clip", [ctx.x.name, low, high])
 
 
+def reduction(b, ctx, op, axis, keepdims):
+    """ONNX `op` (ReduceMean, ...) of ctx.x over Keras axes `axis` (None: all)."""
+    x = ctx.x
+    axes = range(x.ndim) if axis is None else (axis if isinstance(axis, (list, tuple))
+                                                else [axis])
+    axes = sorted(int(a) % x.ndim for a in axes)
+    y = reduce(b, op, x.name, sorted(x.perm.index(a) for a in axes), int(bool(keepdims)))
+    if keepdims:
+        return Value(y, ctx.output_shape, x.perm)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    return Value(y, ctx.output_shape, tuple(rest.index(p) for p in x.perm if p in rest))
+
+
 def _reduction(op):
     def lower(b, layer, ctx):
-        x = ctx.x
-        axes = range(x.ndim) if layer.axis is None else (
-            layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis])
-        axes = sorted(int(a) % x.ndim for a in axes)
-        keep = bool(layer.keepdims)
         if getattr(layer, "initial", None) is not None:
             raise Unsupported(f"{type(layer).__name__} with initial=")
-        y = reduce(b, op, x.name, sorted(x.perm.index(a) for a in axes), int(keep))
-        if keep:
-            return Value(y, ctx.output_shape, x.perm)
-        rest = [a for a in range(x.ndim) if a not in axes]
-        return Value(y, ctx.output_shape, tuple(rest.index(p) for p in x.perm if p in rest))
+        return reduction(b, ctx, op, layer.axis, layer.keepdims)
     lower.__name__ = f"lower_op_{op.lower()}"
     return lower
 

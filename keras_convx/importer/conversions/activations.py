@@ -1,11 +1,12 @@
 """Activations -> keras.layers.ReLU / LeakyReLU / Activation / Softmax (and the importer's
-Clip for bounds ReLU can't express)."""
+Clip for bounds ReLU can't express); other elementwise functions (Abs, Neg, Sqrt, Erf,
+Reciprocal, Log) -> the importer's UnaryOperation."""
 
 import keras
 import numpy as np
 
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import Clip
+from keras_convx.importer.layers import Clip, UnaryOperation
 from keras_convx.importer.registry import FUSED_DOMAIN, conversion
 
 L = keras.layers
@@ -50,6 +51,18 @@ def _activation(name):
 for _op, _name in (("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("HardSwish", "hard_silu"),
                    ("Softplus", "softplus"), ("Softsign", "softsign"), ("Exp", "exponential")):
     conversion(_op)(_activation(_name))
+
+
+def _unary(operation):
+    def convert(ctx):
+        return ctx.layer(UnaryOperation, operation)
+    convert.__name__ = f"convert_{operation}"
+    return convert
+
+
+for _op, _name in (("Abs", "abs"), ("Neg", "negative"), ("Sqrt", "sqrt"), ("Erf", "erf"),
+                   ("Reciprocal", "reciprocal"), ("Log", "log")):
+    conversion(_op)(_unary(_name))
 
 
 @conversion("Elu")

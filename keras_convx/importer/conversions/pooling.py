@@ -1,12 +1,14 @@
 """MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool -> Keras pooling layers, with a
-keras_convx PaddingND first where ONNX pads (or ceil_mode) need it."""
+keras_convx PaddingND first where ONNX pads (or ceil_mode) need it; ReduceMean/Max/Min/Sum
+-> global pooling over every spatial axis, else the importer's Reduce."""
 
 import keras
 import numpy as np
 
 from keras_convx.importer.conversions.common import ints, pad_layer, positive, spatial_pads
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import ConstantOperation
+from keras_convx.importer.driver import Value
+from keras_convx.importer.layers import ConstantOperation, Reduce
 from keras_convx.importer.registry import SPATIAL, conversion
 from keras_convx.utils import shapes as S
 
@@ -124,29 +126,52 @@ def convert_global_max_pool(ctx):
                      data_format=ctx.data_format, keepdims=True)
 
 
-def _reduce_over_space(ctx, kind):
-    """ReduceMean/ReduceMax over every spatial axis = global pooling (PyTorch's
-    `x.mean((2, 3))`); other axes are refused."""
+def _reduce(ctx, kind, operation):
+    """ReduceMean/Max/Min/Sum. Over every spatial axis it is global pooling (PyTorch's
+    `x.mean((2, 3))`, where Keras has the layer); over other axes the importer's Reduce.
+    The batch axis is refused."""
     x = ctx.x
-    if ctx.attr("axes") is not None:  # before opset 18
+    if ctx.attr("axes") is not None:  # before opset 13 (ReduceSum) / 18 (the others)
         axes = ctx.attr("axes")
     elif len(ctx.inputs) > 1 and ctx.inputs[1] is not None:
         axes = np.asarray(ctx.const(1, "axes")).reshape(-1)
     else:
+        axes = []
+    if len(axes) == 0:
+        if ctx.flag("noop_with_empty_axes", 0):
+            return x
         axes = range(x.ndim)
     axes = sorted({int(a) % x.ndim for a in axes})
-    if axes != list(range(2, x.ndim)):
-        raise Unsupported(f"axes={axes}: only every spatial axis ({list(range(2, x.ndim))}, "
-                          f"global pooling) is supported")
-    return ctx.layer(_keras_pool(kind, x.ndim - 2), data_format=ctx.data_format,
-                     keepdims=ctx.flag("keepdims", 1))
+    keepdims = ctx.flag("keepdims", 1)
+    if kind is not None and axes == list(range(2, x.ndim)) and x.ndim in (3, 4, 5):
+        x = ctx.move(x, ctx.standard_perm(x.ndim), "to_" + ctx.data_format)
+        tensor = ctx.layer(_keras_pool(kind, x.ndim - 2), data_format=ctx.data_format,
+                           keepdims=keepdims, inputs=x.tensor)
+        return Value(tensor, x.perm if keepdims else (0, 1))
+    if 0 in axes:
+        raise Unsupported(f"axes={axes}: reducing over the batch axis is not supported")
+    tensor = ctx.layer(Reduce, operation, [x.keras_axis(a) for a in axes], keepdims=keepdims)
+    if keepdims:
+        return Value(tensor, x.perm)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    return Value(tensor, tuple(rest.index(p) for p in x.perm if p in rest))
 
 
-@conversion("ReduceMean", since=1, layout=SPATIAL)
+@conversion("ReduceMean", since=1)
 def convert_reduce_mean(ctx):
-    return _reduce_over_space(ctx, "GlobalAveragePooling")
+    return _reduce(ctx, "GlobalAveragePooling", "mean")
 
 
-@conversion("ReduceMax", since=1, layout=SPATIAL)
+@conversion("ReduceMax", since=1)
 def convert_reduce_max(ctx):
-    return _reduce_over_space(ctx, "GlobalMaxPooling")
+    return _reduce(ctx, "GlobalMaxPooling", "max")
+
+
+@conversion("ReduceMin", since=1)
+def convert_reduce_min(ctx):
+    return _reduce(ctx, None, "min")
+
+
+@conversion("ReduceSum", since=1)
+def convert_reduce_sum(ctx):
+    return _reduce(ctx, None, "sum")
