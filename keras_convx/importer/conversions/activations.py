@@ -67,9 +67,7 @@ for _op, _name in (("Abs", "abs"), ("Neg", "negative"), ("Sqrt", "sqrt"), ("Erf"
 
 @conversion("Elu")
 def convert_elu(ctx):
-    if abs(float(ctx.attr("alpha", 1.0)) - 1.0) > 1e-7:
-        raise Unsupported(f"alpha={ctx.attr('alpha')}: only 1.0 (Keras's elu)")
-    return ctx.layer(L.Activation, "elu")
+    return ctx.layer(L.ELU, alpha=float(ctx.attr("alpha", 1.0)))
 
 
 @conversion("HardSigmoid")
