@@ -1,6 +1,6 @@
 """The few layers an imported model needs beyond keras_convx's and Keras's own: an
 elementwise operation with a stored constant, a tensor-by-tensor division, a strided
-slice, a clip, an elementwise function and a reduction over axes. Native Keras layers (no Lambda): they save, load in `safe_mode` and
+slice, a clip, an elementwise function, a reduction over axes and a tile. Native Keras layers (no Lambda): they save, load in `safe_mode` and
 serialize to YAML."""
 
 import keras
@@ -233,10 +233,38 @@ class Reduce(keras.layers.Layer):
         return config
 
 
+@register
+class Tile(keras.layers.Layer):
+    """Repeats the non-batch axes: `multiples[i]` copies along axis `i + 1` (`keras.ops.tile`).
+
+    Args:
+        multiples: one positive int per non-batch axis.
+    """
+
+    def __init__(self, multiples, **kwargs):
+        super().__init__(**kwargs)
+        self.multiples = [int(m) for m in multiples]
+        if not self.multiples or any(m < 1 for m in self.multiples):
+            raise ValueError(f"Tile: multiples must be positive ints, one per non-batch axis, "
+                             f"got {multiples!r}")
+
+    def call(self, inputs):
+        return kops.tile(inputs, [1] + self.multiples)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(None if n is None else n * m for n, m in
+                                         zip(input_shape[1:], self.multiples))
+
+    def get_config(self):
+        config = super().get_config()
+        config["multiples"] = self.multiples
+        return config
+
+
 def _register_with_configs():
     from keras_convx.model_config import register_layer
 
-    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce):
+    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile):
         register_layer(cls)
 
 

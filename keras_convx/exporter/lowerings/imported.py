@@ -7,7 +7,7 @@ from keras_convx.exporter.graph import float_array
 from keras_convx.exporter.lowerings.common import INT_MAX, INT_MIN, const_in_layout
 from keras_convx.exporter.lowerings.operations import reduction
 from keras_convx.exporter.registry import lowering
-from keras_convx.importer.layers import (Clip, ConstantOperation, Divide, Reduce, Slice,
+from keras_convx.importer.layers import (Clip, ConstantOperation, Divide, Reduce, Slice, Tile,
                                          UnaryOperation)
 
 _ONNX_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
@@ -58,3 +58,10 @@ def lower_unary_operation(b, layer, ctx):
 def lower_reduce(b, layer, ctx):
     op = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin"}
     return reduction(b, ctx, op[layer.operation], layer.axis, layer.keepdims)
+
+
+@lowering(Tile)
+def lower_tile(b, layer, ctx):
+    # repeats in the ONNX value's axis order: value axis j holds Keras axis perm[j]
+    multiples = [1] + list(layer.multiples)
+    return b.node("Tile", [ctx.x.name, b.ints([multiples[k] for k in ctx.x.perm], "repeats")])

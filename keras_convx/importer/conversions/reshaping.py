@@ -1,5 +1,6 @@
-"""Resize -> keras_convx UpSamplingND; Flatten, Reshape, Transpose, Squeeze, Unsqueeze and
-Slice, moving data only where ONNX's memory order really matters."""
+"""Resize -> keras_convx UpSamplingND (keras.layers.Resizing for its own nearest mode);
+Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Slice and Tile, moving data only where
+ONNX's memory order really matters."""
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ from keras_convx import interop
 from keras_convx.importer.conversions.common import spatial_layer
 from keras_convx.importer.driver import Value, same_memory_order
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import Slice
+from keras_convx.importer.layers import Slice, Tile
 from keras_convx.importer.registry import SPATIAL, conversion
 
 L = keras.layers
@@ -55,10 +56,21 @@ def convert_resize(ctx):
     try:
         interpolation, align = interop.upsampling_from_resize(ctx.attrs, factors, lengths, out)
     except ValueError as err:
+        if rank == 2 and _keras_nearest(ctx.attrs):
+            # keras.layers.Resizing's nearest (what the exporter lowers it to), any size
+            return ctx.layer(L.Resizing, int(out[0]), int(out[1]), interpolation="nearest",
+                             data_format=ctx.data_format)
         raise Unsupported(str(err)) from None
     size = tuple(int(f) if float(f).is_integer() else f for f in factors)
     return ctx.layer(spatial_layer("UpSampling#", rank), size=size, interpolation=interpolation,
                      align_corners=align, data_format=ctx.data_format)
+
+
+def _keras_nearest(attrs):
+    """Whether a Resize is keras.layers.Resizing's nearest mode (defaults as in the spec)."""
+    return (attrs.get("mode", "nearest"), attrs.get("coordinate_transformation_mode", "half_pixel"),
+            attrs.get("nearest_mode", "round_prefer_floor"), attrs.get("antialias", 0),
+            attrs.get("exclude_outside", 0)) == ("nearest", "half_pixel", "round_prefer_ceil", 0, 0)
 
 
 def _flat_order(value):
@@ -309,3 +321,14 @@ def convert_gather(ctx):
         keep[a] = None if a == axis else j
         j += a != axis
     return _drop_axes(ctx, sliced, keep, x.ndim - 1, [])
+
+
+@conversion("Tile", since=6)
+def convert_tile(ctx):
+    x = ctx.x
+    repeats = [int(r) for r in np.asarray(ctx.const(1, "repeats")).reshape(-1)]
+    if len(repeats) != x.ndim or any(r < 1 for r in repeats):
+        raise Unsupported(f"repeats={repeats}: needs {x.ndim} positive ints")
+    if repeats[0] != 1:
+        raise Unsupported(f"repeats={repeats}: tiling the batch axis is not supported")
+    return Value(ctx.layer(Tile, [repeats[p] for p in x.perm[1:]]), x.perm)
