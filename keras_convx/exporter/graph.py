@@ -10,6 +10,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from keras_convx import interop
+from keras_convx.interop import compose, inverse  # noqa: F401  (re-exported)
+
 
 class Value:
     """An ONNX value standing for a Keras tensor of `shape` (Keras layout)."""
@@ -29,21 +32,9 @@ class Value:
 
 def channels_first_perm(ndim, data_format):
     """The perm that puts a Keras tensor of `data_format` into N, C, spatial... order."""
-    if data_format == "channels_first" or ndim < 3:
+    if data_format == "channels_first":
         return tuple(range(ndim))
-    return (0, ndim - 1) + tuple(range(1, ndim - 1))
-
-
-def compose(a, b):
-    """perm of transpose(transpose(x, a), b) relative to x."""
-    return tuple(a[i] for i in b)
-
-
-def inverse(perm):
-    out = [0] * len(perm)
-    for i, p in enumerate(perm):
-        out[p] = i
-    return tuple(out)
+    return interop.channels_first_perm(ndim)
 
 
 class Unsupported(Exception):

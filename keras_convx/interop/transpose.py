@@ -2,6 +2,8 @@
 the full output `(L-1)*s + d*(k-1) + 1` (a negative `after` extends it); ONNX and PyTorch
 use `pads` (crops) and `output_padding` (extension at the end)."""
 
+from keras_convx.utils import shapes as S
+
 
 def crops_to_onnx(crops):
     """Per-axis (before, after) crops -> ONNX (`pads`, `output_padding`) attribute lists."""
@@ -10,7 +12,7 @@ def crops_to_onnx(crops):
 
 
 def _total(length, kernel, stride, dilation, output_padding):
-    return stride * (length - 1) + output_padding + (kernel - 1) * dilation + 1
+    return S.transpose_full_length(length, kernel, stride, dilation) + output_padding
 
 
 def conv_transpose_padding(lengths, kernel_size, strides, dilations, pads=None,

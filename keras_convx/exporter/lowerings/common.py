@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_convx import interop
 from keras_convx.exporter.graph import Unsupported, Value, channels_first_perm
 
 INT_MAX = np.iinfo(np.int64).max
@@ -21,17 +22,9 @@ def spatial_lengths(shape, data_format):
 
 
 def const_in_layout(array, perm):
-    """A constant that broadcasts against a Keras tensor, laid out like its ONNX value.
-
-    NumPy broadcasting aligns trailing axes, so a lower-rank constant first gets leading
-    size-1 axes; then it is transposed by the value's `perm`.
-    """
-    array = np.asarray(array, np.float32)
-    if perm is None or array.ndim == 0:
-        return array
-    if array.ndim < len(perm):
-        array = array.reshape((1,) * (len(perm) - array.ndim) + array.shape)
-    return np.ascontiguousarray(np.transpose(array, perm))
+    """A float32 constant that broadcasts against a Keras tensor, laid out like its ONNX
+    value (`interop.constant_in_layout`)."""
+    return interop.constant_in_layout(np.asarray(array, np.float32), perm)
 
 
 def reduce(b, op, name, axes, keepdims=1):
