@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import onnx
 
-from keras_convx.exporter import passes, registry, tensor_map
+from keras_convx.exporter import passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
-from keras_convx.exporter.tensor_map import functional as _functional, tensor_key
+from keras_convx.exporter.tensor_map import functional as _functional
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
 from keras_convx.exporter import lowerings  # noqa: F401,E402  (registers the lowerings)
 
@@ -80,91 +80,59 @@ class LoweringContext:
 
     `args`/`kwargs`: the call's arguments with Keras tensors replaced by `Value`s (and
     constants as given); `inputs`: those Values in the layout the lowering asked for
-    (`x` is the first); `perm`: that layout; `output_shape(s)`: Keras's output shapes.
+    (`x` is the first); `perm`: that layout; `output_shape(s)`: Keras's output shapes;
+    `node`: the Keras node (its KerasTensors carry the dtypes).
     """
 
     args: tuple
     kwargs: dict
     output_shape: tuple
     output_shapes: list
+    node: object = None
     inputs: list = None
     x: Value = None
     perm: tuple = ()
 
 
-def _walk(model):
-    """Yields every node of a functional graph in execution order."""
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
-
-
-def _kind(op):
-    """`layer keras.layers.Add` or `operation keras.src.ops.numpy.Add`: the same class name
-    means different things for a layer and a `keras.ops` node in a Functional graph."""
-    cls = type(op)
-    path = f"{cls.__module__}.{cls.__qualname__}"
-    for public in ("keras.layers", "keras_convx"):
-        mod = keras.layers if public == "keras.layers" else __import__("keras_convx")
-        if getattr(mod, cls.__name__, None) is cls:
-            path = f"{public}.{cls.__name__}"
-            break
-    return f"{'layer' if isinstance(op, keras.layers.Layer) else 'operation'} {path}"
-
-
-def _problem(op, why):
-    return (op.name, _kind(op), why)
-
-
 def unsupported_layers(model):
-    """(name, kind and class path, reason) of each layer or `keras.ops` node without a
-    lowering, nested models included."""
-    problems = []
-    for node in _walk(_functional(model)):
-        layer = node.operation
-        if isinstance(layer, keras.Model):
-            problems += unsupported_layers(layer)
-        elif registry.find(layer) is None:
-            problems.append(_problem(layer, "no lowering registered"))
-    return problems
+    """(name, kind and class path, reason) of each layer or `keras.ops` node the native
+    exporter can't lower, all at once: no lowering and no traceable `call`, or a lowering
+    that is missing inside a traced `call` (its path names the composite layer)."""
+    return list(tensor_map.flat_graph(model).problems)
 
 
-def _lower(b, model, inputs, problems, top=True):
-    model = _functional(model)
-    tensors = {id(kt): v for kt, v in zip(model.inputs, inputs)}
-    for node in _walk(model):
-        layer = node.operation
+def _lower(b, flat, inputs, problems):
+    tensors = {id(kt): v for kt, v in zip(flat.inputs, inputs)}
+    for fnode in flat.nodes:
+        if fnode.operation is None:  # into or out of an inlined graph
+            for to, source in fnode.aliases:
+                if id(source) in tensors:
+                    tensors[id(to)] = tensors[id(source)]
+            continue
+        layer, node = fnode.operation, fnode.node
         if any(id(kt) not in tensors for kt in node.input_tensors):
             continue  # downstream of a layer that could not be lowered
         args, kwargs = node.arguments.fill_in(tensors)
+        entry = registry.find(layer)
+        if entry is None:
+            continue  # already among flat.problems
         try:
-            if isinstance(layer, keras.Model):
-                flat = args[0] if isinstance(args[0], (list, tuple)) else list(args)
-                # a nested model's inner tensors are not reachable from the outer inputs:
-                # only its outputs are mapped (by the outer graph, below)
-                results = _lower(b, layer, list(flat), problems, top=False)
-            else:
-                entry = registry.find(layer)
-                if entry is None:
-                    problems.append(_problem(layer, "no lowering registered"))
-                    continue
-                b.scope = layer.name
-                b.preactivation = None
-                ctx = LoweringContext(args, kwargs, tuple(node.outputs[0].shape),
-                                      [tuple(o.shape) for o in node.outputs])
-                results = registry.apply(b, entry, layer, ctx)
+            b.scope = fnode.label
+            b.preactivation = None
+            ctx = LoweringContext(args, kwargs, tuple(node.outputs[0].shape),
+                                  [tuple(o.shape) for o in node.outputs], node)
+            results = registry.apply(b, entry, layer, ctx)
         except Unsupported as err:
-            problems.append(_problem(layer, str(err)))
+            problems.append((fnode.label, trace.describe(layer), str(err)))
             continue
-        for kt, value in zip(node.outputs, results):
+        for key, kt, value in zip(fnode.keys, node.outputs, results):
             tensors[id(kt)] = value
-            if top:
-                b.bind(tensor_key(kt), layer.name, value)
-        if top and not isinstance(layer, keras.Model) and b.preactivation is not None:
+            if "float" in str(kt.dtype):  # masks and indices are checked through their uses
+                b.bind(key, fnode.label, value)
+        if b.preactivation is not None:
             value, name = b.preactivation
-            b.bind(tensor_key(node.outputs[0]), layer.name, value, "preactivation", name)
-    return [tensors.get(id(kt)) for kt in model.outputs]
+            b.bind(fnode.keys[0], fnode.label, value, "preactivation", name)
+    return [tensors.get(id(kt)) for kt in flat.outputs]
 
 
 def _spatial_io_perm(shape, nchw_io):
@@ -183,9 +151,9 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
                  fold_batch_norm=True):
     """The native lowering: returns (onnx ModelProto, GraphBuilder, io metadata)."""
     fmodel = _functional(model)
-    missing = unsupported_layers(fmodel)
-    if missing:
-        raise UnsupportedModel(missing)
+    flat = tensor_map.flat_graph(fmodel, None if "batch" in dynamic_axes else batch_size)
+    if flat.problems:
+        raise UnsupportedModel(flat.problems)
     b = GraphBuilder(opset)
     inputs, in_perms = [], []
     for kt in fmodel.inputs:
@@ -199,7 +167,7 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
         inputs.append(Value(name, shape, perm))
         in_perms.append(list(perm))
     problems = []
-    outputs = _lower(b, fmodel, inputs, problems)
+    outputs = _lower(b, flat, inputs, problems)
     if problems:
         raise UnsupportedModel(problems)
     out_perms = []

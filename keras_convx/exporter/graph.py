@@ -106,16 +106,17 @@ class GraphBuilder:
         perm = tuple(perm)
         if value.perm == perm:
             return value
-        key = (value.name, perm)
+        key = (value.name, value.perm, perm)  # a view (Permute) shares the name
         if key not in self._transposes:
             rel = compose(inverse(value.perm), perm)
             target = [value.shape[p] for p in perm]
             moved = [a for a in value.perm if value.shape[a] != 1]
             if moved == [a for a in perm if value.shape[a] != 1] and \
-                    all(d is not None for d in target[1:]) and perm[0] == value.perm[0] == 0:
+                    sum(d is None for d in target[1:]) <= 1 and perm[0] == value.perm[0] == 0:
                 # Only size-1 axes move (e.g. a 1-channel image): the memory order is the
-                # same, so a Reshape (no copy) does it.
-                out = self.node("Reshape", [value.name, self.ints([0] + target[1:], "shape")],
+                # same, so a Reshape (no copy) does it (batch copied, one unknown inferred).
+                dims = [0] + [-1 if d is None else d for d in target[1:]]
+                out = self.node("Reshape", [value.name, self.ints(dims, "shape")],
                                 suffix="Reshape")
             else:
                 out = self.node("Transpose", [value.name], perm=list(rel), suffix="Transpose")
@@ -165,7 +166,7 @@ class GraphBuilder:
         """ONNX tensor `name` no longer exists: its Keras tensors were fused `into` a node."""
         for entry in self.tensors:
             if entry.name == name and entry.status == "live":
-                entry.status, entry.into = "fused", into.split("/")[0]
+                entry.status, entry.into = "fused", into.rsplit("/", 1)[0]
 
     def replace_output(self, node, new_name, into):
         """`node` now writes `new_name` instead of its first output, which disappears

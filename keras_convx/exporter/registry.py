@@ -27,13 +27,14 @@ class Lowering:
     fn: object
     layout: str = SAME
     activation: bool = False
+    when: object = None  # fn(layer) -> bool: the layers it covers; others are traced
 
     @property
     def __name__(self):
         return getattr(self.fn, "__name__", "lowering")
 
 
-def lowering(*classes, layout=SAME, activation=False):
+def lowering(*classes, layout=SAME, activation=False, when=None):
     """Registers `fn(builder, layer, ctx)` as the ONNX lowering of `classes`.
 
     The public way to teach the exporter a layer of your own:
@@ -50,6 +51,8 @@ def lowering(*classes, layout=SAME, activation=False):
         layout: how the driver hands over the inputs (`ctx.inputs`, `ctx.x`):
             `CHANNELS_FIRST`, `KERAS_ORDER` or `SAME` (elementwise; the default).
         activation: apply the layer's `activation` attribute to the result.
+        when: optional `fn(layer) -> bool`: the instances this lowering covers; the
+            others are traced through their `call` like a class without a lowering.
 
     The function returns the ONNX name of its output (or a list, one per output), in the
     layout of its inputs (`ctx.perm`), or `Value`s when it changes the layout itself.
@@ -64,13 +67,17 @@ def lowering(*classes, layout=SAME, activation=False):
                     f"exporter: {cls.__module__}.{cls.__name__} already has a lowering "
                     f"({LOWERINGS[cls].__name__})"
                 )
-            LOWERINGS[cls] = fn if isinstance(fn, Lowering) else Lowering(fn, layout, activation)
+            LOWERINGS[cls] = fn if isinstance(fn, Lowering) else Lowering(fn, layout, activation,
+                                                                          when)
         return fn
     return decorate
 
 
 def find(layer):
-    return LOWERINGS.get(type(layer))
+    entry = LOWERINGS.get(type(layer))
+    if entry is not None and entry.when is not None and not entry.when(layer):
+        return None
+    return entry
 
 
 def _values(obj):

@@ -1,16 +1,19 @@
 """Naming Keras tensors so that an exported graph can say which ONNX tensor holds each.
 
 A key is `operation:node_index:tensor_index`, Keras's own history of a tensor, so it
-names `keras.ops` nodes (which have no layer) and each call of a shared layer. Keys
+names `keras.ops` nodes (which have no layer) and each call of a shared layer; tensors
+inside a traced layer or a nested model are `<its key>/<inner key>` (`trace`). Keys
 are stored in the ONNX file's metadata and resolved again in the model the file is
 verified against, which may be a fresh load in another process.
 """
 
 import json
+import weakref
 
 import keras
 
 METADATA_KEY = "keras_convx.tensors"
+_CACHE = weakref.WeakKeyDictionary()
 
 
 def functional(model):
@@ -28,26 +31,27 @@ def functional(model):
     return model
 
 
-def tensor_key(keras_tensor):
-    operation, node_index, tensor_index = keras_tensor._keras_history
-    return f"{operation.name}:{node_index}:{tensor_index}"
+def flat_graph(model, batch=None):
+    """The model as a flat graph of operations that have lowerings (`trace.flatten`):
+    composite layers traced through their `call`, nested models inlined. `batch`: the
+    export's static batch size (None: dynamic)."""
+    from keras_convx.exporter import registry, trace
 
-
-def resolve(model, keys):
-    """{key: (KerasTensor, operation)} for the keys that name a tensor of `model`."""
     fmodel = functional(model)
-    operations = {op.name: op for op in fmodel.operations}
-    found = {}
-    for key in keys:
-        name, node_index, tensor_index = key.rsplit(":", 2)
-        op = operations.get(name)
-        nodes = getattr(op, "_inbound_nodes", [])
-        if op is None or int(node_index) >= len(nodes):
-            continue
-        outputs = nodes[int(node_index)].outputs
-        if int(tensor_index) < len(outputs):
-            found[key] = (outputs[int(tensor_index)], op)
-    return found
+    # traced once per model and set of lowerings (export, then verification, reuse it)
+    version = (len(registry.LOWERINGS), batch)
+    cached = _CACHE.setdefault(fmodel, {})
+    if version not in cached:
+        cached[version] = trace.flatten(fmodel, lambda op: registry.find(op) is not None,
+                                        trace.describe, batch)
+    return cached[version]
+
+
+def resolve(model, keys, batch=None):
+    """{key: (KerasTensor, FlatNode)} for the keys that name a tensor of `model`'s flat
+    graph (traced and inlined tensors included)."""
+    found = flat_graph(model, batch).by_key()
+    return {key: found[key] for key in keys if key in found}
 
 
 def read(onnx_model):

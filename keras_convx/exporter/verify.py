@@ -19,7 +19,7 @@ import os
 import keras
 import numpy as np
 
-from keras_convx.exporter import stats, tensor_map
+from keras_convx.exporter import stats, tensor_map, trace
 from keras_convx.exporter.stats import (  # noqa: F401  (public constants)
     DEFAULT_TOLERANCES, LOW_PRECISION_TOLERANCES, TOLERANCE_RULE,
 )
@@ -335,20 +335,24 @@ class Reference:
     (each layer applied to the graph's values of its inputs).
     """
 
-    def __init__(self, model, entries, runs, inspect_run=0):
+    def __init__(self, model, entries, runs, inspect_run=0, batch=None):
         self.model, self.runs, self.inspect_run = model, runs, inspect_run
         self.tensors = {}  # ("out" | "pre", key) -> reference array on runs[inspect_run]
         self._sensitivity = None
         self._fmodel = tensor_map.functional(model)
-        found = tensor_map.resolve(model, [e["key"] for e in entries]) if entries else {}
+        self._flat = tensor_map.flat_graph(model, batch) if entries else None
+        found = tensor_map.resolve(model, [e["key"] for e in entries], batch) if entries else {}
         self.skipped = [e["key"] for e in entries if e["key"] not in found]
         self._live = [e for e in entries if e["key"] in found and e["status"] == "live"]
         self._found = found
         self._probe = None
-        if self._live:
+        # tensors inside traced layers or nested models are not reachable from the
+        # model's inputs in Keras's graph: the flat graph runs eagerly instead
+        self._eager = any("/" in e["key"] for e in self._live)
+        if self._live and not self._eager:
             wanted = {}
             for e in self._live:
-                kt, op = found[e["key"]]
+                kt = found[e["key"]][0]
                 for t in (self._node(e).input_tensors if _is_pre(e) else [kt]):
                     wanted.setdefault(id(t), t)
             fm = self._fmodel
@@ -358,7 +362,7 @@ class Reference:
         # the inspected run's outputs come from the probe, and runs that are its leading
         # samples are slices of them: forward passes saved
         self.outputs = [None] * len(runs)
-        if self._probe is not None:
+        if self._probe is not None or self._eager:
             self.outputs[inspect_run], self.tensors = self._values(runs[inspect_run])
         elif runs:
             self.outputs[inspect_run] = run_keras(model, runs[inspect_run])
@@ -378,22 +382,30 @@ class Reference:
         return n if same else 0
 
     def _node(self, entry):
-        op = self._found[entry["key"]][1]
-        return op._inbound_nodes[int(entry["key"].rsplit(":", 2)[1])]
+        return self._found[entry["key"]][1].node
+
+    def _layer(self, entry):
+        return self._found[entry["key"]][1].operation
 
     def _values(self, arrays):
         """(model outputs, {ref key: value}) on `arrays`, one forward pass."""
-        results = run_keras(self._probe, arrays)
-        n_out = len(self._fmodel.outputs)
-        values = dict(zip(self._probe_ids, results[n_out:]))
+        if self._eager:
+            # the outputs from the model itself; the traced graph gives the tensors inside
+            values, _ = trace.run(self._flat, arrays)
+            outputs = run_keras(self.model, arrays)
+        else:
+            results = run_keras(self._probe, arrays)
+            n_out = len(self._fmodel.outputs)
+            values = dict(zip(self._probe_ids, results[n_out:]))
+            outputs = results[:n_out]
         tensors = {}
         for e in self._live:
             if _is_pre(e):
                 tensors[("pre", e["key"])] = _without_activation(
-                    self._found[e["key"]][1], [values[id(t)] for t in self._node(e).input_tensors])
+                    self._layer(e), [values[id(t)] for t in self._node(e).input_tensors])
             else:
-                tensors[("out", e["key"])] = values[id(self._found[e["key"]][0])]
-        return results[:n_out], tensors
+                tensors[("out", e["key"])] = _numpy(values[id(self._found[e["key"]][0])])
+        return outputs, tensors
 
     def sensitivity(self, seed=0):
         """How far Keras's own values move when every input element moves by one float32
@@ -407,7 +419,7 @@ class Reference:
             rng = np.random.default_rng(seed)
             sens = {}
             inspected = [_nudge(a, rng) for a in self.runs[self.inspect_run]]
-            if self._probe is not None:
+            if self._probe is not None or self._eager:
                 inspected_outs, tensors = self._values(inspected)
                 for k, v in tensors.items():
                     sens[k] = stats.tensor_error(v, self.tensors[k]).rel
@@ -434,30 +446,21 @@ class Reference:
         tensors only. Returns {ref key: array}.
         """
         forced = {id(self._found[k][0]): v for k, v in graph_values.items()}
-        fm = self._fmodel
-        values = {id(x): y for x, y in zip(fm.inputs, self.runs[self.inspect_run])}
-        local = {}
-        for depth in sorted(fm._nodes_by_depth, reverse=True):
-            for node in fm._nodes_by_depth[depth]:
-                if not node.operation or node.is_input:
-                    continue
-                args, kwargs = node.arguments.fill_in(values)
-                if getattr(node.operation, "_call_has_training_arg", False):
-                    kwargs["training"] = False
-                outs = keras.tree.flatten(node.operation(*args, **kwargs))
-                for x, y in zip(node.outputs, outs):
-                    local[id(x)] = y
-                    values[id(x)] = forced.get(id(x), y)
+        values, local = trace.run(self._flat, self.runs[self.inspect_run], forced)
         out = {}
         for e in self._live:
             kt = self._found[e["key"]][0]
             if _is_pre(e):
                 ins = [values[id(t)] for t in self._node(e).input_tensors]
-                out[("pre", e["key"])] = _without_activation(self._found[e["key"]][1], ins)
+                out[("pre", e["key"])] = _without_activation(self._layer(e), ins)
             elif id(kt) in local:
                 out[("out", e["key"])] = np.asarray(keras.ops.convert_to_numpy(local[id(kt)]),
                                                     np.float32)
         return out
+
+
+def _numpy(value):
+    return np.asarray(keras.ops.convert_to_numpy(value), np.float32)
 
 
 def _is_pre(entry):
@@ -562,7 +565,7 @@ class Verifier:
             runs.append([np.asarray(s, np.float32) for s in sample])
         # the largest random batch shows every tensor (more samples, same single run)
         inspect = max(range(len(runs)), key=lambda i: runs[i][0].shape[0]) if runs else 0
-        self.reference = Reference(model, self.entries, runs, inspect)
+        self.reference = Reference(model, self.entries, runs, inspect, static)
 
     def verify(self, onnx_model, path="", providers=None, tolerance=None,
                optimization_level="all", inspect=True, serialized=None, base_dir=None):

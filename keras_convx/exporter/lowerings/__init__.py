@@ -1,6 +1,6 @@
 """Importing this package registers every lowering (modules follow Keras's layer packages)."""
 
 from keras_convx.exporter.lowerings import (  # noqa: F401
-    activations, applications, conv, core, imported, merging, normalization, operations,
-    pooling, preprocessing, reshaping,
+    activations, applications, attention_ops, conv, core, imported, merging, normalization,
+    operations, pooling, preprocessing, reshaping, shape_ops,
 )

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from keras.src.activations import activations as keras_activations
 
 from keras_convx.exporter.graph import Unsupported
 from keras_convx.exporter.lowerings.common import ACTIVATIONS
@@ -10,12 +11,18 @@ from keras_convx.exporter.registry import lowering
 L = keras.layers
 
 
-@lowering(L.Activation, activation=True)
+def _named(layer):
+    fn = layer.activation
+    return getattr(fn, "__name__", type(fn).__name__) in ACTIVATIONS
+
+
+# an Activation of a function of the user's (a lambda) is traced through its call
+@lowering(L.Activation, activation=True, when=_named)
 def lower_activation(b, layer, ctx):
     return ctx.x.name  # the driver applies `layer.activation`
 
 
-@lowering(L.ReLU)
+@lowering(L.ReLU, keras_activations.ReLU)  # the layer, and keras.activations.relu's node
 def lower_relu(b, layer, ctx):
     x = ctx.x
     if float(layer.threshold) != 0.0:
@@ -28,6 +35,11 @@ def lower_relu(b, layer, ctx):
     if layer.max_value is not None:
         y = b.node("Clip", [y, "", b.const(np.float32(layer.max_value), "max")])
     return y
+
+
+@lowering(keras_activations.Mish)
+def lower_mish_op(b, layer, ctx):
+    return ACTIVATIONS["mish"](b, ctx.x, ctx.x.name)
 
 
 @lowering(L.LeakyReLU)

@@ -41,18 +41,23 @@ def slice_axis(b, name, axis, start, end, step=1):
 
 def pad_spatial(b, name, pads, mode, constant_value=0.0):
     """Pads the spatial axes (2..) of an N, C, spatial... value with a keras_convx mode."""
-    if not any(p0 or p1 for p0, p1 in pads):
+    return pad_axes(b, name, [(0, 0), (0, 0)] + [tuple(p) for p in pads], mode, constant_value)
+
+
+def pad_axes(b, name, widths, mode, constant_value=0.0, dtype=np.float32):
+    """Pads ONNX value `name`, `widths[i]` = (before, after) on its axis i, with a
+    keras_convx mode (zeros, constant, reflect, replicate, symmetric, circular)."""
+    if not any(p0 or p1 for p0, p1 in widths):
         return name
     if mode in ONNX_PAD_MODES:
-        width = [0, 0] + [p[0] for p in pads] + [0, 0] + [p[1] for p in pads]
+        width = [p[0] for p in widths] + [p[1] for p in widths]
         inputs = [name, b.ints(width, "pads")]
         if ONNX_PAD_MODES[mode] == "constant":
             value = 0.0 if mode == "zeros" else constant_value
-            inputs.append(b.const(np.asarray(value, np.float32), "value"))
+            inputs.append(b.const(np.asarray(value, dtype), "value"))
         return b.node("Pad", inputs, mode=ONNX_PAD_MODES[mode])
     # symmetric and circular have no Pad mode (before opset 19): Slice + Concat per axis.
-    for i, (before, after) in enumerate(pads):
-        axis = 2 + i
+    for axis, (before, after) in enumerate(widths):
         pieces = []
         if before:
             pieces.append(slice_axis(b, name, axis, before - 1, INT_MIN, -1) if mode == "symmetric"

@@ -5,7 +5,9 @@ One registry with the layers, keyed by operation class; constant operands come a
 numbers or arrays in `ctx.args` and are laid out like the tensor they meet.
 """
 
+import keras
 import numpy as np
+from keras.src.ops import math as M
 from keras.src.ops import nn as N
 from keras.src.ops import numpy as K
 
@@ -17,20 +19,33 @@ from keras_convx.exporter.registry import lowering
 BINARY = {K.Add: "Add", K.Subtract: "Sub", K.Multiply: "Mul", K.Divide: "Div",
           K.TrueDivide: "Div", K.Maximum: "Max", K.Minimum: "Min", K.Power: "Pow"}
 UNARY = {K.Negative: "Neg", K.Absolute: "Abs", K.Sqrt: "Sqrt", K.Exp: "Exp", K.Log: "Log",
-         K.Tanh: "Tanh", K.Reciprocal: "Reciprocal", N.Sigmoid: "Sigmoid", N.Relu: "Relu"}
+         K.Tanh: "Tanh", K.Reciprocal: "Reciprocal", N.Sigmoid: "Sigmoid", N.Relu: "Relu",
+         M.Erf: "Erf", K.Sin: "Sin", K.Cos: "Cos", K.Floor: "Floor", K.Ceil: "Ceil",
+         K.Sign: "Sign", K.LogicalNot: "Not"}
+COMPARISONS = {K.Greater: "Greater", K.Less: "Less", K.Equal: "Equal",
+               K.GreaterEqual: "GreaterOrEqual", K.LessEqual: "LessOrEqual",
+               K.LogicalAnd: "And", K.LogicalOr: "Or"}
 ACTIVATION_OPS = {N.Relu6: "relu6", N.Silu: "silu", N.HardSigmoid: "hard_sigmoid",
                   N.HardSilu: "hard_silu", N.Softplus: "softplus", N.Softsign: "softsign",
                   N.Selu: "selu"}
 REDUCTIONS = {K.Mean: "ReduceMean", K.Sum: "ReduceSum", K.Max: "ReduceMax", K.Min: "ReduceMin"}
 
 
-def _operand(b, arg, like):
+def _operand(b, arg, like, dtype=np.float32):
     if isinstance(arg, Value):
         return arg.name
-    array = np.asarray(arg, np.float32)
+    array = np.asarray(keras.ops.convert_to_numpy(arg) if hasattr(arg, "shape") and
+                       not isinstance(arg, np.ndarray) else arg)
     if array.dtype.kind not in "fiub":
         raise Unsupported(f"constant operand {arg!r}")
-    return b.const(const_in_layout(array, like.perm), "const")
+    return b.const(const_in_layout(array.astype(dtype), like.perm), "const")
+
+
+def _operand_dtype(ctx):
+    """The NumPy dtype constants take in a binary op: that of its tensor operand."""
+    tensors = [t for t in ctx.node.input_tensors] if ctx.node is not None else []
+    dtype = str(tensors[0].dtype) if tensors else "float32"
+    return np.float32 if "float" in dtype else np.dtype(dtype)
 
 
 def _binary(op):
@@ -43,14 +58,15 @@ def _binary(op):
         it = iter(values)
         operands = [next(it) if isinstance(a, Value) else a for a in ctx.args[:2]]
         like = max(values, key=lambda v: v.ndim)
-        y = b.node(op, [_operand(b, a, like) for a in operands])
+        dtype = _operand_dtype(ctx)
+        y = b.node(op, [_operand(b, a, like, dtype) for a in operands])
         return Value(y, ctx.output_shape, like.perm if like.ndim == len(ctx.output_shape)
                      else tuple(range(len(ctx.output_shape))))
     lower.__name__ = f"lower_op_{op.lower()}"
     return lower
 
 
-for _cls, _op in BINARY.items():
+for _cls, _op in {**BINARY, **COMPARISONS}.items():
     lowering(_cls)(_binary(_op))
 
 
@@ -84,6 +100,11 @@ def lower_elu_op(b, layer, ctx):
 @lowering(N.LeakyRelu)
 def lower_leaky_relu_op(b, layer, ctx):
     return b.node("LeakyRelu", [ctx.x.name], alpha=float(layer.negative_slope))
+
+
+@lowering(M.Rsqrt)
+def lower_rsqrt(b, layer, ctx):
+    return b.node("Reciprocal", [b.node("Sqrt", [ctx.x.name])])
 
 
 @lowering(K.Square)
@@ -145,10 +166,55 @@ for _cls, _op in REDUCTIONS.items():
     lowering(_cls)(_reduction(_op))
 
 
+def _moments(b, ctx, axis, keepdims):
+    """(mean, variance) of ctx.x over Keras `axis`, both with kept dims, as Keras
+    computes them (the mean of squared deviations)."""
+    x = ctx.x
+    axes = range(x.ndim) if axis is None else (axis if isinstance(axis, (list, tuple))
+                                                else [axis])
+    onnx_axes = sorted(x.perm.index(int(a) % x.ndim) for a in axes)
+    mean = reduce(b, "ReduceMean", x.name, onnx_axes)
+    centered = b.node("Sub", [x.name, mean])
+    var = reduce(b, "ReduceMean", b.node("Mul", [centered, centered]), onnx_axes,
+                 int(bool(keepdims)))
+    return var, sorted(int(a) % x.ndim for a in axes)
+
+
+def _moment(sqrt):
+    def lower(b, layer, ctx):
+        var, axes = _moments(b, ctx, layer.axis, layer.keepdims)
+        y = b.node("Sqrt", [var]) if sqrt else var
+        x = ctx.x
+        if layer.keepdims:
+            return Value(y, ctx.output_shape, x.perm)
+        rest = [a for a in range(x.ndim) if a not in axes]
+        return Value(y, ctx.output_shape, tuple(rest.index(p) for p in x.perm if p in rest))
+    lower.__name__ = "lower_op_std" if sqrt else "lower_op_var"
+    return lower
+
+
+lowering(K.Var)(_moment(False))
+lowering(K.Std)(_moment(True))
+
+
+def reshape_target(in_shape, out_shape):
+    """ONNX Reshape's shape for Keras's static `out_shape` (None: unknown): 0 copies the
+    batch where it stays in front, -1 takes the one other unknown dim."""
+    shape = [-1 if d is None else int(d) for d in out_shape]
+    unknown = [i for i, d in enumerate(out_shape) if d is None]
+    if len(unknown) > 1 and unknown[0] == 0 and in_shape[0] is None:
+        shape[0] = 0  # the batch, in front of both
+        unknown = unknown[1:]
+    if len(unknown) > 1:
+        raise Unsupported(f"reshape to {tuple(out_shape)}: more than one unknown dimension "
+                          f"besides the batch")
+    return shape
+
+
 @lowering(K.Reshape)
 def lower_reshape_op(b, layer, ctx):
     x = in_order(b, ctx.x, tuple(range(ctx.x.ndim)))
-    shape = [-1 if d is None else int(d) for d in layer.newshape]
+    shape = reshape_target(x.shape, ctx.output_shape)
     return Value(b.node("Reshape", [x.name, b.ints(shape, "shape")]), ctx.output_shape)
 
 

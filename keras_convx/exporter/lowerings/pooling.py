@@ -1,9 +1,13 @@
-"""Lowerings of Keras's pooling layers."""
+"""Lowerings of Keras's pooling layers, and of `keras.ops.max_pool`/`average_pool` nodes."""
+
+import types
 
 import keras
+from keras.src.ops import nn as N
 
 from keras_convx.exporter.lowerings.conv import _window
 from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
+from keras_convx.utils import args as A
 
 L = keras.layers
 
@@ -23,6 +27,26 @@ for _cls, _op in ((L.MaxPooling1D, "MaxPool"), (L.MaxPooling2D, "MaxPool"),
                   (L.MaxPooling3D, "MaxPool"), (L.AveragePooling1D, "AveragePool"),
                   (L.AveragePooling2D, "AveragePool"), (L.AveragePooling3D, "AveragePool")):
     lowering(_cls, layout=CHANNELS_FIRST)(_pool(_op))
+
+
+def _pool_op(op):
+    pool = _pool(op)
+
+    def lower(b, layer, ctx):
+        # the op's arguments as the layer holds them (tuples, a data format)
+        rank, owner = ctx.x.ndim - 2, type(layer).__name__
+        size = A.normalize_tuple(layer.pool_size, rank, "pool_size", owner)
+        as_layer = types.SimpleNamespace(
+            pool_size=size, padding=layer.padding,
+            strides=A.normalize_tuple(layer.strides or size, rank, "strides", owner),
+            data_format=layer.data_format or keras.config.image_data_format())
+        return pool(b, as_layer, ctx)
+    lower.__name__ = f"lower_op_{op.lower()}"
+    return lower
+
+
+lowering(N.MaxPool, layout=CHANNELS_FIRST)(_pool_op("MaxPool"))
+lowering(N.AveragePool, layout=CHANNELS_FIRST)(_pool_op("AveragePool"))
 
 
 def _global(op):

@@ -3,6 +3,7 @@ Normalization, Resizing, CenterCrop."""
 
 import keras
 import numpy as np
+from keras.src.ops import image as image_ops
 
 from keras_convx.exporter.graph import Unsupported, float_array
 from keras_convx.exporter.lowerings.common import const_in_layout
@@ -46,25 +47,60 @@ def lower_normalization(b, layer, ctx):
                           b.const(const_in_layout(std, x.perm), "std")])
 
 
-@lowering(L.Resizing, layout=CHANNELS_FIRST)
-def lower_resizing(b, layer, ctx):
-    x = ctx.x
-    if getattr(layer, "crop_to_aspect_ratio", False) or getattr(layer, "pad_to_aspect_ratio",
-                                                                 False):
-        raise Unsupported("Resizing with crop_to_aspect_ratio/pad_to_aspect_ratio")
-    modes = {"bilinear": dict(mode="linear", coordinate_transformation_mode="half_pixel"),
-             "nearest": dict(mode="nearest", coordinate_transformation_mode="half_pixel",
-                             nearest_mode="round_prefer_ceil")}
-    if layer.interpolation not in modes or getattr(layer, "antialias", False):
-        raise Unsupported(f"Resizing(interpolation={layer.interpolation!r}"
-                          f"{', antialias=True' if getattr(layer, 'antialias', False) else ''})"
-                          f": only bilinear and nearest without antialias have an exact Resize")
+def _cubic():
+    """Resize attributes of Keras's bicubic on this backend: Keys' cubic (a = -0.5) whose
+    weights outside the image are dropped and the rest renormalized (TensorFlow, JAX:
+    ONNX's exclude_outside), or torch's a = -0.75 with the edge pixels repeated."""
+    torch = keras.backend.backend() == "torch"
+    return dict(mode="cubic", coordinate_transformation_mode="half_pixel",
+                cubic_coeff_a=-0.75 if torch else -0.5, exclude_outside=int(not torch))
+
+
+RESIZE_MODES = {
+    "bilinear": lambda: dict(mode="linear", coordinate_transformation_mode="half_pixel"),
+    "nearest": lambda: dict(mode="nearest", coordinate_transformation_mode="half_pixel",
+                            nearest_mode="round_prefer_ceil"),
+    "bicubic": _cubic,
+}
+
+
+def resize(b, x, size, interpolation, antialias=False, what="Resizing"):
+    """Resize of an N, C, spatial... value to spatial `size` as Keras's image resize does
+    (no aspect-ratio crop or pad). Antialiasing only changes a downscale: refused there."""
+    lengths = [x.shape[p] for p in x.perm[2:]]
+    shrinks = any(n is None or n > int(s) for n, s in zip(lengths, size))
+    if interpolation == "bicubic" and keras.backend.backend() == "tensorflow":
+        raise Unsupported(f"{what}(interpolation='bicubic') on TensorFlow: its kernel comes "
+                          f"from a 1024-entry weight table, ~5e-4 of the scale away from "
+                          f"ONNX's exact cubic (JAX and torch export it)")
+    if interpolation not in RESIZE_MODES or (antialias and shrinks):
+        raise Unsupported(f"{what}(interpolation={interpolation!r}"
+                          f"{', antialias=True' if antialias else ''}): exact lowerings exist "
+                          f"for {sorted(RESIZE_MODES)}, with antialias only when no side "
+                          f"shrinks")
     # sizes = (N, C) of the input, then the target: exact, with any batch size
     batch_channels = b.node("Slice", [b.node("Shape", [x.name]), b.ints([0], "starts"),
                                       b.ints([2], "ends")])
-    target = b.node("Concat", [batch_channels, b.ints([int(layer.height), int(layer.width)],
-                                                      "size")], axis=0)
-    return b.node("Resize", [x.name, "", "", target], **modes[layer.interpolation])
+    target = b.node("Concat", [batch_channels, b.ints([int(s) for s in size], "size")], axis=0)
+    return b.node("Resize", [x.name, "", "", target], **RESIZE_MODES[interpolation]())
+
+
+@lowering(L.Resizing, layout=CHANNELS_FIRST)
+def lower_resizing(b, layer, ctx):
+    if getattr(layer, "crop_to_aspect_ratio", False) or getattr(layer, "pad_to_aspect_ratio",
+                                                                 False):
+        raise Unsupported("Resizing with crop_to_aspect_ratio/pad_to_aspect_ratio")
+    return resize(b, ctx.x, (layer.height, layer.width), layer.interpolation,
+                  getattr(layer, "antialias", False))
+
+
+@lowering(image_ops.Resize, layout=CHANNELS_FIRST)
+def lower_resize_op(b, layer, ctx):
+    if layer.crop_to_aspect_ratio or layer.pad_to_aspect_ratio:
+        raise Unsupported("image.resize with crop_to_aspect_ratio/pad_to_aspect_ratio")
+    if ctx.x.ndim != 4:
+        raise Unsupported("image.resize of an unbatched image")
+    return resize(b, ctx.x, layer.size, layer.interpolation, layer.antialias, "image.resize")
 
 
 @lowering(L.CenterCrop, layout=CHANNELS_FIRST)

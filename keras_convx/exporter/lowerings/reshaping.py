@@ -13,8 +13,8 @@ from keras_convx.utils import args as A
 L = keras.layers
 
 
-def _pairs(layer, attr):
-    rank = len(layer.input.shape) - 2
+def _pairs(layer, attr, ndim):
+    rank = ndim - 2
     return A.normalize_pairs(getattr(layer, attr), rank, attr, type(layer).__name__)
 
 
@@ -29,13 +29,13 @@ def _crop(b, name, crops):
 @lowering(kc.Cropping1D, kc.Cropping2D, kc.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
           layout=CHANNELS_FIRST)
 def lower_cropping(b, layer, ctx):
-    return _crop(b, ctx.x.name, _pairs(layer, "cropping"))
+    return _crop(b, ctx.x.name, _pairs(layer, "cropping", ctx.x.ndim))
 
 
 @lowering(kc.ZeroPadding1D, kc.ZeroPadding2D, kc.ZeroPadding3D, kc.Padding1D, kc.Padding2D,
           kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, layout=CHANNELS_FIRST)
 def lower_padding(b, layer, ctx):
-    y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding"), getattr(layer, "mode", "zeros"),
+    y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding", ctx.x.ndim), getattr(layer, "mode", "zeros"),
                     getattr(layer, "constant_value", 0.0))
     return y if y != ctx.x.name else b.node("Identity", [y])
 

@@ -1,0 +1,387 @@
+"""A model as one flat graph of operations that have lowerings: composite layers traced
+through their `call`, nested models inlined.
+
+Keras builds a graph by itself when a layer's `call` runs on KerasTensors: sublayer
+calls become layer nodes and `keras.ops` calls become operation nodes, and variables
+read in `call` (`x * self.gamma`) stay as arguments of those nodes. So a layer with no
+lowering is called once on fresh symbolic inputs (training=False: Dropout, DropPath and
+stochastic depth off, BatchNormalization on its moving statistics), and its nodes take
+its place, recursively. The nodes the trace adds to the sublayers are removed again:
+tracing leaves the model as it was.
+
+Every tensor of the flat graph has a key that names it in the tensor map: the Functional
+graph's own `operation:node_index:tensor_index` at the top, and below a composite node
+`<its key>/<inner key>`, where inside a traced `call` the inner key is the operation's
+position (`#3:0`: `keras.ops` nodes are named by a global counter, positions are the
+same in every trace) and inside a nested model it is that model's own key.
+"""
+
+import dataclasses
+import inspect
+import linecache
+import os
+import sys
+import traceback
+
+import keras
+
+from keras_convx.exporter.graph import Unsupported
+
+
+@dataclasses.dataclass
+class FlatNode:
+    """One operation of the flat graph (`operation` None: an alias that passes tensors
+    into or out of an inlined graph). `keys`/`label` name its output tensors."""
+
+    operation: object
+    node: object  # the Keras Node (its arguments and output KerasTensors)
+    keys: list
+    label: str
+    aliases: list = None  # [(to KerasTensor, from KerasTensor)] for alias nodes
+
+    @property
+    def outputs(self):
+        return self.node.outputs
+
+    @property
+    def input_tensors(self):
+        return self.node.input_tensors
+
+
+@dataclasses.dataclass
+class FlatGraph:
+    """`nodes` in execution order; `inputs`/`outputs` are the model's KerasTensors."""
+
+    inputs: list
+    outputs: list
+    nodes: list
+    problems: list  # (name, kind and class path, reason) of what has no lowering
+    traced: list  # labels of the layers traced through `call`
+
+    def by_key(self):
+        """{key: (KerasTensor, FlatNode)} for every tensor an operation writes."""
+        found = {}
+        for n in self.nodes:
+            if n.operation is not None:
+                for key, kt in zip(n.keys, n.outputs):
+                    found[key] = (kt, n)
+        return found
+
+
+def walk(model):
+    """The nodes of a Functional graph in execution order (inputs left out)."""
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def flatten(model, lowerable, kind, batch=None):
+    """The flat graph of a Functional model.
+
+    Args:
+        model: a Functional model (see `tensor_map.functional`).
+        lowerable: `fn(operation) -> bool`, whether the exporter lowers it by class.
+        kind: `fn(operation) -> str` describing an operation for problem reports.
+        batch: the static batch size of the export, or None (dynamic): a `call` that
+            computes with the batch size as a number is traced with it when given.
+    """
+    nodes, problems, traced = [], [], []
+    _inline(model, "", "", _Context(lowerable, kind, nodes, problems, traced, batch))
+    return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced)
+
+
+@dataclasses.dataclass
+class _Context:
+    lowerable: object
+    kind: object
+    nodes: list
+    problems: list
+    traced: list
+    batch: int = None
+
+
+def _inline(graph, prefix, label, c, traced_call=False):
+    for position, node in enumerate(walk(graph)):
+        op = node.operation
+        if traced_call or node not in op._inbound_nodes:
+            base = f"{prefix}#{position}"
+        else:
+            base = f"{prefix}{op.name}:{op._inbound_nodes.index(node)}"
+        keys = [f"{base}:{i}" for i in range(len(node.outputs))]
+        name = f"{label}{op.name}"
+        inner = _functional_of(op) if isinstance(op, keras.Model) else None
+        if inner is not None and _same_shapes(node, inner):
+            _alias(c.nodes, _call_inputs(node, inner), inner.inputs, name)
+            _inline(inner, base + "/", name + "/", c)
+            _alias(c.nodes, inner.outputs, node.outputs, name, forward=False)
+        elif c.lowerable(op) or not isinstance(op, keras.layers.Layer):
+            if not c.lowerable(op):
+                c.problems.append((name, c.kind(op), "no lowering registered"))
+            c.nodes.append(FlatNode(op, node, keys, name))
+        else:
+            try:
+                fn = _trace_with_batch(op, node, c.batch)
+            except Unsupported as err:
+                c.problems.append((name, c.kind(op), str(err)))
+                c.nodes.append(FlatNode(op, node, keys, name))  # never lowered: problems stop it
+                continue
+            c.traced.append(name)
+            _alias(c.nodes, node.input_tensors, fn.inputs, name)
+            _inline(fn, base + "/", name + "/", c, traced_call=True)
+            _alias(c.nodes, fn.outputs, node.outputs, name, forward=False)
+
+
+def _same_shapes(node, model):
+    """Whether a nested model's own inputs are as specific as the tensors it is called on
+    (a backbone built for any image size, called on 64x64, is traced at 64x64 instead)."""
+    if not hasattr(model, "_nodes_by_depth"):
+        return False
+    outer = [tuple(t.shape) for t in _call_inputs(node, model)]
+    return outer == [tuple(t.shape) for t in model.inputs]
+
+
+def _trace_with_batch(layer, node, batch):
+    """`trace_call` with the batch unknown; else with the export's static batch; a call
+    that needs a static batch under a dynamic export says so."""
+    try:
+        return trace_call(layer, node)
+    except Unsupported as err:
+        if batch is not None:
+            return trace_call(layer, node, batch)
+        try:
+            trace_call(layer, node, 1)
+        except Unsupported:
+            raise err from None
+        raise Unsupported(f"{err}; it traces with a static batch size (its call computes "
+                          f"with the batch size as a number): export with "
+                          f"dynamic_axes=() and batch_size=N") from None
+
+
+class _AliasNode:
+    def __init__(self, outputs, input_tensors):
+        self.outputs, self.input_tensors = outputs, input_tensors
+
+
+def _alias(nodes, sources, targets, label, forward=True):
+    sources, targets = list(sources), list(targets)
+    if len(sources) != len(targets):
+        raise Unsupported(f"{label}: {len(sources)} tensors for {len(targets)} "
+                          f"{'inputs' if forward else 'outputs'}")
+    nodes.append(FlatNode(None, _AliasNode(targets, sources), [], label,
+                          aliases=list(zip(targets, sources))))
+
+
+def _functional_of(model):
+    from keras_convx.exporter.tensor_map import functional
+
+    try:
+        return functional(model)
+    except ValueError:
+        return model
+
+
+def _call_inputs(node, model):
+    """The outer tensors fed to a nested model's inputs, in `model.inputs` order."""
+    args = node.arguments.args
+    first = args[0] if args else None
+    if isinstance(first, dict):
+        names = [kt.name for kt in model.inputs]
+        struct = getattr(model, "_inputs_struct", None)
+        if isinstance(struct, dict):
+            names = list(keras.tree.flatten(
+                {k: k for k in struct}))  # the model's own order of its dict inputs
+        return [first[k] for k in names]
+    return list(node.input_tensors)
+
+
+def describe(op):
+    """`layer keras.layers.Add` or `operation keras.src.ops.numpy.Add`: the same class name
+    means different things for a layer and a `keras.ops` node in a Functional graph."""
+    cls = type(op)
+    path = f"{cls.__module__}.{cls.__qualname__}"
+    import keras_convx
+
+    for public, mod in (("keras.layers", keras.layers), ("keras_convx", keras_convx)):
+        if getattr(mod, cls.__name__, None) is cls:
+            path = f"{public}.{cls.__name__}"
+            break
+    return f"{'layer' if isinstance(op, keras.layers.Layer) else 'operation'} {path}"
+
+
+def run(flat, arrays, forced=None):
+    """Runs the flat graph eagerly, operation by operation (training=False).
+
+    `forced`: {id(KerasTensor): value} used downstream instead of the computed value.
+    Returns ({id(KerasTensor): value used downstream}, {id(KerasTensor): value computed}).
+    """
+    forced = forced or {}
+    values = {id(kt): a for kt, a in zip(flat.inputs, arrays)}
+    local = {}
+    for fnode in flat.nodes:
+        if fnode.operation is None:
+            for to, source in fnode.aliases:
+                values[id(to)] = values[id(source)]
+            continue
+        args, kwargs = fnode.node.arguments.fill_in(values)
+        if getattr(fnode.operation, "_call_has_training_arg", False):
+            kwargs["training"] = False
+        outs = keras.tree.flatten(_call(fnode, args, kwargs))
+        for kt, y in zip(fnode.outputs, outs):
+            local[id(kt)] = y
+            values[id(kt)] = forced.get(id(kt), y)
+    return values, local
+
+
+def _call(fnode, args, kwargs):
+    """Runs one operation of the flat graph; a reshape whose target a trace read from a
+    symbolic shape (None: the batch) takes the batch from its input."""
+    from keras.src.ops.numpy import Reshape
+
+    op = fnode.operation
+    if isinstance(op, Reshape) and None in tuple(op.newshape):
+        x = args[0]
+        shape = list(op.newshape)
+        if shape[0] is None and shape.count(None) + shape.count(-1) > 1:
+            shape[0] = int(x.shape[0])
+        return keras.ops.reshape(x, [-1 if d is None else d for d in shape])
+    return op(*args, **kwargs)
+
+
+# Where a traced `call` stops, the reason in a user's words, by what the error says.
+_REASONS = (
+    (("bool", "KerasTensor"), "Python control flow on tensor values (an `if` or `while` on "
+                              "a tensor): use keras.ops.where / keras.ops.cond"),
+    (("symbolic", "cannot be used as input"), "backend-specific code on a symbolic tensor "
+                                              "(a tf./jax./torch. call): use keras.ops"),
+    (("__array__",), "NumPy on a symbolic tensor: use keras.ops"),
+)
+
+
+class _RandomAtInference(Exception):
+    pass
+
+
+def _no_random(seed=None):
+    raise _RandomAtInference("a random op runs at inference")
+
+
+def trace_call(layer, node, batch=None):
+    """A `keras.Function` of `layer.call` on fresh symbolic inputs shaped like `node`'s
+    (with batch size `batch` where the batch is unknown, if given).
+
+    Raises:
+        Unsupported: the call can't be traced; the message names the line of `call`
+            where it stopped and why.
+    """
+    inputs = [keras.Input(batch_shape=(batch if batch and t.shape[0] is None else t.shape[0],)
+                          + tuple(t.shape[1:]), dtype=t.dtype) for t in node.input_tensors]
+    args, kwargs = node.arguments.fill_in({id(t): k for t, k in zip(node.input_tensors, inputs)})
+    kwargs = dict(kwargs)
+    params = inspect.signature(layer.call).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if "training" in params or (takes_any and getattr(layer, "_call_has_training_arg", False)):
+        kwargs["training"] = False
+    for name in ("training", "mask"):
+        if name in kwargs and name not in params and not takes_any:
+            del kwargs[name]
+    touched = [m for m in (sys.modules.get(f"keras.src.backend.{b}.random") for b in
+                           ("tensorflow", "jax", "torch", "numpy", "openvino"))
+               if m is not None and hasattr(m, "draw_seed")]
+    saved = {m: m.draw_seed for m in touched}
+    before = _node_counts(layer)
+    try:
+        for m in touched:
+            m.draw_seed = _no_random
+        _variables_defer(True)
+        try:
+            outputs = layer.call(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 (the user's code may raise anything)
+            raise Unsupported(_why(layer, err)) from None
+        finally:
+            _variables_defer(False)
+            for m, fn in saved.items():
+                m.draw_seed = fn
+        flat = keras.tree.flatten(outputs)
+        if len(flat) != len(node.outputs) or not all(isinstance(t, keras.KerasTensor)
+                                                      for t in flat):
+            raise Unsupported(f"its traced call returned {len(flat)} value(s), not the "
+                              f"{len(node.outputs)} tensor(s) of the layer's output")
+        from keras.src.ops.function import Function
+
+        try:
+            return Function(inputs, flat)  # reads the new nodes: before they are removed
+        except ValueError as err:
+            raise Unsupported(f"its traced call's outputs don't depend on its inputs only: "
+                              f"{str(err).splitlines()[0]}") from None
+    finally:
+        _restore_node_counts(before)
+
+
+_BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul")
+_DUNDERS = [f"__{p}{op}__" for op in _BINARY for p in ("", "r")] + \
+    [f"__{op}__" for op in ("lt", "le", "gt", "ge")]
+_SAVED_DUNDERS = {}
+
+
+def _defer(method):
+    def dunder(self, other):
+        if isinstance(other, keras.KerasTensor):
+            return NotImplemented  # Python then asks the KerasTensor: a graph node
+        return method(self, other)
+    return dunder
+
+
+def _variables_defer(on):
+    """While tracing, `variable * keras_tensor` makes an operation node with the variable
+    as a constant argument (`self.scale * x`), as `keras_tensor * variable` does; Keras's
+    Variable would hand the symbolic tensor to the backend."""
+    from keras.src.backend.common.variables import Variable
+
+    if on:
+        classes, todo = [], [Variable]
+        while todo:  # the backends' Variable classes may define their own
+            cls = todo.pop()
+            classes.append(cls)
+            todo.extend(cls.__subclasses__())
+        for cls in classes:
+            for name in _DUNDERS:
+                if name in cls.__dict__:
+                    _SAVED_DUNDERS[cls, name] = cls.__dict__[name]
+                    setattr(cls, name, _defer(cls.__dict__[name]))
+    else:
+        for (cls, name), method in _SAVED_DUNDERS.items():
+            setattr(cls, name, method)
+        _SAVED_DUNDERS.clear()
+
+
+def _why(layer, err):
+    """`call` line and reason of a failed trace."""
+    where = ""
+    for frame, lineno in traceback.walk_tb(err.__traceback__):
+        if frame.f_locals.get("self") is layer:
+            path = frame.f_code.co_filename
+            code = linecache.getline(path, lineno).strip()
+            where = f"{os.path.basename(path)}:{lineno} in {frame.f_code.co_name} (`{code}`)"
+    text = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    reason = "its call can't be traced"
+    if isinstance(err, _RandomAtInference):
+        reason = "a random op runs at inference (keras.random without a training check)"
+    else:
+        for words, said in _REASONS:
+            if all(w in str(err) for w in words):
+                reason = said
+                break
+    return f"tracing its call stopped at {where or 'an unknown line'}: {reason} ({text})"
+
+
+def _node_counts(layer):
+    """Node counts of `layer`'s sublayers, which the trace's calls add nodes to."""
+    return [(sub, len(sub._inbound_nodes), len(sub._outbound_nodes))
+            for sub in layer._flatten_layers(include_self=False)]
+
+
+def _restore_node_counts(before):
+    for sub, n_in, n_out in before:
+        del sub._inbound_nodes[n_in:]
+        del sub._outbound_nodes[n_out:]
