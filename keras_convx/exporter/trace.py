@@ -294,11 +294,13 @@ def trace_call(layer, node, batch=None):
         for m in touched:
             m.draw_seed = _no_random
         _variables_defer(True)
+        _inline_untraceable(True)
         try:
             outputs = layer.call(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 (the user's code may raise anything)
             raise Unsupported(_why(layer, err)) from None
         finally:
+            _inline_untraceable(False)
             _variables_defer(False)
             for m, fn in saved.items():
                 m.draw_seed = fn
@@ -355,6 +357,34 @@ def _variables_defer(on):
         _SAVED_DUNDERS.clear()
 
 
+_LAYER_CALL = []
+
+
+def _inline_untraceable(on):
+    """While tracing, a sublayer Keras can't record as a node runs its `call` inline: its
+    operations join the trace. (It returns None or () beside its tensors, or its output
+    spec can't be inferred symbolically: JAX turns its int arguments into tracers.)"""
+    Layer = keras.layers.Layer
+    if not on:
+        Layer.__call__ = _LAYER_CALL.pop()
+        return
+    original = Layer.__call__
+    _LAYER_CALL.append(original)
+
+    def call(self, *args, **kwargs):
+        try:
+            return original(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001 (inline, and let its own error speak if it fails)
+            if not any(isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(
+                    (args, kwargs))):
+                raise
+        params = inspect.signature(self.call).parameters
+        if "training" in params:
+            kwargs["training"] = False
+        return self.call(*args, **kwargs)
+    Layer.__call__ = call
+
+
 def _why(layer, err):
     """`call` line and reason of a failed trace."""
     where = ""
@@ -365,8 +395,14 @@ def _why(layer, err):
             where = f"{os.path.basename(path)}:{lineno} in {frame.f_code.co_name} (`{code}`)"
     text = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
     reason = "its call can't be traced"
+    frames = [f.f_code.co_filename.replace(os.sep, "/") for f, _ in
+              traceback.walk_tb(err.__traceback__)]
+    backend_code = any(f"/{pkg}/" in path for path in frames
+                       for pkg in ("tensorflow", "torch", "jax", "jaxlib"))
     if isinstance(err, _RandomAtInference):
         reason = "a random op runs at inference (keras.random without a training check)"
+    elif backend_code:
+        reason = _REASONS[1][1]
     else:
         for words, said in _REASONS:
             if all(w in str(err) for w in words):

@@ -310,8 +310,9 @@ def run_keras(model, arrays):
         outs = model.predict_on_batch(x)
     else:
         outs = model(x, training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    return [np.asarray(keras.ops.convert_to_numpy(o), np.float32) for o in outs]
+    # a dict of outputs flattens in key order, as the Functional model's `outputs` do
+    return [np.asarray(keras.ops.convert_to_numpy(o), np.float32)
+            for o in keras.tree.flatten(outs)]
 
 
 def _without_activation(layer, inputs):

@@ -228,5 +228,12 @@ def lower_transpose_op(b, layer, ctx):
 
 @lowering(K.Concatenate)
 def lower_concatenate_op(b, layer, ctx):
-    axis = ctx.perm.index(int(layer.axis) % ctx.x.ndim)
-    return b.node("Concat", [v.name for v in ctx.inputs], axis=axis)
+    parts = ctx.args[0] if ctx.args else ctx.kwargs["xs"]
+    values = [p for p in parts if isinstance(p, Value)]
+    like = max(values, key=lambda v: v.ndim)
+    moved = iter(ctx.inputs)
+    names = [next(moved).name if isinstance(p, Value) else
+             b.const(const_in_layout(np.asarray(keras.ops.convert_to_numpy(p), np.float32),
+                                     like.perm), "const")  # a tensor computed in the trace
+             for p in parts]
+    return b.node("Concat", names, axis=like.perm.index(int(layer.axis) % like.ndim))

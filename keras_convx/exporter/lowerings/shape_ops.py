@@ -12,7 +12,7 @@ from keras.src.ops import core as C
 from keras.src.ops import numpy as K
 
 from keras_convx.exporter.graph import Unsupported, Value
-from keras_convx.exporter.lowerings.common import INT_MAX, pad_axes
+from keras_convx.exporter.lowerings.common import INT_MAX, pad_axes, slice_axis
 from keras_convx.exporter.lowerings.core import in_order
 from keras_convx.exporter.registry import lowering
 from keras_convx.interop import constant_in_layout
@@ -73,6 +73,41 @@ def lower_split(b, layer, ctx):
     names = b.node("Split", [x.name, b.ints(sizes, "split")], n_outputs=len(sizes),
                    axis=onnx_axis(x, axis))
     return names if isinstance(names, list) else [names]
+
+
+@lowering(C.Unstack)
+def lower_unstack(b, layer, ctx):
+    x = ctx.x
+    axis = int(layer.axis) % x.ndim
+    n = x.shape[axis]
+    if n is None:
+        raise Unsupported(f"unstack along axis {layer.axis} of unknown size")
+    parts = b.node("Split", [x.name, b.ints([1] * n, "split")], n_outputs=n,
+                   axis=onnx_axis(x, axis))
+    parts = parts if isinstance(parts, list) else [parts]
+    shape = [d for i, d in enumerate(x.shape) if i != axis]
+    return [squeeze(b, Value(p, x.shape, x.perm), [axis], shape) for p in parts]
+
+
+@lowering(K.Roll)
+def lower_roll(b, layer, ctx):
+    x = ctx.x
+    if layer.axis is None:
+        raise Unsupported("roll without an axis (of the flattened tensor)")
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    shifts = layer.shift if isinstance(layer.shift, (list, tuple)) else [layer.shift] * len(axes)
+    name = x.name
+    for axis, shift in zip(axes, shifts):
+        axis = int(axis) % x.ndim
+        n = x.shape[axis]
+        if n is None:
+            raise Unsupported(f"roll along axis {axis} of unknown size")
+        shift = int(shift) % n
+        if shift:  # the last `shift` elements first
+            at = onnx_axis(x, axis)
+            name = b.node("Concat", [slice_axis(b, name, at, n - shift, n),
+                                     slice_axis(b, name, at, 0, n - shift)], axis=at)
+    return name if name != x.name else b.node("Identity", [x.name])
 
 
 @lowering(K.Pad)

@@ -1,0 +1,72 @@
+"""keras-hub's vision models (small random-weight configurations, BatchNorm statistics as
+after training) export natively, with their composite blocks traced through `call`, and
+verify against Keras tensor by tensor, inside the blocks too.
+
+TensorFlow and torch run every model; JAX (which compiles every op on first use, 2-15 s a
+model) runs one model per family, half of the families a run, rotating by day. The full
+grid on every backend is `benchmarks/keras_hub.py` (`make bench`).
+"""
+
+import datetime
+
+import keras
+import pytest
+
+import keras_convx as kc
+import hub_models as H
+from helpers import BACKEND
+
+# Their embeddings compute with the batch size as a number (ops.tile(cls_token,
+# (batch, 1, 1)), reshapes to batch * heads): exported with a static batch.
+STATIC_BATCH = {"vitdet", "dinov2", "vit_classifier", "swin_classifier"}
+# Refused with the reason the exporter gives (tests below).
+REFUSED = {
+    "depth_anything": r"interpolate.*backend-specific code",
+    "deit_classifier": r"deit_encoder",
+}
+# A task model whose backbone's family runs on JAX already.
+SAME_FAMILY = {"resnet_classifier", "mobilenet_v3_classifier", "efficientnet_classifier",
+               "hgnetv2_classifier", "vgg_classifier", "mobilenet_v5_classifier"}
+
+
+def _names():
+    names = [n for n in H.FAMILIES if n not in REFUSED]
+    if BACKEND != "jax":
+        return names
+    families = [n for n in names if n not in SAME_FAMILY]
+    turn = datetime.date.today().toordinal() % 2
+    return [n for i, n in enumerate(families) if i % 2 == turn]
+
+
+@pytest.mark.parametrize("name", _names())
+def test_keras_hub_model_exports_natively_and_verifies(name, tmp_path):
+    model = H.build(name)
+    options = dict(dynamic_axes=(), batch_size=2) if name in STATIC_BATCH else {}
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", **options)
+    assert report.method == "native"
+    assert report.passed and report.verify.informative, report.verify.summary()
+    compared = [c for c in report.verify.tensors if c.status == "pass"]
+    hub_blocks = [layer for layer in model._flatten_layers(include_self=False)
+                  if type(layer).__module__.startswith("keras_hub") and
+                  not isinstance(layer, keras.Model)]
+    if hub_blocks:  # the tensors inside traced blocks are compared by their path
+        assert any("/" in c.tensor for c in compared)
+    assert len(compared) >= 5
+
+
+@pytest.mark.parametrize("name", sorted(STATIC_BATCH)[:1] if BACKEND == "jax"
+                         else sorted(STATIC_BATCH))
+def test_dynamic_batch_is_refused_with_the_static_batch_hint(name, tmp_path):
+    with pytest.raises(kc.exporter.UnsupportedModel, match=r"dynamic_axes=\(\) and batch_size"):
+        kc.export_onnx(H.build(name), tmp_path / "m.onnx", method="native")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="the refusals are the same on every backend; "
+                    "TF and torch check them")
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_untraceable_keras_hub_model_is_refused_by_name(name, tmp_path):
+    with pytest.raises(kc.exporter.UnsupportedModel, match=REFUSED[name]):
+        kc.export_onnx(H.build(name), tmp_path / "m.onnx", method="native",
+                       dynamic_axes=(), batch_size=1)
+    assert not (tmp_path / "m.onnx").exists()
