@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	# The CPU torch wheel this machine kind keeps on disk; a plain `torch` pulls a CUDA build.
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[tensorflow,jax,torch,test]"
+	# keras-hub's own requirements pull tensorflow-text, i.e. a second, full TensorFlow: its
+	# vision models need none of it (the rest of what it imports is in the test extra)
+	$(PY) -m pip install --quiet --no-deps "keras-hub>=0.32,<0.33"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,7 +34,8 @@ test: $(STAMP)
 # keras.applications against Keras's own export (section 6; needs the bench extra);
 # a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8);
 # keras.applications through kc.convert and to_yaml (section 9); ONNX import of the PyTorch
-# test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10).
+# test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10);
+# keras-hub vision models, native vs Keras's export (section 11).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -51,6 +55,10 @@ bench: $(STAMP)
 		KERAS_BACKEND=$$b $(PY) benchmarks/convert_apps.py --json benchmarks/runs/c-$$b.json; \
 	done
 	$(PY) benchmarks/convert_apps.py --update-results $(BACKENDS:%=benchmarks/runs/c-%.json)
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/hub_export.py --out benchmarks/runs/h-$$b.json; \
+	done
+	$(PY) benchmarks/hub_export.py --update-results $(BACKENDS:%=benchmarks/runs/h-%.json)
 	@set -e; for b in $(BACKENDS); do \
 		KERAS_BACKEND=$$b $(PY) benchmarks/import_models.py --json benchmarks/runs/i-$$b.json \
 			--onnx-dir benchmarks/runs/import_onnx; \

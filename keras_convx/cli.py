@@ -389,6 +389,23 @@ def cmd_verify(args):
     return 0 if report.passed else 1
 
 
+def cmd_coverage(args):
+    from rich.table import Table
+
+    from keras_convx.exporter import coverage
+
+    model, name = load_source(args.source, None, _overrides(args.set), args.scale)
+    rows = coverage(model, args.batch_size)
+    table = Table(title=f"{name}: what native export meets")
+    for column in ("class", "how", "count", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row.kind, row.how, str(row.count), row.reason)
+    _console().print(table)
+    missing = sum(r.how == "missing" for r in rows)
+    return 1 if missing else 0
+
+
 def cmd_demo(args):
     args.source = DEFAULT_ZOO_MODEL
     from keras_convx.exporter.verify import calibrate_batch_norm
@@ -509,6 +526,13 @@ def build_parser():
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("coverage", help="list the layers and keras.ops a model's trace reaches "
+                                         "and how each exports (exit 1 if any is missing)")
+    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="trace with this static batch (an export with --dynamic none)")
+    config_args(p)
+    p.set_defaults(func=cmd_coverage)
     p = sub.add_parser("schema", help="write the JSON Schema of YAML configs (editor "
                                        "completion and checks)")
     p.add_argument("-o", "--output", help="the .json file (default: standard output)")
@@ -524,9 +548,28 @@ def build_parser():
     return parser
 
 
+def _import_backend_quietly():
+    """Imports Keras and its backend with the process's stderr (fd 2) closed: TensorFlow
+    2.21's native libraries log through absl before anything reads TF_CPP_MIN_LOG_LEVEL."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if not args.debug and args.func is not cmd_schema:
+            _import_backend_quietly()
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130

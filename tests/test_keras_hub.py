@@ -4,7 +4,7 @@ verify against Keras tensor by tensor, inside the blocks too.
 
 TensorFlow and torch run every model; JAX (which compiles every op on first use, 2-15 s a
 model) runs one model per family, half of the families a run, rotating by day. The full
-grid on every backend is `benchmarks/keras_hub.py` (`make bench`).
+grid on every backend is `benchmarks/hub_export.py` (`make bench`).
 """
 
 import datetime
@@ -14,6 +14,7 @@ import pytest
 
 import keras_convx as kc
 import hub_models as H
+from benchmarks.hub_export import readme_rows, short_kind
 from helpers import BACKEND
 
 # Their embeddings compute with the batch size as a number (ops.tile(cls_token,
@@ -52,6 +53,12 @@ def test_keras_hub_model_exports_natively_and_verifies(name, tmp_path):
     if hub_blocks:  # the tensors inside traced blocks are compared by their path
         assert any("/" in c.tensor for c in compared)
     assert len(compared) >= 5
+    if BACKEND == "tensorflow":  # the README's coverage table says how each class exports
+        table = readme_rows()
+        rows = kc.exporter.coverage(model, 2 if name in STATIC_BATCH else None)
+        missing = [(short_kind(r.kind), r.how) for r in rows
+                   if (short_kind(r.kind), r.how) not in table]
+        assert not missing, f"not in README's coverage table (make it again): {missing}"
 
 
 @pytest.mark.parametrize("name", sorted(STATIC_BATCH)[:1] if BACKEND == "jax"

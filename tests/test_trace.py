@@ -65,7 +65,8 @@ def gated():
 def test_composite_block_exports_with_its_inner_tensors_named(gated, tmp_path):
     report = kc.export_onnx(gated, tmp_path / "m.onnx", method="native", tolerance=1e-5)
     assert report.passed, report.verify.summary()
-    labels = {c.tensor for c in report.verify.tensors}
+    # keras.ops nodes are named by Keras's global counter: split, split_3, ...
+    labels = {c.tensor.rstrip("0123456789").rstrip("_") for c in report.verify.tensors}
     assert {"block_1_0/expand_conv", "block_1_0/bn", "block_1_0/split", "block_1_0/sigmoid",
             "head"} <= labels
     inner = [c for c in report.verify.tensors if c.tensor.startswith("block_1_0/")
@@ -133,7 +134,8 @@ def test_variable_on_the_left_of_a_tensor_is_a_constant_operand(tmp_path):
 def test_activation_of_a_lambda_is_traced(tmp_path):
     model = _model(L.Activation(lambda t: ops.gelu(t, approximate=False) * 0.5, name="act"))
     report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
-    assert report.passed and "act/gelu" in {c.tensor for c in report.verify.tensors}
+    assert report.passed
+    assert any(c.tensor.startswith("act/gelu") for c in report.verify.tensors)
 
 
 def test_nested_model_built_for_any_size_is_traced_at_the_callers_size(tmp_path):

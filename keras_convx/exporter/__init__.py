@@ -8,7 +8,7 @@ import importlib
 
 _PUBLIC = {
     "export": ("ExportReport", "UnsupportedModel", "export_onnx", "unsupported_layers",
-               "LoweringContext"),
+               "LoweringContext", "coverage", "CoverageRow"),
     "registry": ("CHANNELS_FIRST", "KERAS_ORDER", "LOWERINGS", "SAME", "Lowering", "lowering"),
     "verify": ("ExportError", "VerificationError", "Verifier", "VerifyReport", "verify_onnx"),
 }

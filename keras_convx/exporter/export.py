@@ -101,6 +101,48 @@ def unsupported_layers(model):
     return list(tensor_map.flat_graph(model).problems)
 
 
+@dataclasses.dataclass
+class CoverageRow:
+    """One class the native exporter meets in a model: `kind` (`layer`/`operation` and
+    its class path), `how` (`"lowering"`: lowered by class; `"traced"`: its `call` was
+    traced into the rows below it; `"missing"`: neither) and how many times."""
+
+    kind: str
+    how: str
+    count: int
+    reason: str = ""
+
+
+def coverage(model, batch_size=None):
+    """What native export meets in `model`: every layer and `keras.ops` class its trace
+    reaches (composite layers and their insides, nested models), and whether each is
+    lowered by class, traced through its `call`, or missing (with the reason).
+
+    Args:
+        model: a Functional or Sequential model.
+        batch_size: the static batch of the export (None: dynamic).
+
+    Returns:
+        A list of `CoverageRow`, sorted by `how` then class path.
+    """
+    flat = tensor_map.flat_graph(model, batch_size)
+    counts, reasons = {}, {}
+    for _, kind, why in flat.problems:
+        reasons.setdefault(kind, why)
+    for fnode in flat.nodes:
+        if fnode.operation is not None:
+            kind = trace.describe(fnode.operation)
+            how = "missing" if kind in reasons else "lowering"
+            counts[kind, how] = counts.get((kind, how), 0) + 1
+    for _, op in flat.traced:
+        kind = trace.describe(op)
+        counts[kind, "traced"] = counts.get((kind, "traced"), 0) + 1
+    order = {"missing": 0, "traced": 1, "lowering": 2}
+    return sorted((CoverageRow(kind, how, n, reasons.get(kind, "") if how == "missing" else "")
+                   for (kind, how), n in counts.items()),
+                  key=lambda r: (order[r.how], r.kind))
+
+
 def _lower(b, flat, inputs, problems):
     tensors = {id(kt): v for kt, v in zip(flat.inputs, inputs)}
     for fnode in flat.nodes:
@@ -460,4 +502,4 @@ def _umask_mode(path):
     os.chmod(path, 0o666 & ~mask)
 
 
-__all__ = ["export_onnx", "ExportError", "ExportReport", "UnsupportedModel", "VerificationError"]
+__all__ = ["coverage", "CoverageRow", "export_onnx", "ExportError", "ExportReport", "UnsupportedModel", "VerificationError"]

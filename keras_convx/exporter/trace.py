@@ -56,7 +56,7 @@ class FlatGraph:
     outputs: list
     nodes: list
     problems: list  # (name, kind and class path, reason) of what has no lowering
-    traced: list  # labels of the layers traced through `call`
+    traced: list  # (label, operation) of the layers traced through `call`
 
     def by_key(self):
         """{key: (KerasTensor, FlatNode)} for every tensor an operation writes."""
@@ -126,7 +126,7 @@ def _inline(graph, prefix, label, c, traced_call=False):
                 c.problems.append((name, c.kind(op), str(err)))
                 c.nodes.append(FlatNode(op, node, keys, name))  # never lowered: problems stop it
                 continue
-            c.traced.append(name)
+            c.traced.append((name, op))
             _alias(c.nodes, node.input_tensors, fn.inputs, name)
             _inline(fn, base + "/", name + "/", c, traced_call=True)
             _alias(c.nodes, fn.outputs, node.outputs, name, forward=False)

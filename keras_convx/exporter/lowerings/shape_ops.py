@@ -57,34 +57,34 @@ def unsqueeze(b, value, axis, shape):
     return Value(b.node("Unsqueeze", [value.name, b.ints([at], "axes")]), shape, perm)
 
 
-@lowering(K.Split)
-def lower_split(b, layer, ctx):
-    x = ctx.x
-    axis = int(layer.axis) % x.ndim
+def split(b, x, axis, sizes_of, what):
+    """ONNX Split of `x` along Keras `axis` into `sizes_of(length)`; a list of names."""
+    axis = int(axis) % x.ndim
     length = x.shape[axis]
     if length is None:
-        raise Unsupported(f"split along axis {layer.axis} of unknown size")
-    sections = layer.indices_or_sections
-    if isinstance(sections, int):
-        sizes = [length // sections] * sections
-    else:
-        bounds = [0] + [min(int(i), length) for i in sections] + [length]
-        sizes = [max(e - s, 0) for s, e in zip(bounds, bounds[1:])]
+        raise Unsupported(f"{what} along axis {axis} of unknown size")
+    sizes = sizes_of(length)
     names = b.node("Split", [x.name, b.ints(sizes, "split")], n_outputs=len(sizes),
                    axis=onnx_axis(x, axis))
     return names if isinstance(names, list) else [names]
 
 
+@lowering(K.Split)
+def lower_split(b, layer, ctx):
+    sections = layer.indices_or_sections
+
+    def sizes(length):
+        if isinstance(sections, int):
+            return [length // sections] * sections
+        bounds = [0] + [min(int(i), length) for i in sections] + [length]
+        return [max(e - s, 0) for s, e in zip(bounds, bounds[1:])]
+    return split(b, ctx.x, layer.axis, sizes, "split")
+
+
 @lowering(C.Unstack)
 def lower_unstack(b, layer, ctx):
-    x = ctx.x
-    axis = int(layer.axis) % x.ndim
-    n = x.shape[axis]
-    if n is None:
-        raise Unsupported(f"unstack along axis {layer.axis} of unknown size")
-    parts = b.node("Split", [x.name, b.ints([1] * n, "split")], n_outputs=n,
-                   axis=onnx_axis(x, axis))
-    parts = parts if isinstance(parts, list) else [parts]
+    x, axis = ctx.x, int(layer.axis) % ctx.x.ndim
+    parts = split(b, x, axis, lambda n: [1] * n, "unstack")
     shape = [d for i, d in enumerate(x.shape) if i != axis]
     return [squeeze(b, Value(p, x.shape, x.perm), [axis], shape) for p in parts]
 
