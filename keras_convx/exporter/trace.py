@@ -88,7 +88,16 @@ def flatten(model, lowerable, kind, batch=None):
     """
     nodes, problems, traced = [], [], []
     LOWERABLE[0] = lowerable
-    _inline(model, "", "", _Context(lowerable, kind, nodes, problems, traced, batch))
+    _SESSION["depth"] += 1  # the trace's patches: installed by the first trace, once
+    try:
+        _inline(model, "", "", _Context(lowerable, kind, nodes, problems, traced, batch))
+    finally:
+        _SESSION["depth"] -= 1
+        if _SESSION["depth"] == 0:
+            if _SESSION["patched"]:
+                _patch(False)
+                _SESSION["patched"] = False
+            _TRACES.clear()
     return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced)
 
 
@@ -275,45 +284,84 @@ def trace_call(layer, node, batch=None):
         Unsupported: the call can't be traced; the message names the line of `call`
             where it stopped and why.
     """
-    inputs = [keras.Input(batch_shape=(batch if batch and t.shape[0] is None else t.shape[0],)
-                          + tuple(t.shape[1:]), dtype=t.dtype) for t in node.input_tensors]
-    args, kwargs = node.arguments.fill_in({id(t): k for t, k in zip(node.input_tensors, inputs)})
+    specs = {id(t): keras.KerasTensor((batch if batch and t.shape[0] is None else t.shape[0],)
+                                      + tuple(t.shape[1:]), t.dtype) for t in node.input_tensors}
+    args, kwargs = node.arguments.fill_in(specs)
+    outputs, fn = _traced(layer, args, kwargs)
+    flat = keras.tree.flatten(outputs)
+    if fn is None or len(flat) != len(node.outputs):
+        raise Unsupported(f"its traced call returned {len(flat)} value(s), not the "
+                          f"{len(node.outputs)} tensor(s) of the layer's output")
+    return fn
+
+
+_TRACES = {}  # one flatten's traces, by layer and call signature: each call traced once
+
+
+def _key(layer, args, kwargs):
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+    return id(layer), repr(keras.tree.map_structure(
+        lambda t: ("tensor", tuple(t.shape), str(t.dtype))
+        if isinstance(t, keras.KerasTensor) else t, (args, kwargs)))
+
+
+def _traced(layer, args, kwargs):
+    """(outputs, keras Function or None) of `layer.call` on fresh KerasTensors like the
+    ones in `args`/`kwargs`; the Function is None when an output is not a tensor."""
+    key = _key(layer, args, kwargs)
+    if key in _TRACES:
+        return _TRACES[key]
+    tensors = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
+    fresh = {id(t): keras.KerasTensor(t.shape, t.dtype) for t in tensors}
+    args, kwargs = keras.tree.map_structure(
+        lambda t: fresh[id(t)] if isinstance(t, keras.KerasTensor) else t, (args, kwargs))
     before = _node_counts(layer)
     try:
         outputs = _symbolic_call(layer, args, kwargs)
+        fn = None
         flat = keras.tree.flatten(outputs)
-        if len(flat) != len(node.outputs) or not all(isinstance(t, keras.KerasTensor)
-                                                      for t in flat):
-            raise Unsupported(f"its traced call returned {len(flat)} value(s), not the "
-                              f"{len(node.outputs)} tensor(s) of the layer's output")
-        from keras.src.ops.function import Function
+        if flat and all(isinstance(t, keras.KerasTensor) for t in flat):
+            from keras.src.ops.function import Function
 
-        try:
-            return Function(inputs, flat)  # reads the new nodes: before they are removed
-        except ValueError as err:
-            raise Unsupported(f"its traced call's outputs don't depend on its inputs only: "
-                              f"{str(err).splitlines()[0]}") from None
+            try:  # reads the new nodes: before they are removed
+                fn = Function([fresh[id(t)] for t in tensors], flat)
+            except ValueError as err:
+                raise Unsupported(f"its traced call's outputs don't depend on its inputs "
+                                  f"only: {str(err).splitlines()[0]}") from None
     finally:
         _restore_node_counts(before)
+    _TRACES[key] = outputs, fn
+    return outputs, fn
 
 
-_DEPTH = [0]  # nested traces share one set of patches
-
-
-def _symbolic_call(layer, args, kwargs):
-    """`layer.call(*args, **kwargs)` on KerasTensors, at inference, with the trace's
-    patches in place (installed by the outermost trace only)."""
-    kwargs = dict(kwargs)
+def _call_kwargs(layer, kwargs, inference=False):
+    """`kwargs` as `layer.call` takes them (as Layer.__call__ passes them): `training` and
+    `mask` only where its signature has them; `training=False` for `inference`."""
     params = inspect.signature(layer.call).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    if "training" in params or (takes_any and getattr(layer, "_call_has_training_arg", False)):
+    kwargs = dict(kwargs)
+    if inference and ("training" in params or (
+            takes_any and getattr(layer, "_call_has_training_arg", False))):
         kwargs["training"] = False
     for name in ("training", "mask"):
         if name in kwargs and name not in params and not takes_any:
             del kwargs[name]
-    _DEPTH[0] += 1
-    if _DEPTH[0] == 1:
+    return kwargs
+
+
+# A flatten (or a lone trace) is a session: the trace's patches are installed on its
+# first trace and removed when it ends; nested traces share them.
+_SESSION = {"depth": 0, "patched": False}
+
+
+def _symbolic_call(layer, args, kwargs):
+    """`layer.call(*args, **kwargs)` on KerasTensors, at inference, with the trace's
+    patches in place."""
+    kwargs = _call_kwargs(layer, kwargs, inference=True)
+    _SESSION["depth"] += 1
+    if not _SESSION["patched"]:
         _patch(True)
+        _SESSION["patched"] = True
     try:
         return layer.call(*args, **kwargs)
     except Unsupported:
@@ -321,9 +369,10 @@ def _symbolic_call(layer, args, kwargs):
     except Exception as err:  # noqa: BLE001 (the user's code may raise anything)
         raise Unsupported(_why(layer, err)) from None
     finally:
-        _DEPTH[0] -= 1
-        if _DEPTH[0] == 0:
+        _SESSION["depth"] -= 1
+        if _SESSION["depth"] == 0 and _SESSION["patched"]:
             _patch(False)
+            _SESSION["patched"] = False
 
 
 def _patch(on):
@@ -350,6 +399,27 @@ LOWERABLE = [lambda op: False]  # set by `flatten`: which sublayers are lowered 
 _SPEC = []
 
 
+def _spec_from_shape(layer, args, kwargs):
+    """Layer.compute_output_spec for a call on one tensor (or one list of them), straight
+    from `compute_output_shape` (Keras's CallSpec checks each argument against
+    TensorFlow's tensor protocols, which Python 3.11 doesn't cache); None otherwise."""
+    from keras.src import tree
+
+    if len(args) != 1 or any(k not in ("training", "mask") for k in kwargs):
+        return None
+    x = args[0]
+    if isinstance(x, keras.KerasTensor):
+        shape = layer.compute_output_shape(tuple(x.shape))
+    elif isinstance(x, (list, tuple)) and x and all(isinstance(t, keras.KerasTensor) for t in x):
+        shape = layer.compute_output_shape([tuple(t.shape) for t in x])
+    else:
+        return None
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (int, type(None))):
+        return keras.KerasTensor(tuple(shape), dtype=layer.compute_dtype)
+    return tree.map_shape_structure(lambda s: keras.KerasTensor(s, dtype=layer.compute_dtype),
+                                    shape)
+
+
 def _traced_specs(on):
     """While tracing, a sublayer that will be traced itself and has no
     `compute_output_shape` gets its output spec from a KerasTensor trace of its call,
@@ -364,22 +434,15 @@ def _traced_specs(on):
     _SPEC.append(original)
 
     def spec(self, *args, **kwargs):
-        if LOWERABLE[0](self) or not keras_utils.is_default(self.compute_output_shape) \
-                or isinstance(self, keras.Model):
+        if not keras_utils.is_default(self.compute_output_shape):
+            outputs = _spec_from_shape(self, args, kwargs)
+            return original(self, *args, **kwargs) if outputs is None else outputs
+        if LOWERABLE[0](self) or isinstance(self, keras.Model):
             return original(self, *args, **kwargs)
-        tensors = [t for t in keras.tree.flatten((args, kwargs))
-                   if isinstance(t, keras.KerasTensor)]
-        fresh = {id(t): keras.KerasTensor(t.shape, t.dtype) for t in tensors}
-        args, kwargs = keras.tree.map_structure(
-            lambda t: fresh.get(id(t), t) if isinstance(t, keras.KerasTensor) else t,
-            (args, kwargs))
-        before = _node_counts(self)
         try:
-            outputs = _symbolic_call(self, args, kwargs)
+            outputs, _ = _traced(self, args, kwargs)
         except Unsupported:
             return original(self, *args, **kwargs)  # Keras's own spec, or its own error
-        finally:
-            _restore_node_counts(before)
         return keras.tree.map_structure(
             lambda t: keras.KerasTensor(t.shape, t.dtype) if isinstance(t, keras.KerasTensor)
             else t, outputs)
@@ -437,17 +500,22 @@ def _inline_untraceable(on):
     original = Layer.__call__
     _LAYER_CALL.append(original)
 
+    from keras.src.ops.node import Node
+
     def call(self, *args, **kwargs):
-        try:
+        if not self.built or not any(isinstance(t, keras.KerasTensor)
+                                     for t in keras.tree.flatten((args, kwargs))):
             return original(self, *args, **kwargs)
+        kwargs = _call_kwargs(self, kwargs)
+        try:
+            # what Layer.__call__ does symbolically, without its eager-call machinery
+            # (on TensorFlow, its argument checks cost more than the whole export)
+            outputs = self.compute_output_spec(*args, **kwargs)
+            Node(operation=self, call_args=args, call_kwargs=kwargs, outputs=outputs)
+            return outputs
         except Exception:  # noqa: BLE001 (inline, and let its own error speak if it fails)
-            if not any(isinstance(t, keras.KerasTensor) for t in keras.tree.flatten(
-                    (args, kwargs))):
-                raise
-        params = inspect.signature(self.call).parameters
-        if "training" in params:
-            kwargs["training"] = False
-        return self.call(*args, **kwargs)
+            pass
+        return self.call(*args, **_call_kwargs(self, kwargs, inference=True))
     Layer.__call__ = call
 
 
