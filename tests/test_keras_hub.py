@@ -19,12 +19,9 @@ from helpers import BACKEND
 
 # Their embeddings compute with the batch size as a number (ops.tile(cls_token,
 # (batch, 1, 1)), reshapes to batch * heads): exported with a static batch.
-STATIC_BATCH = {"vitdet", "dinov2", "vit_classifier", "swin_classifier"}
+STATIC_BATCH = {"vitdet", "dinov2", "depth_anything", "vit_classifier", "swin_classifier"}
 # Refused with the reason the exporter gives (tests below).
-REFUSED = {
-    "depth_anything": r"interpolate.*backend-specific code",
-    "deit_classifier": r"deit_encoder",
-}
+REFUSED = {"deit_classifier": r"deit_encoder"}
 # A task model whose backbone's family runs on JAX already.
 SAME_FAMILY = {"resnet_classifier", "mobilenet_v3_classifier", "efficientnet_classifier",
                "hgnetv2_classifier", "vgg_classifier", "mobilenet_v5_classifier"}

@@ -162,6 +162,9 @@ class NoisyAtInference(L.Layer):
     def call(self, x):
         return x + keras.random.normal(ops.shape(x)[1:])
 
+    def compute_output_shape(self, input_shape):  # JAX can't trace unseeded random ops
+        return input_shape
+
 
 class BatchAsNumber(L.Layer):
     def build(self, input_shape):
@@ -210,3 +213,77 @@ def test_unsupported_layers_lists_what_a_trace_reaches_without_a_lowering():
     problems = kc.exporter.unsupported_layers(model)
     assert [(n, k) for n, k, _ in problems] == [
         ("cum/cumsum", "operation keras.src.ops.numpy.Cumsum")]
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="JAX and torch: TensorFlow stays out")
+def test_tracing_and_export_never_import_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import keras
+from keras import ops
+import keras_convx as kc
+
+class Block(keras.layers.Layer):
+    def build(self, shape):
+        self.scale = self.add_weight(shape=(shape[-1],), initializer="random_normal")
+
+    def call(self, x):
+        a, b = ops.split(x, 2, -1)
+        return ops.concatenate([a * ops.sigmoid(b), b * self.scale[:2]], axis=-1)
+
+x = keras.Input((8, 8, 4))
+model = keras.Model(x, keras.layers.Conv2D(3, 1)(Block()(x)))
+report = kc.export_onnx(model, {str(tmp_path / 'm.onnx')!r}, method="native")
+assert report.passed
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow")
+assert not loaded, loaded[:5]
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _backend_relu():
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.nn.relu
+    if BACKEND == "torch":
+        import torch
+
+        return torch.relu
+    import jax
+
+    return jax.nn.relu
+
+
+def backend_relu(x):
+    """A helper of the model's own module written for one backend."""
+    return _backend_relu()(x)
+
+
+class BackendCall(L.Layer):
+    def call(self, x):
+        return backend_relu(x) * 2.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def test_backend_code_is_refused_by_name_and_a_substitute_goes_through_it(tmp_path):
+    model = _model(BackendCall(name="backend_call"))
+    with pytest.raises(kc.exporter.UnsupportedModel, match=r"backend_call .*test_trace.py:\d+ "
+                       r"in call \(`return backend_relu\(x\) \* 2.0`\): backend-specific"):
+        kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    kc.exporter.substitute(__name__, "backend_relu", ops.relu)
+    try:
+        tensor_map._CACHE.clear()
+        report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    finally:
+        del kc.exporter.trace.SUBSTITUTES[__name__, "backend_relu"]
+        tensor_map._CACHE.clear()
+    assert report.passed and backend_relu is not ops.relu  # restored after tracing
+    assert any(c.tensor.startswith("backend_call/relu") for c in report.verify.tensors)

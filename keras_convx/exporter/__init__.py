@@ -11,6 +11,7 @@ _PUBLIC = {
                "LoweringContext", "coverage", "CoverageRow"),
     "registry": ("CHANNELS_FIRST", "KERAS_ORDER", "LOWERINGS", "SAME", "Lowering", "lowering"),
     "verify": ("ExportError", "VerificationError", "Verifier", "VerifyReport", "verify_onnx"),
+    "trace": ("substitute",),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -152,13 +152,13 @@ def _same_shapes(node, model):
 
 
 def _trace_with_batch(layer, node, batch):
-    """`trace_call` with the batch unknown; else with the export's static batch; a call
-    that needs a static batch under a dynamic export says so."""
+    """`trace_call` with the export's static batch, or with the batch unknown (a call that
+    needs a static batch under a dynamic export says so)."""
+    if batch is not None:
+        return trace_call(layer, node, batch)
     try:
         return trace_call(layer, node)
     except Unsupported as err:
-        if batch is not None:
-            return trace_call(layer, node, batch)
         try:
             trace_call(layer, node, 1)
         except Unsupported:
@@ -258,13 +258,16 @@ def _call(fnode, args, kwargs):
     return op(*args, **kwargs)
 
 
+_BACKEND_CODE = "backend-specific code on a symbolic tensor (a tf./jax./torch. call): use keras.ops"
+
 # Where a traced `call` stops, the reason in a user's words, by what the error says.
 _REASONS = (
     (("bool", "KerasTensor"), "Python control flow on tensor values (an `if` or `while` on "
                               "a tensor): use keras.ops.where / keras.ops.cond"),
-    (("symbolic", "cannot be used as input"), "backend-specific code on a symbolic tensor "
-                                              "(a tf./jax./torch. call): use keras.ops"),
+    (("symbolic", "cannot be used as input"), _BACKEND_CODE),
     (("__array__",), "NumPy on a symbolic tensor: use keras.ops"),
+    (("not KerasTensor",), _BACKEND_CODE),  # torch's C functions leave no frame
+    (("__jax_array__",), _BACKEND_CODE),  # nor does JAX, which filters its own
 )
 
 
@@ -305,6 +308,16 @@ def _key(layer, args, kwargs):
         if isinstance(t, keras.KerasTensor) else t, (args, kwargs)))
 
 
+def _entry_point(like):
+    """A KerasTensor shaped like `like` that starts a graph (as Keras marks the inputs of a
+    node that have no history: an unused input then maps like an InputLayer's)."""
+    from keras.src.ops.node import KerasHistory
+
+    tensor = keras.KerasTensor(like.shape, like.dtype)
+    tensor._keras_history = KerasHistory(operation=None, node_index=0, tensor_index=0)
+    return tensor
+
+
 def _traced(layer, args, kwargs):
     """(outputs, keras Function or None) of `layer.call` on fresh KerasTensors like the
     ones in `args`/`kwargs`; the Function is None when an output is not a tensor."""
@@ -312,7 +325,7 @@ def _traced(layer, args, kwargs):
     if key in _TRACES:
         return _TRACES[key]
     tensors = [t for t in keras.tree.flatten((args, kwargs)) if isinstance(t, keras.KerasTensor)]
-    fresh = {id(t): keras.KerasTensor(t.shape, t.dtype) for t in tensors}
+    fresh = {id(t): _entry_point(t) for t in tensors}
     args, kwargs = keras.tree.map_structure(
         lambda t: fresh[id(t)] if isinstance(t, keras.KerasTensor) else t, (args, kwargs))
     before = _node_counts(layer)
@@ -377,7 +390,8 @@ def _symbolic_call(layer, args, kwargs):
 
 def _patch(on):
     """The trace's patches: random ops refused, variables left of tensors deferred,
-    untraceable sublayers inlined, composite sublayers' output specs traced."""
+    untraceable sublayers inlined, composite sublayers' output specs traced, functions
+    substituted (`substitute`)."""
     modules = [m for m in (sys.modules.get(f"keras.src.backend.{b}.random") for b in
                            ("tensorflow", "jax", "torch", "numpy", "openvino"))
                if m is not None and hasattr(m, "draw_seed")]
@@ -392,9 +406,40 @@ def _patch(on):
     _variables_defer(on)
     _inline_untraceable(on)
     _traced_specs(on)
+    _substitutes(on)
 
 
 _SAVED_SEEDS = {}
+SUBSTITUTES = {}  # (module name, attribute) -> replacement, while tracing
+_SAVED_SUBSTITUTES = {}
+
+
+def substitute(module, name, replacement):
+    """While tracing, `module.name` is `replacement`: the way through a function whose
+    code is backend-specific (a `tf.`/`torch.`/`jax.` call), replaced by one written with
+    `keras.ops` or layers that have lowerings. Outside tracing nothing changes, and the
+    model's own outputs stay the reference verification compares with.
+
+    Args:
+        module: the name of the module whose global the layer's `call` reads (where the
+            function is used, not where it is defined).
+        name: the attribute.
+        replacement: a function with the same signature.
+    """
+    SUBSTITUTES[module, name] = replacement
+
+
+def _substitutes(on):
+    if on:
+        for (module, name), replacement in SUBSTITUTES.items():
+            loaded = sys.modules.get(module)
+            if loaded is not None and hasattr(loaded, name):
+                _SAVED_SUBSTITUTES[module, name] = getattr(loaded, name)
+                setattr(loaded, name, replacement)
+    else:
+        for (module, name), original in _SAVED_SUBSTITUTES.items():
+            setattr(sys.modules[module], name, original)
+        _SAVED_SUBSTITUTES.clear()
 LOWERABLE = [lambda op: False]  # set by `flatten`: which sublayers are lowered by class
 _SPEC = []
 
@@ -531,12 +576,16 @@ def _why(layer, err):
     reason = "its call can't be traced"
     frames = [f.f_code.co_filename.replace(os.sep, "/") for f, _ in
               traceback.walk_tb(err.__traceback__)]
-    backend_code = any(f"/{pkg}/" in path for path in frames
-                       for pkg in ("tensorflow", "torch", "jax", "jaxlib"))
+    def backend(path):
+        return any(f"/{pkg}/" in path for pkg in ("tensorflow", "torch", "jax", "jaxlib"))
+
+    # a tf./torch./jax. function called from the model's own code, not through keras.ops
+    backend_code = any(backend(path) and not backend(caller) and "/keras/" not in caller
+                       for caller, path in zip(frames, frames[1:]))
     if isinstance(err, _RandomAtInference):
         reason = "a random op runs at inference (keras.random without a training check)"
     elif backend_code:
-        reason = _REASONS[1][1]
+        reason = _BACKEND_CODE
     else:
         for words, said in _REASONS:
             if all(w in str(err) for w in words):
