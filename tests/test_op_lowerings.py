@@ -40,7 +40,8 @@ def _dot_product_attention(x, causal=False):
 CASES = {
     "split-sections": lambda x: ops.concatenate(
         [a * (i + 1) for i, a in enumerate(ops.split(x, 2, axis=-1))], axis=1),
-    "split-indices": lambda x: ops.split(x, [1, 4], axis=2)[1] + ops.split(x, [1, 4], axis=2)[2][:, :, :1],
+    "split-indices": lambda x: ops.split(x, [1, 4], axis=2)[1]
+    + ops.split(x, [1, 4], axis=2)[2][:, :, :1],
     "split-spatial-three-ways": lambda x: ops.sum(ops.stack(ops.split(x, 3, axis=1)), axis=0),
     "pad-constant": lambda x: ops.pad(x, ((0, 0), (1, 2), (0, 3), (0, 0)), constant_values=0.5),
     "pad-channels": lambda x: ops.pad(x, ((0, 0), (0, 0), (0, 0), (1, 2))),

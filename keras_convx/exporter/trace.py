@@ -258,7 +258,8 @@ def _call(fnode, args, kwargs):
     return op(*args, **kwargs)
 
 
-_BACKEND_CODE = "backend-specific code on a symbolic tensor (a tf./jax./torch. call): use keras.ops"
+_BACKEND_CODE = ("backend-specific code on a symbolic tensor (a tf./jax./torch. call): use "
+                 "keras.ops")
 
 # Where a traced `call` stops, the reason in a user's words, by what the error says.
 _REASONS = (

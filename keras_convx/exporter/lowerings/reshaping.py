@@ -35,8 +35,8 @@ def lower_cropping(b, layer, ctx):
 @lowering(kc.ZeroPadding1D, kc.ZeroPadding2D, kc.ZeroPadding3D, kc.Padding1D, kc.Padding2D,
           kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, layout=CHANNELS_FIRST)
 def lower_padding(b, layer, ctx):
-    y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding", ctx.x.ndim), getattr(layer, "mode", "zeros"),
-                    getattr(layer, "constant_value", 0.0))
+    y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding", ctx.x.ndim),
+                    getattr(layer, "mode", "zeros"), getattr(layer, "constant_value", 0.0))
     return y if y != ctx.x.name else b.node("Identity", [y])
 
 
