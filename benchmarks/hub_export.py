@@ -13,6 +13,7 @@ The second form writes section 11 of benchmarks/RESULTS.md.
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -138,11 +139,19 @@ def render(results):
                        + (f"{keras_}/{len(res['rows'])} |" if ran else "not run |"))
     lines += ["", "Exported and verified:", "", "| backend | ours | Keras's export |",
               "|---|---:|---:|"] + summary
-    problems = [(res["backend"], r["model"], side, r[f"{side}_error"]) for res in results
-                for r in res["rows"] for side in ("ours", "keras") if r.get(f"{side}_error")]
-    if problems:
-        lines += ["", "What went wrong:", ""]
-        lines += [f"- {b} {m} ({side}): {e}" for b, m, side, e in problems]
+    grouped = {}  # (backend, side, message) -> models
+    for res in results:
+        for r in res["rows"]:
+            for side in ("ours", "keras"):
+                if r.get(f"{side}_error"):
+                    text = re.sub(r"\x1b\[[0-9;]*m", "", r[f"{side}_error"])
+                    text = " ".join(text.split())[:220]
+                    grouped.setdefault((res["backend"], side, text), []).append(r["model"])
+    if grouped:
+        lines += ["", "What went wrong (ours: refused by name; Keras's: as it failed):", ""]
+        lines += [f"- {b}, {'ours' if side == 'ours' else 'Keras'}, {len(models)} model(s) "
+                  f"({', '.join(models)}): {text}"
+                  for (b, side, text), models in grouped.items()]
     return lines
 
 
