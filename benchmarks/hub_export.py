@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from benchmarks.applications import _graph_stats  # noqa: E402
+from benchmarks.sections import write_json  # noqa: E402
 
 
 def _worst(report):
@@ -222,12 +223,8 @@ def main(argv=None):
     if args.coverage_readme:
         update_readme(coverage_table(names))
         return 0
-    text = json.dumps(measure(names, not args.ours_only, args.repeats), indent=1)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        print(text)
+    result = measure(names, not args.ours_only, args.repeats)
+    print(json.dumps(result, indent=1)) if not args.out else write_json(args.out, result)
     return 0
 
 

@@ -404,13 +404,24 @@ def _patch(on):
         for m, fn in _SAVED_SEEDS.items():
             m.draw_seed = fn
         _SAVED_SEEDS.clear()
-    _variables_defer(on)
-    _inline_untraceable(on)
-    _traced_specs(on)
+    for cls, name in _variable_dunders():
+        _swap(on, cls, name, _defer)
+    _swap(on, keras.layers.Layer, "__call__", _inline_untraceable)
+    _swap(on, keras.layers.Layer, "compute_output_spec", _traced_specs)
     _substitutes(on)
 
 
 _SAVED_SEEDS = {}
+_SWAPPED = {}
+
+
+def _swap(on, cls, name, wrap):
+    """Replaces `cls.name` by `wrap(original)`, or puts the original back."""
+    if on:
+        _SWAPPED[cls, name] = cls.__dict__[name]
+        setattr(cls, name, wrap(cls.__dict__[name]))
+    else:
+        setattr(cls, name, _SWAPPED.pop((cls, name)))
 SUBSTITUTES = {}  # (module name, attribute) -> replacement, while tracing
 _SAVED_SUBSTITUTES = {}
 
@@ -442,7 +453,6 @@ def _substitutes(on):
             setattr(sys.modules[module], name, original)
         _SAVED_SUBSTITUTES.clear()
 LOWERABLE = [lambda op: False]  # set by `flatten`: which sublayers are lowered by class
-_SPEC = []
 
 
 def _spec_from_shape(layer, args, kwargs):
@@ -466,18 +476,11 @@ def _spec_from_shape(layer, args, kwargs):
                                     shape)
 
 
-def _traced_specs(on):
+def _traced_specs(original):
     """While tracing, a sublayer that will be traced itself and has no
     `compute_output_shape` gets its output spec from a KerasTensor trace of its call,
     not from the backend's (a TensorFlow FuncGraph per call: 94% of MiT's export time)."""
     from keras.src import utils as keras_utils
-
-    Layer = keras.layers.Layer
-    if not on:
-        Layer.compute_output_spec = _SPEC.pop()
-        return
-    original = Layer.compute_output_spec
-    _SPEC.append(original)
 
     def spec(self, *args, **kwargs):
         if not keras_utils.is_default(self.compute_output_shape):
@@ -492,13 +495,12 @@ def _traced_specs(on):
         return keras.tree.map_structure(
             lambda t: keras.KerasTensor(t.shape, t.dtype) if isinstance(t, keras.KerasTensor)
             else t, outputs)
-    Layer.compute_output_spec = spec
+    return spec
 
 
 _BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul")
 _DUNDERS = [f"__{p}{op}__" for op in _BINARY for p in ("", "r")] + \
     [f"__{op}__" for op in ("lt", "le", "gt", "ge")]
-_SAVED_DUNDERS = {}
 
 
 def _defer(method):
@@ -509,43 +511,26 @@ def _defer(method):
     return dunder
 
 
-def _variables_defer(on):
-    """While tracing, `variable * keras_tensor` makes an operation node with the variable
-    as a constant argument (`self.scale * x`), as `keras_tensor * variable` does; Keras's
-    Variable would hand the symbolic tensor to the backend."""
+def _variable_dunders():
+    """(class, name) of the arithmetic methods of Keras's Variable classes (the backends'
+    subclasses may define their own): while tracing they defer to a KerasTensor operand,
+    so `self.scale * x` makes an operation node with the variable as a constant argument,
+    as `x * self.scale` does, where Keras's Variable would hand the symbolic tensor to the
+    backend."""
     from keras.src.backend.common.variables import Variable
 
-    if on:
-        classes, todo = [], [Variable]
-        while todo:  # the backends' Variable classes may define their own
-            cls = todo.pop()
-            classes.append(cls)
-            todo.extend(cls.__subclasses__())
-        for cls in classes:
-            for name in _DUNDERS:
-                if name in cls.__dict__:
-                    _SAVED_DUNDERS[cls, name] = cls.__dict__[name]
-                    setattr(cls, name, _defer(cls.__dict__[name]))
-    else:
-        for (cls, name), method in _SAVED_DUNDERS.items():
-            setattr(cls, name, method)
-        _SAVED_DUNDERS.clear()
+    classes, todo = [], [Variable]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [(cls, name) for cls in classes for name in _DUNDERS if name in cls.__dict__]
 
 
-_LAYER_CALL = []
-
-
-def _inline_untraceable(on):
+def _inline_untraceable(original):
     """While tracing, a sublayer Keras can't record as a node runs its `call` inline: its
     operations join the trace. (It returns None or () beside its tensors, or its output
     spec can't be inferred symbolically: JAX turns its int arguments into tracers.)"""
-    Layer = keras.layers.Layer
-    if not on:
-        Layer.__call__ = _LAYER_CALL.pop()
-        return
-    original = Layer.__call__
-    _LAYER_CALL.append(original)
-
     from keras.src.ops.node import Node
 
     def call(self, *args, **kwargs):
@@ -562,7 +547,7 @@ def _inline_untraceable(on):
         except Exception:  # noqa: BLE001 (inline, and let its own error speak if it fails)
             pass
         return self.call(*args, **_call_kwargs(self, kwargs, inference=True))
-    Layer.__call__ = call
+    return call
 
 
 def _why(layer, err):
