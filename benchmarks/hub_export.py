@@ -37,16 +37,16 @@ def measure(names, keras_export=True, repeats=3):
 
     import keras_convx as kc
     import hub_models as H
-    from test_keras_hub import STATIC_BATCH
+    from test_keras_hub import BATCH_AS_NUMBER
 
     work = tempfile.mkdtemp()
     kc.export_onnx(H.build("vgg"), os.path.join(work, "warm-up.onnx"), method="native")
     rows = []
     for name in names:
         model = H.build(name)
-        options = dict(dynamic_axes=(), batch_size=1) if name in STATIC_BATCH else {}
+        options = {}  # a dynamic batch for every model
         row = {"model": name, "params": int(model.count_params()),
-               "static_batch": name in STATIC_BATCH}
+               "batch_symbol": name in BATCH_AS_NUMBER}
         path = os.path.join(work, f"{name}-ours.onnx")
         try:
             times = []
@@ -102,8 +102,9 @@ def render(results):
              "Made by `KERAS_BACKEND=<b> python benchmarks/hub_export.py --out h-<b>.json` per "
              "backend, then `python benchmarks/hub_export.py --update-results h-*.json`. The "
              "models of tests/hub_models.py (random weights, BatchNorm statistics as after "
-             "training); `*` = exported with a static batch (their embeddings compute with the "
-             "batch size as a number). 'verified' = `kc.verify_onnx` passes (ours: every "
+             "training); every model exported with a dynamic batch; `*` = traced with the batch "
+             "symbol (their embeddings compute with the batch size as a number; the graph "
+             "computes those from its input's batch). 'verified' = `kc.verify_onnx` passes (ours: every "
              "mapped tensor, inside the traced blocks too; Keras's files: the outputs only). "
              "Error = worst output error / output scale. Export seconds without verification, "
              "median of 3 (ours: a fresh model each time, so nothing is cached), after one "
@@ -128,7 +129,7 @@ def render(results):
             ratio = (row["keras_seconds"] / row["ours_seconds"]
                      if row.get("keras_seconds") and row.get("ours_seconds") else None)
             lines.append(
-                f"| {res['backend']} | {row['model']}{'*' if row.get('static_batch') else ''} "
+                f"| {res['backend']} | {row['model']}{'*' if row.get('batch_symbol') else ''} "
                 f"| {ok(row, 'ours')} | {ok(row, 'keras')} | "
                 f"{_cell(row, 'ours_error_rel', '.1e')} / {_cell(row, 'keras_error_rel', '.1e')}"
                 f" | {_cell(row, 'ours_seconds', '.2f')} / {_cell(row, 'keras_seconds', '.2f')} "
@@ -165,12 +166,12 @@ def coverage_table(names):
     and in how many of the models it appears."""
     import keras_convx as kc
     import hub_models as H
-    from test_keras_hub import REFUSED, STATIC_BATCH
+    from test_keras_hub import REFUSED
 
     seen = {}
     for name in names:
         model = H.build(name)
-        batch = 1 if name in STATIC_BATCH or name in REFUSED else None
+        batch = 1 if name in REFUSED else None
         for row in kc.exporter.coverage(model, batch):
             seen.setdefault((row.kind, row.how), set()).add(name)
     lines = ["| class | exported by | models |", "|---|---|---:|"]

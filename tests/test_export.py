@@ -392,3 +392,34 @@ def test_an_output_that_is_an_input_gets_its_own_name(tmp_path):
     graph = onnx.load(tmp_path / "m.onnx").graph
     assert [o.name for o in graph.output] == ["x_output", "conv"]
     assert [i.name for i in graph.input] == ["x"]
+
+
+def test_checker_keeps_strict_shape_inference_with_large_weights():
+    # _check runs shape inference with large weights declared as inputs: a weight whose shape
+    # contradicts its Conv must still be rejected, as the full checker rejects it
+    from onnx import TensorProto, helper, numpy_helper
+
+    from keras_convx.exporter.export import _SMALL_CONSTANT_BYTES, _check
+
+    def conv_model(out_channels):
+        weight = numpy_helper.from_array(
+            np.zeros((out_channels, 8, 3, 3), np.float32), "w")  # large: well over the threshold
+        assert len(weight.raw_data) > _SMALL_CONSTANT_BYTES
+        shape = numpy_helper.from_array(np.array([1, -1], np.int64), "shape")  # small: kept
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["x", "w"], ["y"]),
+             helper.make_node("Reshape", ["y", "shape"], ["z"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+            [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 64 * 16])],
+            [weight, shape])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        proto.ir_version = 10
+        return proto
+
+    good = conv_model(64)
+    _check(good.SerializeToString(), good)
+    bad = conv_model(32)  # the declared output has room for 64 channels
+    with pytest.raises(Exception, match="differ in dimension 1"):
+        onnx.checker.check_model(bad, full_check=True)
+    with pytest.raises(Exception, match="differ in dimension 1"):
+        _check(bad.SerializeToString(), bad)

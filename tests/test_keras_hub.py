@@ -18,8 +18,9 @@ from benchmarks.hub_export import readme_rows, short_kind
 from helpers import BACKEND
 
 # Their embeddings compute with the batch size as a number (ops.tile(cls_token,
-# (batch, 1, 1)), reshapes to batch * heads): exported with a static batch.
-STATIC_BATCH = {"vitdet", "dinov2", "depth_anything", "vit_classifier", "swin_classifier"}
+# (batch, 1, 1)), reshapes to batch * heads): traced with the batch symbol, their graphs
+# compute those from the input's batch (checked at a batch verification did not use).
+BATCH_AS_NUMBER = {"vitdet", "dinov2", "depth_anything", "vit_classifier", "swin_classifier"}
 # Refused with the reason the exporter gives (tests below).
 REFUSED = {"deit_classifier": r"deit_encoder"}
 # A task model whose backbone's family runs on JAX already.
@@ -39,10 +40,12 @@ def _names():
 @pytest.mark.parametrize("name", _names())
 def test_keras_hub_model_exports_natively_and_verifies(name, tmp_path):
     model = H.build(name)
-    options = dict(dynamic_axes=(), batch_size=2) if name in STATIC_BATCH else {}
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", **options)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native")
     assert report.method == "native"
     assert report.passed and report.verify.informative, report.verify.summary()
+    assert {c.batch for c in report.verify.checks} == {1, 2}  # a dynamic batch
+    if name in BATCH_AS_NUMBER:
+        _check_at_batch(model, tmp_path / "m.onnx", 3)
     compared = [c for c in report.verify.tensors if c.status == "pass"]
     hub_blocks = [layer for layer in model._flatten_layers(include_self=False)
                   if type(layer).__module__.startswith("keras_hub") and
@@ -52,18 +55,33 @@ def test_keras_hub_model_exports_natively_and_verifies(name, tmp_path):
     assert len(compared) >= 5
     if BACKEND == "tensorflow":  # the README's coverage table says how each class exports
         table = readme_rows()
-        rows = kc.exporter.coverage(model, 2 if name in STATIC_BATCH else None)
+        rows = kc.exporter.coverage(model)
         missing = [(short_kind(r.kind), r.how) for r in rows
                    if (short_kind(r.kind), r.how) not in table]
         assert not missing, f"not in README's coverage table (make it again): {missing}"
 
 
-@pytest.mark.parametrize("name", sorted(STATIC_BATCH)[:1] if BACKEND == "jax"
-                         else sorted(STATIC_BATCH))
-def test_dynamic_batch_is_refused_with_the_static_batch_hint(name, tmp_path):
-    with pytest.raises(kc.exporter.UnsupportedModel, match=r"dynamic_axes=\(\) and batch_size"):
-        kc.export_onnx(H.build(name), tmp_path / "m.onnx", method="native")
-    assert not (tmp_path / "m.onnx").exists()
+def _check_at_batch(model, path, batch):
+    import numpy as np
+    import onnxruntime as ort
+
+    shape = (batch,) + tuple(model.inputs[0].shape[1:])
+    data = np.random.default_rng(batch).uniform(0, 1, shape).astype("float32")
+    expected = [keras.ops.convert_to_numpy(o) for o in
+                keras.tree.flatten(model(data, training=False))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: data})
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        assert np.max(np.abs(g - e)) <= 1e-4 * np.max(np.abs(e))
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="TF and torch check the static path")
+def test_a_batch_as_a_number_model_still_exports_with_a_static_batch(tmp_path):
+    model = H.build("vit_classifier")
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", dynamic_axes=(),
+                            batch_size=2)
+    assert report.passed and {c.batch for c in report.verify.checks} == {2}
 
 
 @pytest.mark.skipif(BACKEND == "jax", reason="the refusals are the same on every backend; "

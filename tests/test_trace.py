@@ -4,12 +4,13 @@ inside them, what tracing leaves unchanged, and where it stops (and says why).""
 import keras
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import pytest
 from keras import ops
 
 import keras_convx as kc
 from helpers import BACKEND, rand
-from keras_convx.exporter import tensor_map
+from keras_convx.exporter import tensor_map, trace
 
 L = keras.layers
 
@@ -171,8 +172,18 @@ class BatchAsNumber(L.Layer):
         self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="ones")
 
     def call(self, x):
-        tokens = ops.tile(self.token, (ops.shape(x)[0], 1, 1))
-        return ops.concatenate([tokens, x], axis=1)
+        batch, steps, channels = ops.shape(x)
+        tokens = ops.tile(self.token, (batch, 1, 1))  # a constant when batch is a number
+        x = ops.concatenate([tokens, x], axis=1)
+        heads = ops.reshape(x, (batch * 2, steps + 1, channels // 2))  # as attention does
+        heads = heads * ops.softmax(heads, axis=1)
+        return ops.reshape(heads, (batch, steps + 1, channels))
+
+
+class BatchRange(L.Layer):
+    def call(self, x):
+        batch = ops.shape(x)[0]
+        return x + ops.reshape(ops.arange(batch, dtype="float32"), (batch, 1, 1))
 
 
 def test_every_untraceable_layer_is_named_at_once_with_its_line_and_reason(tmp_path):
@@ -191,17 +202,46 @@ def test_every_untraceable_layer_is_named_at_once_with_its_line_and_reason(tmp_p
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_a_call_that_needs_the_batch_as_a_number_exports_with_a_static_batch(tmp_path):
+def test_a_call_that_needs_the_batch_as_a_number_exports_with_a_dynamic_batch(tmp_path):
+    import onnxruntime as ort
+
     x = keras.Input((5, 4), name="x")
     model = keras.Model(x, L.Dense(3, name="head")(BatchAsNumber(name="tokens")(x)))
     for i, w in enumerate(model.weights):
         w.assign(rand(tuple(w.shape), i))
-    with pytest.raises(kc.exporter.UnsupportedModel, match=r"dynamic_axes=\(\)"):
-        kc.export_onnx(model, tmp_path / "m.onnx", method="native")
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", dynamic_axes=(),
+    # traced with the batch symbol: its tile and reshapes follow the graph's batch
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    assert report.passed
+    assert {c.batch for c in report.verify.checks} == {1, 2}
+    assert any(c.tensor.startswith("tokens/") and c.status == "pass"
+               for c in report.verify.tensors)
+    graph = onnx.load(tmp_path / "m.onnx").graph
+    ints = [numpy_helper.to_array(t) for t in graph.initializer
+            if t.data_type == onnx.TensorProto.INT64]
+    assert not any(np.any((a != 0) & (a % trace.BATCH_SYMBOL == 0)) for a in ints)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3, 4):  # sizes verification did not use
+        data = rand((batch, 5, 4), 10 + batch)
+        expected = keras.ops.convert_to_numpy(model(data))
+        got = session.run(None, {"x": data})[0]
+        assert got.shape == (batch, 6, 3)
+        assert np.max(np.abs(got - expected)) <= 1e-5 * np.max(np.abs(expected))
+    # a static batch still traces with the number itself
+    report = kc.export_onnx(model, tmp_path / "s.onnx", method="native", dynamic_axes=(),
                             batch_size=2, tolerance=1e-5)
     assert report.passed
-    assert any(c.tensor.startswith("tokens/") for c in report.verify.tensors)
+
+
+def test_a_constant_built_from_the_batch_size_is_refused_under_a_dynamic_batch(tmp_path):
+    # arange(batch) is no repetition along the batch: it can't follow the graph's batch
+    x = keras.Input((5, 4), name="x")
+    model = keras.Model(x, L.Dense(3)(BatchRange(name="ranged")(x)))
+    with pytest.raises(kc.exporter.UnsupportedModel, match=r"ranged.*dynamic_axes=\(\)"):
+        kc.export_onnx(model, tmp_path / "m.onnx", method="native")
+    assert not (tmp_path / "m.onnx").exists()
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", dynamic_axes=(),
+                            batch_size=3, tolerance=1e-5)
+    assert report.passed
 
 
 def test_unsupported_layers_lists_what_a_trace_reaches_without_a_lowering():

@@ -223,6 +223,11 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
         b.scope = "graph"
         b.add_output(name, value.name, graph_shape, _dims_dynamic(graph_shape, dynamic_axes))
         out_perms.append(list(perm))
+    if flat.batch_symbol is not None:
+        try:
+            passes.dynamic_batch(b, flat.batch_symbol)
+        except Unsupported as err:
+            raise UnsupportedModel([(model.name, "dynamic batch", str(err))]) from None
     b.bn_folded = passes.fold_batch_norm(b) if fold_batch_norm else 0
     b.pads_fused = passes.fuse_pad_into_conv(b)
     proto = b.model(model.name)
@@ -419,7 +424,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             _write_file(tmp, data)
             check = data
         try:
-            onnx.checker.check_model(check, full_check=True)  # strict shape inference too
+            _check(check, proto)
         except Exception as err:
             raise ExportError(f"export ({chosen}): the ONNX checker rejects the graph: "
                               f"{str(err).strip().splitlines()[0]}") from None
@@ -488,6 +493,42 @@ def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):
         cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ExportError(f"export (tf2onnx): conversion failed: {type(err).__name__}: "
                           f"{cause}") from None
+
+
+def _check(check, proto):
+    """The ONNX checker, with strict shape inference, at a fraction of its cost on big files.
+
+    The structural check runs on the whole file. Shape inference needs the weights' types and
+    shapes only, plus the values of small constants (Reshape targets, pads, Resize scales): it runs
+    on a copy in which each large weight is a graph input of the same type and shape, instead of
+    parsing every weight byte again (RetinaNet: 46 ms -> 5 ms).
+    """
+    if not isinstance(check, bytes):
+        onnx.checker.check_model(check, full_check=True)  # external data: checked from disk
+        return
+    onnx.checker.check_model(check, full_check=False)
+    light = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        if proto.HasField(field):
+            setattr(light, field, getattr(proto, field))
+    light.opset_import.extend(proto.opset_import)
+    graph = light.graph
+    graph.name = proto.graph.name
+    graph.node.extend(proto.graph.node)
+    graph.output.extend(proto.graph.output)
+    graph.input.extend(proto.graph.input)
+    graph.value_info.extend(proto.graph.value_info)
+    light.functions.extend(proto.functions)
+    for tensor in proto.graph.initializer:
+        if len(tensor.raw_data) <= _SMALL_CONSTANT_BYTES:
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(onnx.helper.make_tensor_value_info(
+                tensor.name, tensor.data_type, list(tensor.dims)))
+    onnx.checker.check_model(light.SerializeToString(), full_check=True)
+
+
+_SMALL_CONSTANT_BYTES = 4096
 
 
 def _write_file(path, data):

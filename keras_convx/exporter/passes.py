@@ -98,3 +98,89 @@ def fuse_pad_into_conv(builder):
         builder.remove(pad, into=users[0])
         fused += 1
     return fused
+
+
+def dynamic_batch(builder, symbol):
+    """Makes the batch dynamic where a `call` was traced with `symbol` standing for it.
+
+    Each integer constant holding multiples of `symbol` (a Reshape target of batch * heads,
+    Tile repeats of the batch) is computed from the first input's batch instead:
+    `batch * coefficients + offsets`. Anything else that holds the symbol (a float constant
+    with it in its shape, an integer attribute) can't follow the batch and is refused.
+    Returns how many constants were made dynamic.
+    """
+    from onnx import helper
+
+    from keras_convx.exporter.graph import Unsupported
+
+    def multiples(values):
+        values = np.asarray(values).reshape(-1)
+        return (values != 0) & (values % symbol == 0)
+
+    hint = ("export with dynamic_axes=() and batch_size=N (a static batch), or "
+            "compute the batch with keras.ops.shape(x)[0] in the layer")
+    for node in builder.nodes:
+        for a in node.attribute:
+            value = helper.get_attribute_value(a)
+            if isinstance(value, (int, list)) and not isinstance(value, bool) and \
+                    all(isinstance(v, int) for v in np.atleast_1d(value)) and \
+                    np.any(multiples(value if isinstance(value, list) else [value])):
+                raise Unsupported(f"{node.name}: its attribute {a.name}={value} holds the "
+                                  f"batch size as a number: {hint}")
+    dynamic, batch, prelude = {}, None, []
+    builder.scope = "dynamic_batch"
+    tiles = []
+    for name, array in list(builder.initializers.items()):
+        axes = [a for a, d in enumerate(np.shape(array)) if d and d % symbol == 0]
+        if not axes or np.asarray(array).dtype.kind not in "fiu":
+            continue
+        # a constant tiled along the batch (`ops.tile(self.cls_token, (batch, 1, 1))`: the
+        # variable is no symbolic tensor): Tile of its first block by the graph's batch
+        array, axis = np.asarray(array), axes[0]
+        block = np.take(array, range(array.shape[axis] // symbol), axis=axis)
+        reps = [1] * array.ndim
+        reps[axis] = symbol
+        if len(axes) > 1 or not np.array_equal(np.tile(block, reps), array):
+            raise Unsupported(f"{name}: a constant of shape {array.shape} built with the batch "
+                              f"size as a number: {hint}")
+        start = len(builder.nodes)
+        dynamic[name] = builder.node("Tile", [builder.const(block, "block"),
+                                              builder.ints(reps, "repeats")])
+        tiles.extend(builder.nodes[start:])
+        del builder.nodes[start:]
+        del builder.initializers[name]
+    for name, array in list(builder.initializers.items()):
+        array = np.asarray(array)
+        if array.dtype.kind not in "iu" or not np.any(multiples(array)):
+            continue
+        if array.ndim > 1:
+            raise Unsupported(f"{name}: an integer constant of shape {array.shape} holds the "
+                              f"batch size as a number: {hint}")
+        start = len(builder.nodes)
+        if batch is None:  # (1,): the first input's batch
+            batch = builder.node("Slice", [builder.node("Shape", [builder.inputs[0].name]),
+                                           builder.ints([0], "starts"), builder.ints([1], "ends")])
+        is_multiple = multiples(array).reshape(array.shape)
+        source = batch if array.dtype == np.int64 else builder.node(
+            "Cast", [batch], to=int(helper.np_dtype_to_tensor_dtype(array.dtype)))
+        scaled = builder.node("Mul", [source, builder.const(
+            np.where(is_multiple, array // symbol, 0).astype(array.dtype), "coefficients")])
+        value = builder.node("Add", [scaled, builder.const(
+            np.where(is_multiple, 0, array).astype(array.dtype), "offsets")])
+        if array.ndim == 0:
+            value = builder.node("Squeeze", [value, builder.ints([0], "axes")])
+        dynamic[name] = value
+        prelude.extend(builder.nodes[start:])
+        del builder.nodes[start:]
+    if not dynamic:
+        return 0
+    for node in builder.nodes:
+        for i, name in enumerate(node.input):
+            if name in dynamic:
+                node.input[i] = dynamic[name]
+    for node in tiles:
+        node.input[1] = dynamic.get(node.input[1], node.input[1])
+    builder.nodes[:0] = prelude + tiles  # they read only the graph input and constants
+    for name in dynamic:
+        builder.initializers.pop(name, None)
+    return len(dynamic)

@@ -57,6 +57,9 @@ class FlatGraph:
     nodes: list
     problems: list  # (name, kind and class path, reason) of what has no lowering
     traced: list  # (label, operation) of the layers traced through `call`
+    # BATCH_SYMBOL where a `call` computing with the batch size as a number was traced
+    # with it under a dynamic batch (the lowering makes its multiples dynamic), else None
+    batch_symbol: int = None
 
     def by_key(self):
         """{key: (KerasTensor, FlatNode)} for every tensor an operation writes."""
@@ -87,10 +90,11 @@ def flatten(model, lowerable, kind, batch=None):
             computes with the batch size as a number is traced with it when given.
     """
     nodes, problems, traced = [], [], []
-    LOWERABLE[0] = lowerable
+    _SESSION["lowerable"] = lowerable
     _SESSION["depth"] += 1  # the trace's patches: installed by the first trace, once
     try:
-        _inline(model, "", "", _Context(lowerable, kind, nodes, problems, traced, batch))
+        context = _Context(lowerable, kind, nodes, problems, traced, batch)
+        _inline(model, "", "", context)
     finally:
         _SESSION["depth"] -= 1
         if _SESSION["depth"] == 0:
@@ -98,7 +102,8 @@ def flatten(model, lowerable, kind, batch=None):
                 _patch(False)
                 _SESSION["patched"] = False
             _TRACES.clear()
-    return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced)
+    symbol = BATCH_SYMBOL if context.symbolic_batch else None
+    return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced, symbol)
 
 
 @dataclasses.dataclass
@@ -109,6 +114,7 @@ class _Context:
     problems: list
     traced: list
     batch: int = None
+    symbolic_batch: bool = False  # a call was traced with BATCH_SYMBOL as its batch
 
 
 def _inline(graph, prefix, label, c, traced_call=False):
@@ -131,7 +137,7 @@ def _inline(graph, prefix, label, c, traced_call=False):
             c.nodes.append(FlatNode(op, node, keys, name))
         else:
             try:
-                fn = _trace_with_batch(op, node, c.batch)
+                fn = _trace_with_batch(op, node, c)
             except Unsupported as err:
                 c.problems.append((name, c.kind(op), str(err)))
                 c.nodes.append(FlatNode(op, node, keys, name))  # never lowered: problems stop it
@@ -151,21 +157,29 @@ def _same_shapes(node, model):
     return outer == [tuple(t.shape) for t in model.inputs]
 
 
-def _trace_with_batch(layer, node, batch):
-    """`trace_call` with the export's static batch, or with the batch unknown (a call that
-    needs a static batch under a dynamic export says so)."""
-    if batch is not None:
-        return trace_call(layer, node, batch)
+# The batch size a `call` that computes with the batch as a number (`ops.tile(token,
+# (batch, 1, 1))`, reshapes to batch * heads) is traced with under a dynamic batch: a prime
+# no real size is a multiple of, so the lowering can tell its multiples in the graph's
+# constants and compute them from the input's batch instead (`passes.dynamic_batch`).
+BATCH_SYMBOL = 9973
+
+
+def _trace_with_batch(layer, node, c):
+    """`trace_call` with the export's static batch; under a dynamic batch, with the batch
+    unknown, else with BATCH_SYMBOL standing for it."""
+    if c.batch is not None:
+        return trace_call(layer, node, c.batch)
+    if any(t.shape and t.shape[0] == BATCH_SYMBOL for t in node.input_tensors):
+        return trace_call(layer, node)  # inside a call traced with the symbol already
     try:
         return trace_call(layer, node)
     except Unsupported as err:
         try:
-            trace_call(layer, node, 1)
+            fn = trace_call(layer, node, BATCH_SYMBOL)
         except Unsupported:
             raise err from None
-        raise Unsupported(f"{err}; it traces with a static batch size (its call computes "
-                          f"with the batch size as a number): export with "
-                          f"dynamic_axes=() and batch_size=N") from None
+        c.symbolic_batch = True
+        return fn
 
 
 class _AliasNode:
@@ -236,11 +250,52 @@ def run(flat, arrays, forced=None):
         args, kwargs = fnode.node.arguments.fill_in(values)
         if getattr(fnode.operation, "_call_has_training_arg", False):
             kwargs["training"] = False
+        if flat.batch_symbol is not None:  # traced with it: the batch of `arrays` instead
+            op = fnode.operation
+            if not isinstance(op, keras.layers.Layer):  # layers keep no batch in their config
+                op = rebatched(op, int(arrays[0].shape[0]))
+            args, kwargs = rebatched((args, kwargs), int(arrays[0].shape[0]))
+            fnode = dataclasses.replace(fnode, operation=op)
         outs = keras.tree.flatten(_call(fnode, args, kwargs))
         for kt, y in zip(fnode.outputs, outs):
             local[id(kt)] = y
             values[id(kt)] = forced.get(id(kt), y)
     return values, local
+
+
+def rebatched(value, batch):
+    """`value` with each multiple of BATCH_SYMBOL among its Python ints (an operation's
+    attributes, its non-tensor arguments) made that multiple of `batch`, and constants
+    repeated along the symbol cut to `batch` (`passes.dynamic_batch` checks they are
+    repetitions): an operation traced with the symbol, run on `batch` samples."""
+    def leaf(v):
+        if isinstance(v, int):
+            return ints(v)
+        shape = tuple(getattr(v, "shape", None) or ())
+        if not isinstance(v, keras.KerasTensor) and shape and shape[0] and \
+                int(shape[0]) % BATCH_SYMBOL == 0 and not isinstance(v, keras.Variable):
+            return v[:int(shape[0]) // BATCH_SYMBOL * batch]
+        return v
+
+    def ints(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, (tuple, list)):
+                return type(v)(ints(e) for e in v)
+            return v
+        return v // BATCH_SYMBOL * batch if v and v % BATCH_SYMBOL == 0 else v
+
+    if isinstance(value, keras.Operation):
+        import copy
+
+        changed = {k: ints(v) for k, v in vars(value).items()
+                   if isinstance(v, (int, tuple, list)) and not k.startswith("_inbound")
+                   and not k.startswith("_outbound")}
+        copied = copy.copy(value)
+        for k, v in changed.items():
+            if v != getattr(value, k):
+                setattr(copied, k, v)
+        return copied
+    return keras.tree.map_structure(leaf, value)
 
 
 def _call(fnode, args, kwargs):
@@ -365,7 +420,8 @@ def _call_kwargs(layer, kwargs, inference=False):
 
 # A flatten (or a lone trace) is a session: the trace's patches are installed on its
 # first trace and removed when it ends; nested traces share them.
-_SESSION = {"depth": 0, "patched": False}
+_SESSION = {"depth": 0, "patched": False,
+            "lowerable": lambda op: False}  # `flatten`'s: which sublayers are lowered by class
 
 
 def _symbolic_call(layer, args, kwargs):
@@ -452,7 +508,6 @@ def _substitutes(on):
         for (module, name), original in _SAVED_SUBSTITUTES.items():
             setattr(sys.modules[module], name, original)
         _SAVED_SUBSTITUTES.clear()
-LOWERABLE = [lambda op: False]  # set by `flatten`: which sublayers are lowered by class
 
 
 def _spec_from_shape(layer, args, kwargs):
@@ -486,16 +541,41 @@ def _traced_specs(original):
         if not keras_utils.is_default(self.compute_output_shape):
             outputs = _spec_from_shape(self, args, kwargs)
             return original(self, *args, **kwargs) if outputs is None else outputs
-        if LOWERABLE[0](self) or isinstance(self, keras.Model):
+        if _SESSION["lowerable"](self) or isinstance(self, keras.Model):
             return original(self, *args, **kwargs)
         try:
             outputs, _ = _traced(self, args, kwargs)
         except Unsupported:
-            return original(self, *args, **kwargs)  # Keras's own spec, or its own error
+            outputs = _spec_with_symbol(self, args, kwargs)
+            if outputs is None:
+                return original(self, *args, **kwargs)  # Keras's own spec, or its own error
         return keras.tree.map_structure(
             lambda t: keras.KerasTensor(t.shape, t.dtype) if isinstance(t, keras.KerasTensor)
             else t, outputs)
     return spec
+
+
+def _spec_with_symbol(layer, args, kwargs):
+    """The output spec of a call that needs the batch as a number, on inputs whose batch
+    is unknown: traced with BATCH_SYMBOL, its multiples unknown again (None when that
+    fails too). Keras's own spec would build a TensorFlow FuncGraph per call (Swin: 0.7 s)."""
+    def with_symbol(t):
+        if isinstance(t, keras.KerasTensor) and t.shape and t.shape[0] is None:
+            return keras.KerasTensor((BATCH_SYMBOL,) + tuple(t.shape[1:]), t.dtype)
+        return t
+
+    def unknown(t):
+        if not isinstance(t, keras.KerasTensor):
+            return t
+        return keras.KerasTensor(tuple(None if d and d % BATCH_SYMBOL == 0 else d
+                                       for d in t.shape), t.dtype)
+
+    args, kwargs = keras.tree.map_structure(with_symbol, (args, kwargs))
+    try:
+        outputs, _ = _traced(layer, args, kwargs)
+    except Unsupported:
+        return None
+    return keras.tree.map_structure(unknown, outputs)
 
 
 _BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul")
