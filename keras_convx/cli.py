@@ -332,15 +332,19 @@ def cmd_import(args):
                                tolerance=args.tolerance)
         print(report.summary())
         if not report.passed:
-            from keras_convx.importer import diagnose_import
-
-            first = next(((node, op, e) for node, op, _, e in diagnose_import(
-                proto, args.data_format) if e.failed(report.tolerance)), None)
-            where = (f"; first difference at node {first[0]!r} ({first[1]}), rel "
-                     f"{first[2].rel:.2e}" if first else "")
-            print(f"keras-convx: verification failed: the imported model differs from "
-                  f"onnxruntime beyond {report.tolerance:g} of the output scale{where}; "
-                  f"nothing written", file=sys.stderr)
+            first = report.failed[0] if report.failed else None
+            if first is None:
+                why = "an output is constant or zero: nothing proves it"
+            else:
+                where = ""
+                if first is not None:
+                    e = first[3]
+                    where = (f"; first difference at node {first[0]!r} ({first[1]}), "
+                             + (f"NaN/Inf ({e.nonfinite})" if e.nonfinite else
+                                f"rel {e.rel:.2e}"))
+                why = (f"the imported model differs from onnxruntime beyond "
+                       f"{report.tolerance:g} of the tensor scale{where}")
+            print(f"keras-convx: verification failed: {why}; nothing written", file=sys.stderr)
             return 1
     _save_keras_atomic(model, out)
     if yaml_text is not None:

@@ -592,3 +592,29 @@ def test_yaml_text_of_an_imported_model_rebuilds_it(unet_onnx):
     model = kc.import_onnx(unet_onnx)
     text = kc.to_yaml(model)
     assert re.search(r"type: Conv2D\n\s+name: conv", text) and "padding_mode: reflect" in text
+
+
+def test_import_verification_never_passes_constant_or_nan_graphs(tmp_path, capsys):
+    # the export's rule on the way back: a constant graph (x * 0) proves nothing, and NaN
+    # on both sides (Sqrt of a conv's negative values) is no agreement
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4)
+    zero = graph([conv, helper.make_node("Mul", ["c", "z"], ["y"], name="times_zero")],
+                 {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3), "z": f32(0.0)})
+    report = kc.verify_import(kc.import_onnx(zero), zero)
+    assert report.outputs["y"].informative is False and report.tensors[0][3].informative
+    assert not report.passed and "an output is constant" in report.summary()
+    nan = graph([conv, helper.make_node("Sqrt", ["c"], ["s"], name="root"),
+                 helper.make_node("Relu", ["s"], ["y"], name="relu")],
+                {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
+    report = kc.verify_import(kc.import_onnx(nan), nan)
+    assert not report.passed
+    assert report.failed[0][:2] == ("root", "Sqrt") and report.failed[0][3].nonfinite == "both"
+    onnx.save(nan, str(tmp_path / "nan.onnx"))
+    code, _, err = _cli(capsys, "import", str(tmp_path / "nan.onnx"))
+    assert code == 1 and "node 'root' (Sqrt), NaN/Inf (both)" in err
+    assert not (tmp_path / "nan.keras").exists()
+    # every tensor is compared, not the outputs only
+    good = graph([conv, helper.make_node("Relu", ["c"], ["y"], name="relu")],
+                 {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
+    report = kc.verify_import(kc.import_onnx(good), good)
+    assert report.passed and [r[0] for r in report.tensors] == ["conv", "relu"]

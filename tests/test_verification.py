@@ -91,6 +91,19 @@ def test_constant_output_is_uninformative_not_a_pass(tmp_path):
     assert any("uninformative" in w for w in report.warnings)
 
 
+def test_a_constant_output_never_passes_even_when_the_tensors_before_it_do(tmp_path):
+    # conv -> x * 0: the conv is proven, the output (what users deploy) is not
+    x = keras.Input((6, 6, 2), name="x")
+    model = keras.Model(x, kc.Conv2D(3, 3, name="conv")(x) * 0.0)
+    for i, w in enumerate(model.weights):
+        w.assign(rand(tuple(w.shape), i))
+    with pytest.raises(VerificationError, match="is constant or zero on every input"):
+        kc.export_onnx(model, tmp_path / "m.onnx")
+    report = kc.verify_onnx(tmp_path / "m.failed.onnx", model)
+    assert any(c.status == "pass" for c in report.tensors) and not report.passed
+    assert len(report.constant_outputs) == 1
+
+
 def test_onnxruntime_pad_fusion_into_maxpool_is_reported_as_its_problem(tmp_path):
     """onnxruntime 1.31's PadFusion moves a zero Pad into MaxPool (whose pads mean -inf):
     the graph is right, the optimised session is not. Reported as such, located."""
@@ -152,6 +165,27 @@ def test_tensor_error_statistics():
     assert stats.tensor_error(np.ones((2, 3)), np.ones((2, 3)) * 7).informative is False
     assert stats.tensor_error(np.zeros((2, 2)), np.zeros((2, 3))).failed(1.0)  # shape
     assert stats.tensor_error(np.full((2,), np.nan), np.ones(2) * [1, 2]).failed(1.0)
+    # NaN/Inf fail on either side, NaN on both sides included: it is no agreement
+    both = stats.tensor_error(np.array([1.0, np.nan]), np.array([1.0, np.nan]))
+    assert both.failed(1.0) and both.nonfinite == "both"
+    assert stats.tensor_error(np.array([1.0, 2.0]), np.array([1.0, np.inf])).nonfinite == "keras"
+    assert stats.tensor_error(np.array([1.0, -np.inf]), np.array([1.0, 2.0])).failed(1.0)
+
+
+def test_nan_outputs_never_verify_and_the_first_nan_layer_is_named(tmp_path):
+    # sqrt of a conv's negative values: NaN in Keras and in onnxruntime alike
+    x = keras.Input((6, 6, 2), name="x")
+    h = kc.Conv2D(3, 3, name="conv")(x)
+    h = keras.ops.sqrt(h)
+    model = keras.Model(x, kc.Conv2D(2, 1, name="head")(h))
+    for i, w in enumerate(model.weights):
+        w.assign(rand(tuple(w.shape), i))
+    with pytest.raises(VerificationError, match=r"first tensor with NaN/Inf: sqrt.*both"):
+        kc.export_onnx(model, tmp_path / "m.onnx")
+    report = kc.verify_onnx(tmp_path / "m.failed.onnx", model)
+    assert not report.passed
+    assert {c.status for c in report.checks} == {"FAIL"}  # the outputs: NaN on both sides
+    assert report.diagnosis[0].tensor.startswith("sqrt")
 
 
 def test_external_data_is_written_atomically_and_verified(tmp_path):

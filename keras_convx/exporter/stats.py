@@ -2,8 +2,9 @@
 
 Errors are relative to each tensor's scale, `rel = max|onnx - keras| / max|keras|`, so a
 random-init softmax (values ~1e-3) or MobileNet logits (~1e-12) are judged by the same
-rule as a ReLU map of magnitude 10. A tensor fails when `rel > tolerance`, or when its
-shape differs or it holds a non-finite value Keras doesn't. A tensor whose reference is
+rule as a ReLU map of magnitude 10. A tensor fails when `rel > tolerance`, when its
+shape differs, or when either side holds a NaN or an infinity (NaN on both sides is no
+agreement: a model whose outputs are NaN must not verify). A tensor whose reference is
 constant to float32 precision (or zero) proves nothing either way: it is reported as
 uninformative, never as a pass.
 
@@ -62,7 +63,8 @@ TINY = 1e-30
 TOLERANCE_RULE = (
     "a tensor fails when max|onnx - keras| > tolerance x max|keras| (default "
     f"{CPU_TOLERANCE:g} on CPU, {CUDA_TOLERANCE:g} on CUDA, {LOW_PRECISION_TOLERANCES['float16']:g} "
-    f"for float16); constant or zero references are uninformative"
+    f"for float16); NaN or Inf on either side fails; constant or zero references are "
+    f"uninformative and never pass"
 )
 
 
@@ -80,6 +82,8 @@ class TensorError:
     informative: bool = True
     shape_ok: bool = True
     finite_ok: bool = True
+    # where NaN/Inf appear: "keras", "onnx" (the other side of the comparison) or "both"
+    nonfinite: str = None
 
     def failed(self, tolerance):
         return not self.shape_ok or not self.finite_ok or (self.informative and
@@ -104,10 +108,13 @@ def tensor_error(actual, expected, cosine=False):
     if e.size == 0:
         return TensorError(shape=tuple(e.shape), informative=False)
     a32, e32 = a.astype(np.float32, copy=False), e.astype(np.float32, copy=False)
-    e_finite = np.isfinite(e32)
-    finite_ok = bool(np.array_equal(np.isfinite(a32), e_finite))
-    if not e_finite.all():  # compare where Keras is finite
-        a32, e32 = a32[e_finite], e32[e_finite]
+    e_finite, a_finite = np.isfinite(e32), np.isfinite(a32)
+    a_bad, e_bad = not a_finite.all(), not e_finite.all()
+    nonfinite = "both" if a_bad and e_bad else "keras" if e_bad else "onnx" if a_bad else None
+    finite_ok = nonfinite is None
+    if nonfinite:  # the statistics over the elements finite on both sides
+        both = e_finite & a_finite
+        a32, e32 = a32[both], e32[both]
     diff = np.abs(a32 - e32)
     scale = float(np.max(np.abs(e32))) if e32.size else 0.0
     spread = float(np.max(e32) - np.min(e32)) if e32.size else 0.0
@@ -127,6 +134,8 @@ def tensor_error(actual, expected, cosine=False):
         with np.errstate(invalid="ignore", divide="ignore"):
             cos_each = np.where(norms > 0, np.sum(a64 * e64, axis=1) / norms, 1.0)
         cos = float(np.nanmin(cos_each)) if np.isfinite(cos_each).any() else 0.0
+    if nonfinite:
+        rel = float("inf")
     return TensorError(shape=tuple(e.shape), scale=scale, max_abs=max_abs, rel=rel,
                        rms_rel=rms_rel, cosine=cos, informative=informative,
-                       finite_ok=finite_ok)
+                       finite_ok=finite_ok, nonfinite=nonfinite)

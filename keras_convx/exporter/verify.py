@@ -76,6 +76,7 @@ class TensorCheck:
     actual_shape: tuple = None  # set when the ONNX tensor's shape differs from Keras's
     run: tuple = None  # graph outputs: (which run of inputs, which output)
     sensitivity: float = None  # Keras's own move under a one-ulp input change, error/scale
+    nonfinite: str = None  # NaN/Inf seen in "keras", "onnx" or "both" (always a failure)
 
     @property
     def passed(self):
@@ -116,8 +117,19 @@ class VerifyReport:
                 if c.status in ("pass", "FAIL", "amplified")]
 
     @property
+    def constant_outputs(self):
+        """Graph outputs constant (or zero) on every run: nothing proves them."""
+        seen = {}
+        for c in self.checks:
+            if c.role == "output":
+                seen[c.tensor] = seen.get(c.tensor, False) or c.status != "uninformative"
+        return [name for name, informative in seen.items() if not informative]
+
+    @property
     def passed(self):
-        return (not self.errors and bool(self.informative)
+        """Nothing failed, and every graph output was informative on some run: a constant
+        or zero reference never passes (NaN/Inf always fail)."""
+        return (not self.errors and bool(self.informative) and not self.constant_outputs
                 and all(c.passed for c in self.checks + self.tensors))
 
     @property
@@ -136,15 +148,25 @@ class VerifyReport:
         if failed:
             c = failed[0]
             where = "first diverging layer" if c.role != "output" else "output"
+            if c.nonfinite and c.role != "output":
+                where = "first tensor with NaN/Inf"
             if c.actual_shape is not None:
                 what = f"shape {c.actual_shape} where Keras has {tuple(c.shape)}"
-            elif not np.isfinite(c.rel):
-                what = "non-finite values where Keras has finite ones"
+            elif c.nonfinite:
+                what = {"keras": "NaN/Inf in Keras's own tensor: the model itself computes "
+                                 "them on these inputs",
+                        "onnx": "NaN/Inf in onnxruntime's tensor where Keras is finite",
+                        "both": "NaN/Inf in both Keras's and onnxruntime's tensors: the model "
+                                "itself computes them on these inputs"}[c.nonfinite]
             else:
                 what = f"error {c.rel:.3g} x its scale {c.scale:.3g}, tolerance {c.tolerance:g}"
             return f"{where}: {c.tensor} ({what}; {c.provider}, ORT level {c.level})"
         if not self.informative:
             return "nothing informative to compare: every reference tensor is constant or zero"
+        if self.constant_outputs:
+            return (f"output {self.constant_outputs[0]} is constant or zero on every input: "
+                    f"nothing proves it (an uninformative tensor never passes; verify with "
+                    f"samples that move it)")
         return "passed"
 
     def to_dict(self):
@@ -617,8 +639,8 @@ class Verifier:
         for c in report.checks + report.tensors:
             if c.status == "uninformative" and c.role == "output":
                 report.warnings.append(
-                    f"output {c.tensor} is constant to float32 precision (scale {c.scale:.3g}): "
-                    f"uninformative; the internal tensors carry the proof")
+                    f"output {c.tensor} is constant to float32 precision (scale {c.scale:.3g}) "
+                    f"on these inputs: uninformative")
         report.seconds = time.perf_counter() - start
         return report
 
@@ -874,7 +896,7 @@ def _check(name, role, provider, level, arrays, actual, expected, tol, cosine=Fa
                        batch=int(arrays[0].shape[0]), shape=err.shape, tolerance=tol,
                        status=status, scale=err.scale, max_abs=err.max_abs, rel=err.rel,
                        rms_rel=err.rms_rel, cosine=err.cosine, key=key, layer=layer or name,
-                       actual_shape=err.actual_shape, run=run)
+                       actual_shape=err.actual_shape, run=run, nonfinite=err.nonfinite)
 
 
 def verify_onnx(path, model, samples=None, providers=None, tolerance=None,

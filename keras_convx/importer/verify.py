@@ -12,15 +12,34 @@ from keras_convx.importer.errors import OnnxImportError
 
 @dataclasses.dataclass
 class ImportVerifyReport:
-    """Per-output `stats.TensorError`s of the Keras model against onnxruntime."""
+    """The imported Keras model against onnxruntime on the same inputs, by the export's rule.
+
+    `outputs`: {ONNX output name: `stats.TensorError`}. `tensors`: [(node name, op type,
+    ONNX tensor name, `stats.TensorError`)] for every tensor the Keras model holds, in graph
+    order. `passed` is True when no output or tensor fails (NaN/Inf on either side fails)
+    and every output is informative: a constant output proves nothing, and never passes.
+    """
 
     outputs: dict
     tolerance: float
     batch: int
+    tensors: list = dataclasses.field(default_factory=list)
+
+    @property
+    def informative(self):
+        return any(e.informative for e in self.outputs.values()) or \
+            any(row[3].informative for row in self.tensors)
+
+    @property
+    def failed(self):
+        """The failing tensors, in graph order (the first is where it broke)."""
+        return [row for row in self.tensors if row[3].failed(self.tolerance)]
 
     @property
     def passed(self):
-        return not any(e.failed(self.tolerance) for e in self.outputs.values())
+        """The export's rule: nothing fails, and every output is informative."""
+        return (all(e.informative for e in self.outputs.values()) and not self.failed
+                and not any(e.failed(self.tolerance) for e in self.outputs.values()))
 
     @property
     def worst(self):
@@ -32,6 +51,17 @@ class ImportVerifyReport:
             status = "FAIL" if e.failed(self.tolerance) else (
                 "ok" if e.informative else "uninformative")
             lines.append(f"{name}: {status} (rel {e.rel:.2e}, shape {list(e.shape)})")
+        compared = [r for r in self.tensors if r[3].informative]
+        lines.append(f"{len(self.tensors)} tensors compared ({len(compared)} informative), "
+                     f"{len(self.failed)} failing")
+        if self.failed:
+            node, op, name, e = self.failed[0]
+            what = (f"NaN/Inf ({e.nonfinite})" if e.nonfinite else
+                    f"rel {e.rel:.2e}, tolerance {self.tolerance:g}")
+            lines.append(f"first difference at node {node!r} ({op}): {what}")
+        elif not all(e.informative for e in self.outputs.values()):
+            lines.append("an output is constant or zero: nothing proves it (an uninformative "
+                         "tensor never passes)")
         return "\n".join(lines)
 
 
@@ -61,15 +91,17 @@ def _inputs(session, data_format, seed):
 
 
 def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None):
-    """Runs `model` (Keras) and `onnx_model` (a ModelProto, external data loaded) on the
-    same standard-normal inputs; returns an `ImportVerifyReport`."""
+    """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
+    external data loaded) on the same standard-normal inputs and compares the outputs and
+    every tensor the Keras model holds; returns an `ImportVerifyReport`."""
     import keras
 
+    tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
     session = _session(onnx_model)
     feeds, keras_inputs, batch = _inputs(session, data_format, seed)
     expected = session.run(None, feeds)
     actual = model(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
-    actual = actual if isinstance(actual, (list, tuple)) else [actual]
+    actual = keras.tree.flatten(actual)
     if len(actual) != len(expected):
         raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the ONNX "
                               f"model {len(expected)}")
@@ -79,17 +111,20 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
         # back to ONNX order: the inverse of the standard layout
         a = np.transpose(a, np.argsort(standard_perm(a.ndim, data_format)))
         outputs[spec.name] = stats.tensor_error(a, e)
-    return ImportVerifyReport(outputs, stats.CPU_TOLERANCE if tolerance is None else tolerance,
-                              batch)
+    tensors = diagnose_import(onnx_model, data_format, seed, model=model)
+    return ImportVerifyReport(outputs, tolerance, batch, tensors)
 
 
-def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None):
+def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None,
+                    model=None):
     """Every tensor the imported model holds, against onnxruntime's: a list of
     `(node name, op type, ONNX tensor name, stats.TensorError)` in graph order, so the
     first node that disagrees is the first row failing `tolerance`.
 
     Args:
         onnx_model: a ModelProto with its data (or a path: external data is checked).
+        model: the imported Keras model to read the tensors from (its layers are found by
+            the names `import_onnx` gives them); default a fresh import of `onnx_model`.
     """
     import keras
     import onnx
@@ -99,14 +134,19 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     if not isinstance(onnx_model, onnx.ModelProto):
         build(onnx_model, data_format)  # the checks (external data) before onnx loads it
         onnx_model = onnx.load(onnx_model)
-    model, walk, graph = build(onnx_model, data_format)
+    built, walk, graph = build(onnx_model, data_format)
     rows, tensors = [], []
     for node in graph.nodes:
         for out in node.outputs:
             value = walk.values.get(out)
             if value is not None and value.flat is None and out not in [t[2] for t in rows]:
-                rows.append((node.name, node.op_type, out, value.perm))
-                tensors.append(value.tensor)
+                tensor = value.tensor if model is None else _same_tensor(model, value.tensor)
+                if tensor is not None:
+                    rows.append((node.name, node.op_type, out, value.perm))
+                    tensors.append(tensor)
+    if not rows:
+        return []
+    model = built if model is None else model
     probe = onnx.ModelProto()
     probe.CopyFrom(onnx_model)
     known = {o.name for o in probe.graph.output}
@@ -123,3 +163,19 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
         a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), np.argsort(perm))
         out.append((node, op, name, stats.tensor_error(a, expected[name])))
     return out
+
+
+def _same_tensor(model, tensor):
+    """The tensor of `model` that `tensor` (of a fresh import of the same graph) is: the
+    same layer by name, the same output; None when the model has no such layer."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    try:
+        layer = model.get_layer(history.operation.name)
+    except ValueError:
+        return None
+    if layer is None or len(layer._inbound_nodes) <= history.node_index:
+        return None
+    outputs = layer._inbound_nodes[history.node_index].output_tensors
+    return outputs[history.tensor_index] if history.tensor_index < len(outputs) else None
