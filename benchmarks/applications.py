@@ -82,7 +82,7 @@ def measure(names, repeats, keras_export=True):
         try:
             report = kc.export_onnx(model, path, method="native", verify=False)
             row["ours_seconds"] = time.perf_counter() - start
-            verified = kc.verify_onnx(path, model)
+            verified = kc.verify_onnx(model, path)
             row["ours_verified"] = verified.passed
             row["ours_ok"] = True
             row["ours_nodes"], row["ours_transposes"] = report.node_count, report.transpose_count
@@ -106,7 +106,7 @@ def measure(names, repeats, keras_export=True):
             row["keras_ok"] = True
             row["keras_nodes"], row["keras_transposes"] = _graph_stats(path)
             try:
-                verified = kc.verify_onnx(path, model)
+                verified = kc.verify_onnx(model, path)
                 row["keras_verified"] = verified.passed
                 if not verified.passed:
                     row["keras_error"] = verified.summary()[:200]

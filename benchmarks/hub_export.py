@@ -57,7 +57,7 @@ def measure(names, keras_export=True, repeats=3):
             row["ours_seconds"] = float(np.median(times))
             row["ours_ok"] = True
             row["ours_nodes"], row["ours_transposes"] = report.node_count, report.transpose_count
-            verified = kc.verify_onnx(path, model)
+            verified = kc.verify_onnx(model, path)
             row["ours_verified"], row["ours_error_rel"] = verified.passed, _worst(verified)
             row["ours_tensors"] = sum(c.status == "pass" for c in verified.tensors)
         except Exception as err:  # a benchmark records failures, it doesn't stop on them
@@ -77,7 +77,7 @@ def measure(names, keras_export=True, repeats=3):
                 row["keras_ok"] = True
                 row["keras_nodes"], row["keras_transposes"] = _graph_stats(path)
                 try:
-                    verified = kc.verify_onnx(path, model)
+                    verified = kc.verify_onnx(model, path)
                     row["keras_verified"] = verified.passed
                     row["keras_error_rel"] = _worst(verified)
                 except Exception as err:

@@ -374,7 +374,7 @@ def cmd_verify(args):
     from keras_convx.exporter import ExportError
 
     try:
-        report = kc.verify_onnx(args.model, model, tolerance=args.tolerance,
+        report = kc.verify_onnx(model, args.model, tolerance=args.tolerance,
                                 providers=args.providers.split(",") if args.providers else None,
                                 optimization_level=args.ort_level, inspect=not args.no_diagnose)
     except (ExportError, ValueError) as err:

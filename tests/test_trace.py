@@ -99,7 +99,7 @@ def test_a_wrong_weight_inside_a_block_is_found_at_its_sublayer(gated, tmp_path)
     array[0] *= 1.05  # one output channel of the traced conv, 5% off
     weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
     onnx.save(proto, tmp_path / "bad.onnx")
-    report = kc.verify_onnx(tmp_path / "bad.onnx", gated)
+    report = kc.verify_onnx(gated, tmp_path / "bad.onnx")
     assert not report.passed
     assert report.diagnosis[0].tensor.startswith("block_1_0/")
 

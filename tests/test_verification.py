@@ -46,7 +46,7 @@ def test_map_survives_folding_and_fusion_and_reports_fused(tmp_path):
     # the map travels in the file: verify_onnx in the same way, from disk
     entries = tensor_map.read(onnx.load(tmp_path / "m.onnx"))
     assert {e["label"] for e in entries} >= {"pad", "conv", "bn", "relu", "gap", "head"}
-    again = kc.verify_onnx(tmp_path / "m.onnx", model)
+    again = kc.verify_onnx(model, tmp_path / "m.onnx")
     assert again.passed and len(again.tensors) == len(report.verify.tensors)
 
 
@@ -71,7 +71,7 @@ def test_tolerance_is_relative_to_scale(tmp_path):
     kernel = next(t for t in graph.graph.initializer if t.name.endswith("kernel"))
     array = onnx.numpy_helper.to_array(kernel) * np.float32(1.01)
     kernel.CopyFrom(onnx.numpy_helper.from_array(array, kernel.name))
-    report = kc.verify_onnx(graph, small)
+    report = kc.verify_onnx(small, graph)
     assert not report.passed and report.diagnosis[0].layer == "conv"
     assert 5e-3 < report.diagnosis[0].rel < 2e-2 and report.diagnosis[0].scale < 1e-4
     big = _model([kc.Conv2D(3, 3, name="conv")], (8, 8, 2))
@@ -86,7 +86,7 @@ def test_constant_output_is_uninformative_not_a_pass(tmp_path):
         w.assign(np.zeros(tuple(w.shape), np.float32))
     with pytest.raises(VerificationError, match="nothing informative to compare"):
         kc.export_onnx(model, tmp_path / "z.onnx")
-    report = kc.verify_onnx(tmp_path / "z.failed.onnx", model)
+    report = kc.verify_onnx(model, tmp_path / "z.failed.onnx")
     assert {c.status for c in report.checks} == {"uninformative"} and not report.passed
     assert any("uninformative" in w for w in report.warnings)
 
@@ -99,7 +99,7 @@ def test_a_constant_output_never_passes_even_when_the_tensors_before_it_do(tmp_p
         w.assign(rand(tuple(w.shape), i))
     with pytest.raises(VerificationError, match="is constant or zero on every input"):
         kc.export_onnx(model, tmp_path / "m.onnx")
-    report = kc.verify_onnx(tmp_path / "m.failed.onnx", model)
+    report = kc.verify_onnx(model, tmp_path / "m.failed.onnx")
     assert any(c.status == "pass" for c in report.tensors) and not report.passed
     assert len(report.constant_outputs) == 1
 
@@ -118,7 +118,7 @@ def test_onnxruntime_pad_fusion_into_maxpool_is_reported_as_its_problem(tmp_path
     assert problem is not None and problem["level"] == "all"
     assert problem["first_tensor"] == "pool" and problem["first_rel"] > 1e-2
     assert any("onnxruntime problem" in w for w in report.verify.warnings)
-    clean = kc.verify_onnx(tmp_path / "m.onnx", model, optimization_level="disable")
+    clean = kc.verify_onnx(model, tmp_path / "m.onnx", optimization_level="disable")
     assert clean.passed and clean.ort_problem is None
 
 
@@ -128,7 +128,7 @@ def test_graph_needing_inputs_the_model_lacks_is_a_clear_error(tmp_path):
     graph = onnx.load(tmp_path / "m.onnx")
     graph.graph.input.append(onnx.helper.make_tensor_value_info("extra", 1, [1]))
     with pytest.raises(ExportError, match=r"the ONNX graph has 2 input\(s\) .*'extra'.*model 1"):
-        kc.verify_onnx(graph, model)
+        kc.verify_onnx(model, graph)
 
 
 def test_graph_onnxruntime_rejects_is_a_clear_error(tmp_path):
@@ -139,7 +139,7 @@ def test_graph_onnxruntime_rejects_is_a_clear_error(tmp_path):
     conv.op_type = "NoSuchOp"
     with pytest.raises(ExportError, match=r"onnxruntime \(CPUExecutionProvider, level disable\) "
                                           r"rejected the graph"):
-        kc.verify_onnx(graph, model)
+        kc.verify_onnx(model, graph)
 
 
 def test_inputs_drawn_at_the_expected_scale():
@@ -182,7 +182,7 @@ def test_nan_outputs_never_verify_and_the_first_nan_layer_is_named(tmp_path):
         w.assign(rand(tuple(w.shape), i))
     with pytest.raises(VerificationError, match=r"first tensor with NaN/Inf: sqrt.*both"):
         kc.export_onnx(model, tmp_path / "m.onnx")
-    report = kc.verify_onnx(tmp_path / "m.failed.onnx", model)
+    report = kc.verify_onnx(model, tmp_path / "m.failed.onnx")
     assert not report.passed
     assert {c.status for c in report.checks} == {"FAIL"}  # the outputs: NaN on both sides
     assert report.diagnosis[0].tensor.startswith("sqrt")
@@ -198,13 +198,13 @@ def test_external_data_is_written_atomically_and_verified(tmp_path):
     assert report.passed and report.external_data == "m.onnx.data"
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data"]  # nothing staged left
     assert os.path.getsize(tmp_path / "m.onnx.data") > 4 * os.path.getsize(tmp_path / "m.onnx")
-    again = kc.verify_onnx(path, model)  # from disk: weights read from the data file
+    again = kc.verify_onnx(model, path)  # from disk: weights read from the data file
     assert again.passed and again.tensors
     # a corrupted weight in the data file is caught and located
     raw = bytearray((tmp_path / "m.onnx.data").read_bytes())
     raw[256:1024] = bytes(768)
     (tmp_path / "m.onnx.data").write_bytes(bytes(raw))
-    broken = kc.verify_onnx(path, model)
+    broken = kc.verify_onnx(model, path)
     assert not broken.passed and broken.diagnosis
     # a failing export keeps its folder (model + data) and the report, nothing at `path`
     bad = _model([kc.Conv2D(32, 3)], (6, 6, 16))
@@ -294,3 +294,13 @@ def test_batch_norm_calibration_sets_the_batch_statistics():
     np.testing.assert_allclose(got_mean, mean, rtol=1e-4, atol=1e-5 * np.abs(mean).max())
     np.testing.assert_allclose(got_var, var, rtol=1e-3)
     assert bn.momentum == 0.99 and model.get_layer("drop").rate == 0.5  # restored
+
+
+def test_verify_onnx_takes_the_model_first_and_the_old_order_warns(tmp_path):
+    model = _model([kc.Conv2D(3, 3, name="conv")], (6, 6, 2))
+    kc.export_onnx(model, tmp_path / "m.onnx")
+    assert kc.verify_onnx(model, tmp_path / "m.onnx").passed
+    with pytest.warns(DeprecationWarning, match=r"verify_onnx\(model, path\)"):
+        assert kc.verify_onnx(tmp_path / "m.onnx", model).passed
+    with pytest.raises(TypeError, match="must be a Keras model"):
+        kc.verify_onnx(str(tmp_path / "m.onnx"), str(tmp_path / "m.onnx"))

@@ -17,6 +17,7 @@ same in every trace) and inside a nested model it is that model's own key.
 """
 
 import dataclasses
+import functools
 import inspect
 import linecache
 import os
@@ -403,10 +404,17 @@ def _traced(layer, args, kwargs):
     return outputs, fn
 
 
+@functools.lru_cache(maxsize=1024)
+def _parameters(function):
+    """The parameters of a `call` (by its function: every instance of a class shares it)."""
+    params = inspect.signature(function).parameters
+    return {k: v for k, v in params.items() if k != "self"} if "self" in params else params
+
+
 def _call_kwargs(layer, kwargs, inference=False):
     """`kwargs` as `layer.call` takes them (as Layer.__call__ passes them): `training` and
     `mask` only where its signature has them; `training=False` for `inference`."""
-    params = inspect.signature(layer.call).parameters
+    params = _parameters(getattr(layer.call, "__func__", layer.call))
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     kwargs = dict(kwargs)
     if inference and ("training" in params or (

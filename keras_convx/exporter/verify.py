@@ -899,13 +899,14 @@ def _check(name, role, provider, level, arrays, actual, expected, tol, cosine=Fa
                        actual_shape=err.actual_shape, run=run, nonfinite=err.nonfinite)
 
 
-def verify_onnx(path, model, samples=None, providers=None, tolerance=None,
+def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
                 batch_sizes=(1, 2), seed=0, optimization_level="all", inspect=True):
     """Runs the ONNX file `path` in onnxruntime and compares it with `model`, tensor by tensor.
 
     Args:
+        model: the Keras model it was exported from (first, as in `export_onnx`; the old
+            order `verify_onnx(path, model)` still works, with a DeprecationWarning).
         path: the ONNX file (or an `onnx.ModelProto`).
-        model: the Keras model it was exported from.
         samples: optional list of input lists (Keras layout) to check besides random ones
             (random inputs are drawn at the model's expected scale: 0..255 before a
             `Rescaling(1/255)`, the statistics of a leading `Normalization`, else N(0, 1)).
@@ -932,6 +933,15 @@ def verify_onnx(path, model, samples=None, providers=None, tolerance=None,
     """
     import onnx
 
+    if isinstance(path, keras.Model) and not isinstance(model, keras.Model):
+        import warnings
+
+        warnings.warn("verify_onnx(path, model) is deprecated: call verify_onnx(model, path), "
+                      "the order of export_onnx(model, path)", DeprecationWarning, stacklevel=2)
+        model, path = path, model
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"verify_onnx: model must be a Keras model, got "
+                        f"{type(model).__name__}; call verify_onnx(model, path)")
     if isinstance(path, onnx.ModelProto):
         onnx_model, path = path, ""
     else:
