@@ -133,6 +133,17 @@ class VerifyReport:
                 and all(c.passed for c in self.checks + self.tensors))
 
     @property
+    def required_tolerance(self):
+        """The smallest tolerance that would have passed: the worst error/scale of any
+        informative tensor compared; None when none would (NaN/Inf, a shape mismatch, a
+        constant output, nothing informative, or an error)."""
+        compared = [c for c in self.checks + self.tensors if c.status in ("pass", "FAIL")]
+        if self.errors or not compared or self.constant_outputs or any(
+                c.nonfinite or c.actual_shape is not None for c in compared):
+            return None
+        return max(c.rel for c in compared)
+
+    @property
     def diagnosis(self):
         """The failing internal tensors in graph order (the first is where it broke);
         layers that differ from Keras on the same inputs (role "local") come first."""
