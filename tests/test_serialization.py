@@ -24,7 +24,7 @@ def test_crop_to_match_config_round_trip():
 def _model():
     inputs, outputs = [], []
     for case in CASES:
-        x = keras.Input(case.shape, name=case.name.replace("-", "_"))
+        x = keras.Input(case.shape, name=case.name.replace("-", "_") + "_input")
         inputs.append(x)
         outputs.append(case.make()(x))
     return keras.Model(inputs, outputs)

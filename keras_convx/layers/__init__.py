@@ -21,3 +21,7 @@ from keras_convx.layers.reshaping import (
 )
 
 __all__ = [name for name in dir() if name[0].isupper()]
+
+# the importer's few layers (ConstantOperation, Slice...) register too: `.keras` files of
+# imported models hold them (here, once every layer above exists)
+from keras_convx.importer import layers as _importer_layers  # noqa: E402,F401
