@@ -4,7 +4,8 @@ Python blocks of a document run top to bottom in one namespace (the README says 
 fresh folder that holds a link to `configs/`; a block whose first line names a backend
 (`# TensorFlow:`, `# JAX:`) runs on that backend's pass only. YAML blocks parse, and a
 complete config (one with `version:`) validates; a block introduced as "save it as
-`name.yaml`" is written there first. Bash blocks run on the TensorFlow pass: each
+`name.yaml`" is written there first, and one introduced as "save it as `test_name.py`" is a
+user's test file that pytest runs (on the torch pass; its plugin runs the other backends). Bash blocks run on the TensorFlow pass: each
 `keras-convx` line through the CLI's `main`, at the zoo's tiny scale (`--scale t`),
 with exit code 0 and nothing on stderr. Setup lines (`make`, `pip`, venv, pytest) are CI's
 own steps and are not run here; `text` blocks are sample output.
@@ -21,7 +22,7 @@ from helpers import BACKEND
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md", os.path.join("configs", "README.md")]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
-SAVE_AS = re.compile(r"save it as `([\w.-]+\.ya?ml)`")
+SAVE_AS = re.compile(r"save it as\s+`([\w.-]+\.(?:ya?ml|py))`", re.I)
 SETUP = ("make ", "pip ", "python3 -m venv", ". .venv", "KERAS_BACKEND=jax python -m pytest",
          "keras-convx demo")
 BACKEND_OF = {"# TensorFlow:": "tensorflow", "# JAX:": "jax", "# torch:": "torch"}
@@ -73,7 +74,12 @@ def test_every_block_runs_as_written(doc, tmp_path, monkeypatch, capsys):
     ran = {"python": 0, "yaml": 0, "bash": 0}
     for lang, code, line, save_as in blocks(doc):
         where = f"{doc}:{line}"
-        if lang == "python":
+        if lang == "python" and save_as and save_as.endswith(".py"):
+            # a user's test file: pytest runs it (its plugin spawns the other backends)
+            if BACKEND == "torch":
+                _run_user_tests(tmp_path, save_as, code, where)
+            ran["python"] += 1
+        elif lang == "python":
             first = code.lstrip().splitlines()[0]
             wanted = next((b for tag, b in BACKEND_OF.items() if first.startswith(tag)), None)
             if wanted and wanted != BACKEND:
@@ -102,6 +108,19 @@ def test_every_block_runs_as_written(doc, tmp_path, monkeypatch, capsys):
         elif lang not in ("text", ""):
             raise AssertionError(f"{where}: a '{lang}' block: say how it runs, or use text")
     assert ran["python"] > 0, ran
+
+
+def _run_user_tests(folder, name, code, where):
+    import subprocess
+    import sys
+
+    (folder / name).write_text(code)
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                           name], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and " passed" in out and "skipped" not in out, f"{where}:\n{out}"
 
 
 @pytest.fixture(autouse=True)
