@@ -423,3 +423,8 @@ def test_checker_keeps_strict_shape_inference_with_large_weights():
         onnx.checker.check_model(bad, full_check=True)
     with pytest.raises(Exception, match="differ in dimension 1"):
         _check(bad.SerializeToString(), bad)
+    # what the structural check would see of a large weight: its bytes against its shape
+    short = conv_model(64)
+    short.graph.initializer[0].raw_data = short.graph.initializer[0].raw_data[:-4]
+    with pytest.raises(ValueError, match="initializer w holds 18428 bytes.*need 18432"):
+        _check(short.SerializeToString(), short)

@@ -498,15 +498,15 @@ def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):
 def _check(check, proto):
     """The ONNX checker, with strict shape inference, at a fraction of its cost on big files.
 
-    The structural check runs on the whole file. Shape inference needs the weights' types and
-    shapes only, plus the values of small constants (Reshape targets, pads, Resize scales): it runs
-    on a copy in which each large weight is a graph input of the same type and shape, instead of
-    parsing every weight byte again (RetinaNet: 46 ms -> 5 ms).
+    Shape inference needs the weights' types and shapes only, plus the values of small
+    constants (Reshape targets, pads, Resize scales): the checker runs on a copy in which each
+    large weight is a graph input of the same type and shape, instead of parsing every weight
+    byte again (RetinaNet's 31 MB: 46 ms -> 5 ms). What it would check of a large weight
+    itself, that it holds as many bytes as its type and shape need, is checked here.
     """
     if not isinstance(check, bytes):
         onnx.checker.check_model(check, full_check=True)  # external data: checked from disk
         return
-    onnx.checker.check_model(check, full_check=False)
     light = onnx.ModelProto()
     for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
         if proto.HasField(field):
@@ -519,10 +519,17 @@ def _check(check, proto):
     graph.input.extend(proto.graph.input)
     graph.value_info.extend(proto.graph.value_info)
     light.functions.extend(proto.functions)
+    declared = {i.name for i in proto.graph.input}
     for tensor in proto.graph.initializer:
         if len(tensor.raw_data) <= _SMALL_CONSTANT_BYTES:
             graph.initializer.append(tensor)
-        else:
+            continue
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        if len(tensor.raw_data) != itemsize * int(np.prod(tensor.dims, dtype=np.int64)):
+            raise ValueError(f"initializer {tensor.name} holds {len(tensor.raw_data)} bytes, "
+                             f"its type and shape {list(tensor.dims)} need "
+                             f"{itemsize * int(np.prod(tensor.dims, dtype=np.int64))}")
+        if tensor.name not in declared:  # (graphs of IR < 4 list weights as inputs)
             graph.input.append(onnx.helper.make_tensor_value_info(
                 tensor.name, tensor.data_type, list(tensor.dims)))
     onnx.checker.check_model(light.SerializeToString(), full_check=True)

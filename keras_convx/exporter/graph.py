@@ -200,8 +200,9 @@ class GraphBuilder:
                 tensor.name = name
                 tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
                 tensor.dims.extend(array.shape)
-                tensor.raw_data = np.ascontiguousarray(array).astype(
-                    array.dtype.newbyteorder("<"), copy=False).tobytes()
+                # tobytes writes C order from any view: one copy of a transposed weight
+                tensor.raw_data = array.astype(array.dtype.newbyteorder("<"),
+                                               copy=False).tobytes(order="C")
         return model
 
 
