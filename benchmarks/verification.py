@@ -38,7 +38,7 @@ def measure(models, repeats=3):
     from faults import MUTATIONS, mutate
     from helpers import realistic_batch_norm
     from keras_convx.exporter import ExportError, Verifier, tensor_map
-    from keras_convx.exporter.verify import LEVELS, _metadata
+    from keras_convx.exporter.verify import LEVELS, metadata
     from test_verification_faults import MODELS
 
     def zoo_224():  # what `make demo` exports
@@ -62,7 +62,7 @@ def measure(models, repeats=3):
         path = os.path.join(work, f"{name}.onnx")
         kc.export_onnx(model, path, method="native", verify=False)
         proto = onnx.load(path)
-        verifier = Verifier(model, _metadata(proto), tensor_map.read(proto))
+        verifier = Verifier(model, metadata(proto), tensor_map.read(proto))
         row = {}
         for level in LEVELS:
             report = verifier.verify(proto, optimization_level=level)

@@ -1,0 +1,89 @@
+"""What verification costs: `export_onnx` with its default verification against the export
+alone, on keras.applications ResNet50 at 224x224 (random weights, BatchNorm statistics as
+after training), in one process, alternating, median of the repeats.
+
+    KERAS_BACKEND=tensorflow python benchmarks/verify_cost.py --out c-tensorflow.json
+    python benchmarks/verify_cost.py --update-results c-*.json
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def measure(repeats):
+    import keras
+    import numpy as np
+
+    import keras_convx as kc
+    from keras_convx.interop.calibration import calibrate_batch_norm
+
+    model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
+    calibrate_batch_norm(model, seed=0, batch=4)
+    work = tempfile.mkdtemp()
+    path = os.path.join(work, "resnet50.onnx")
+    kc.export_onnx(model, path, verify=False)  # warm-up: imports, first lowering
+    alone, verified, verify_only = [], [], []
+    report = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kc.export_onnx(model, path, verify=False)
+        alone.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        report = kc.export_onnx(model, path)
+        verified.append(time.perf_counter() - start)
+        verify_only.append(report.verify.seconds)
+    return {"backend": keras.backend.backend(), "model": "ResNet50 224x224",
+            "export_seconds": float(np.median(alone)),
+            "export_verified_seconds": float(np.median(verified)),
+            "verify_seconds": float(np.median(verify_only)),
+            "ratio": float(np.median(verified) / np.median(alone)),
+            "tensors_compared": sum(c.status == "pass" for c in report.verify.tensors),
+            "repeats": repeats}
+
+
+def render(results):
+    lines = ["## 12. What verification costs: `export_onnx` with its default verification vs "
+             "the export alone", "",
+             "Made by `KERAS_BACKEND=<b> python benchmarks/verify_cost.py --out c-<b>.json` per "
+             "backend, then `python benchmarks/verify_cost.py --update-results c-*.json`. "
+             "keras.applications ResNet50 at 224x224, random weights, BatchNorm statistics as "
+             "after training; one process, the two alternating, median of the repeats after "
+             "a warm-up export. The floor is one Keras forward pass plus one onnxruntime "
+             "session and run (about 0.4 s here, 1.8x); the target is 2x.", "",
+             "| backend | export alone s | export + verification s | verification s | ratio | "
+             "tensors compared |", "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['backend']} | {r['export_seconds']:.2f} | "
+                     f"{r['export_verified_seconds']:.2f} | {r['verify_seconds']:.2f} | "
+                     f"{r['ratio']:.1f}x | {r['tensors_compared']} |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--update-results", nargs="+", metavar="JSON")
+    args = parser.parse_args(argv)
+    if args.update_results:
+        from benchmarks.sections import update
+
+        update(12, render, args.update_results)
+        return 0
+    result = measure(args.repeats)
+    if args.out:
+        from benchmarks.sections import write_json
+
+        write_json(args.out, result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
