@@ -412,7 +412,7 @@ def cmd_coverage(args):
 
 def cmd_demo(args):
     args.source = DEFAULT_ZOO_MODEL
-    from keras_convx.exporter.verify import calibrate_batch_norm
+    from keras_convx.interop.calibration import calibrate_batch_norm
 
     args.prepare = calibrate_batch_norm
     for key, value in dict(output=None, weights=None, set=None, scale=None, opset=17,
@@ -459,7 +459,7 @@ def build_parser():
                        help="override a config variable (repeatable)")
         p.add_argument("--scale", help="a scale preset of the config")
 
-    from keras_convx.exporter import stats  # constants only: no keras or numpy before parsing
+    from keras_convx.verification import rules as stats  # constants only: no keras or numpy before parsing
 
     def verify_args(p):
         p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda (default: "

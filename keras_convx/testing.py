@@ -39,7 +39,7 @@ def assert_export_parity(model, inputs=None, *, tolerance=None, providers=None,
         inputs: optional array (or list of arrays, one per model input, Keras layout) to
             check besides the random inputs.
         tolerance: max abs error as a fraction of each tensor's scale (default: the
-            exporter's, `keras_convx.exporter.stats.DEFAULT_TOLERANCES`).
+            exporter's, `keras_convx.verification.rules.DEFAULT_TOLERANCES`).
         providers: onnxruntime providers, e.g. `["cpu"]` (default: every available one).
         levels: onnxruntime optimisation levels the outputs are checked at.
         batch_sizes: batch sizes of the random inputs.

@@ -9,7 +9,8 @@ import onnx
 import pytest
 
 import keras_convx as kc
-from keras_convx.exporter import ExportError, VerificationError, stats, tensor_map
+from keras_convx.exporter import ExportError, VerificationError, tensor_map
+from keras_convx.verification import rules as stats
 from keras_convx.exporter.verify import input_distribution
 from helpers import BACKEND, rand
 
@@ -170,6 +171,17 @@ def test_tensor_error_statistics():
     assert both.failed(1.0) and both.nonfinite == "both"
     assert stats.tensor_error(np.array([1.0, 2.0]), np.array([1.0, np.inf])).nonfinite == "keras"
     assert stats.tensor_error(np.array([1.0, -np.inf]), np.array([1.0, 2.0])).failed(1.0)
+    # inside the graph, the same infinities in the same places agree (-inf padding before
+    # a max pool); in outputs, or anywhere with NaN, they don't
+    pad = np.array([-np.inf, 1.0, 2.0, -np.inf])
+    assert not stats.tensor_error(pad, pad.copy(), matching_inf_ok=True).failed(1e-6)
+    assert stats.tensor_error(pad, pad.copy()).failed(1.0)
+    assert stats.tensor_error(pad, pad[::-1].copy() * [1, 1, 1, -1],
+                              matching_inf_ok=True).failed(1.0)  # a sign flipped
+    assert stats.tensor_error(pad, np.array([-np.inf, 1.0, 2.0, 3.0]),
+                              matching_inf_ok=True).failed(1.0)
+    nan = np.array([np.nan, 1.0])
+    assert stats.tensor_error(nan, nan.copy(), matching_inf_ok=True).failed(1.0)
 
 
 def test_nan_outputs_never_verify_and_the_first_nan_layer_is_named(tmp_path):
@@ -254,13 +266,13 @@ def test_amplified_rounding_passes_when_every_layer_matches(amplifying_export):
 @AMPLIFYING
 def test_a_wrong_layer_inside_the_amplified_region_still_fails(amplifying_export):
     from faults import _get, _put
-    from keras_convx.exporter.verify import Verifier, _metadata
+    from keras_convx.exporter.verify import Verifier, metadata
 
     model, path, _ = amplifying_export
     proto = onnx.load(path)
     conv = next(n for n in proto.graph.node if n.name == "block7b_project_conv/Conv")
     _put(proto, conv.input[1], _get(proto, conv.input[1]) * np.float32(1.01))
-    report = Verifier(model, _metadata(proto), tensor_map.read(proto)).verify(proto)
+    report = Verifier(model, metadata(proto), tensor_map.read(proto)).verify(proto)
     assert not report.passed
     first = report.diagnosis[0]
     # the layer itself, judged on the graph's own inputs: the conv is folded into its BN

@@ -13,8 +13,9 @@ import onnx
 import pytest
 
 import keras_convx as kc
-from keras_convx.exporter import ExportError, Verifier, stats, tensor_map
-from keras_convx.exporter.verify import LEVELS, _metadata
+from keras_convx.exporter import ExportError, Verifier, tensor_map
+from keras_convx.verification import rules as stats
+from keras_convx.exporter.verify import LEVELS, metadata
 from faults import MUTATIONS, mutate
 from helpers import BACKEND, realistic_batch_norm
 
@@ -55,7 +56,7 @@ def exported(tmp_path_factory):
             path = tmp_path_factory.mktemp("faults") / f"{name}.onnx"
             report = kc.export_onnx(model, path, method="native", verify=False)
             proto = onnx.load(path)
-            verifier = Verifier(model, _metadata(proto), tensor_map.read(proto))
+            verifier = Verifier(model, metadata(proto), tensor_map.read(proto))
             cache[name] = (model, proto, verifier, report)
         return cache[name]
     return get

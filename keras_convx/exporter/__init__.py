@@ -1,7 +1,8 @@
 """ONNX export that is proven right: native lowering or tf2onnx, checked and verified.
 
 Not named `onnx`, which would read like the onnx package. The public names load on first
-use (PEP 562), so that `keras_convx.exporter.stats` can be read without Keras.
+use (PEP 562). Verification is `keras_convx.verification`; `verify` is the exporter's
+client of it (the tensor map and flat graphs only the exporter has).
 """
 
 import importlib

@@ -54,6 +54,13 @@ def resolve(model, keys, batch=None):
     return {key: found[key] for key in keys if key in found}
 
 
+def run(flat, arrays, forced=None):
+    """Runs a flat graph eagerly (`trace.run`): verification's Keras runner calls it."""
+    from keras_convx.exporter import trace
+
+    return trace.run(flat, arrays, forced)
+
+
 def read(onnx_model):
     """The tensor map stored in an exported file ([] for graphs from other exporters)."""
     props = {p.key: p.value for p in onnx_model.metadata_props}

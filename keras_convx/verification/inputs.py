@@ -1,0 +1,73 @@
+"""Inputs for verification: drawn at the scale the model expects, and laid out for the
+graph (the exporter's `keras_convx.io` metadata says how)."""
+
+import json
+
+import keras
+import numpy as np
+
+
+def metadata(onnx_model):
+    props = {p.key: p.value for p in onnx_model.metadata_props}
+    return json.loads(props.get("keras_convx.io", "{}"))
+
+
+def input_distribution(model, index):
+    """How to draw input `index` at the scale the model expects: (kind, a, b).
+
+    Pixels in 0..255 when the input feeds a `Rescaling` that divides by ~255 or ~127.5;
+    the `Normalization` statistics when it feeds one; else N(0, 1).
+    """
+    kt = model.inputs[index]
+    consumers = [n.operation for n in getattr(kt._keras_history.operation, "_outbound_nodes", [])]
+    for op in consumers:
+        if isinstance(op, keras.layers.Rescaling):
+            scale = np.abs(np.asarray(op.scale, np.float64))
+            if np.all(scale > 0) and np.all(scale <= 1 / 100):
+                return ("uniform", 0.0, 255.0)
+        if isinstance(op, keras.layers.Normalization) and not getattr(op, "invert", False):
+            mean = getattr(op, "mean", None)
+            if mean is not None:
+                mean = np.asarray(keras.ops.convert_to_numpy(mean), np.float64)
+                var = np.asarray(keras.ops.convert_to_numpy(op.variance), np.float64)
+                return ("normal", mean, np.sqrt(np.maximum(var, 0)))
+    return ("normal", 0.0, 1.0)
+
+
+def model_inputs(model, io, batch, rng):
+    """Random inputs in Keras layout for each model input, at its expected scale."""
+    arrays = []
+    for i, kt in enumerate(model.inputs):
+        shape = list(kt.shape)
+        fixed = io.get("input_shapes", [None] * len(model.inputs))[i]
+        if fixed:
+            shape = list(fixed)
+        shape[0] = batch
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"verify: input {kt.name!r} has unknown dims {tuple(kt.shape)}; pass samples "
+                f"or export with an input shape"
+            )
+        kind, a, b = input_distribution(model, i)
+        if kind == "uniform":
+            x = rng.uniform(a, b, shape)
+        else:
+            x = a + b * rng.standard_normal(shape)
+        arrays.append(np.asarray(x, np.float32))
+    return arrays
+
+
+def to_graph(arrays, perms):
+    return [np.ascontiguousarray(np.transpose(a, p)) if p else a for a, p in zip(arrays, perms)]
+
+
+def from_graph(arrays, perms):
+    return [np.transpose(a, np.argsort(p)) if p else a for a, p in zip(arrays, perms)]
+
+
+def nudge(array, rng):
+    a = np.asarray(array)
+    if not np.issubdtype(a.dtype, np.floating):
+        return a
+    towards = np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(a.dtype)
+    return np.nextafter(a, towards)
