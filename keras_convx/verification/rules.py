@@ -112,28 +112,34 @@ def tensor_error(actual, expected, cosine=False, matching_inf_ok=False):
     if e.size == 0:
         return TensorError(shape=tuple(e.shape), informative=False)
     a32, e32 = a.astype(np.float32, copy=False), e.astype(np.float32, copy=False)
-    e_finite, a_finite = np.isfinite(e32), np.isfinite(a32)
-    a_bad, e_bad = not a_finite.all(), not e_finite.all()
-    nonfinite = "both" if a_bad and e_bad else "keras" if e_bad else "onnx" if a_bad else None
-    if nonfinite == "both" and matching_inf_ok and not (
-            np.isnan(a32).any() or np.isnan(e32).any()) and np.array_equal(
-            a32[~a_finite], e32[~e_finite]) and np.array_equal(a_finite, e_finite):
-        nonfinite = None  # the same infinities in the same places
-    finite_ok = nonfinite is None
-    if a_bad or e_bad:  # the statistics over the elements finite on both sides
-        both = e_finite & a_finite
+    diff = np.subtract(a32, e32).ravel()
+    low, high = (float(diff.min()), float(diff.max())) if diff.size else (0.0, 0.0)
+    nonfinite = None
+    if not (np.isfinite(low) and np.isfinite(high)):
+        # a NaN or an infinity on some side (or a difference past float32's range)
+        e_finite, a_finite = np.isfinite(e32), np.isfinite(a32)
+        a_bad, e_bad = not a_finite.all(), not e_finite.all()
+        nonfinite = "both" if a_bad and e_bad else "keras" if e_bad else "onnx" if a_bad \
+            else None
+        if nonfinite == "both" and matching_inf_ok and not (
+                np.isnan(a32).any() or np.isnan(e32).any()) and np.array_equal(
+                a32[~a_finite], e32[~e_finite]) and np.array_equal(a_finite, e_finite):
+            nonfinite = None  # the same infinities in the same places
+        both = e_finite & a_finite  # the statistics over the elements finite on both sides
         a32, e32 = a32[both], e32[both]
-    diff = np.abs(a32 - e32)
-    scale = float(np.max(np.abs(e32))) if e32.size else 0.0
-    spread = float(np.max(e32) - np.min(e32)) if e32.size else 0.0
-    max_abs = float(np.max(diff)) if diff.size else 0.0
+        diff = np.subtract(a32.astype(np.float64), e32).ravel()
+        low, high = (float(diff.min()), float(diff.max())) if diff.size else (0.0, 0.0)
+    finite_ok = nonfinite is None
+    e_low, e_high = (float(e32.min()), float(e32.max())) if e32.size else (0.0, 0.0)
+    scale = max(e_high, -e_low)
+    spread = e_high - e_low
+    max_abs = max(high, -low)
     if not np.isfinite(max_abs):
         finite_ok = False
     informative = scale > TINY and spread > UNINFORMATIVE_SPREAD * scale
     rel = max_abs / scale if scale > TINY else (0.0 if max_abs == 0 else float("inf"))
-    rms_e = float(np.sqrt(np.mean(np.square(e32, dtype=np.float64)))) if e32.size else 0.0
-    rms_rel = float(np.sqrt(np.mean(np.square(diff, dtype=np.float64)))) / rms_e \
-        if rms_e > TINY else 0.0
+    rms_e = _norm(e32)  # the sqrt(n) of both RMS values cancels in their ratio
+    rms_rel = _norm(diff) / rms_e if rms_e > TINY else 0.0
     cos = 1.0
     if cosine and a.ndim and a.shape[0]:
         a64 = np.asarray(actual, np.float64).reshape(a.shape[0], -1)
@@ -147,3 +153,14 @@ def tensor_error(actual, expected, cosine=False, matching_inf_ok=False):
     return TensorError(shape=tuple(e.shape), scale=scale, max_abs=max_abs, rel=rel,
                        rms_rel=rms_rel, cosine=cos, informative=informative,
                        finite_ok=finite_ok, nonfinite=nonfinite)
+
+
+def _norm(x):
+    """The 2-norm, one BLAS pass; in float64 where float32 squares would overflow."""
+    import numpy as np
+
+    x = np.ravel(x)
+    if not x.size:
+        return 0.0
+    value = float(np.sqrt(np.dot(x, x)))
+    return value if np.isfinite(value) else float(np.linalg.norm(x.astype(np.float64)))

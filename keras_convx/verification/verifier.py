@@ -99,7 +99,7 @@ class Verifier:
                 DEFAULT_TOLERANCES.get(provider, rules.CPU_TOLERANCE), floor)
             baseline = None
             if inspect and self.entries:
-                data = inspection_graph(onnx_model, [e["onnx"] for e in live])
+                data = inspection_graph(onnx_model, [e["onnx"] for e in live], plain)
                 baseline = self._run_tensors(report, data, onnx_model, provider, tol)
             deployed = self._run_outputs(report, plain, onnx_model, provider,
                                          optimization_level, tol)
