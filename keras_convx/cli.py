@@ -184,12 +184,14 @@ def _tensor_summary(console, verify, full=False):
         worst = sorted(compared, key=lambda c: -c.rel)[: (len(compared) if full else 5)]
         table = Table(title=f"layer outputs at ORT level {tensors[0].level}: "
                             + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-        for col in ("tensor", "role", "shape", "scale", "error/scale", "result"):
+        for col in ("tensor", "role", "shape", "scale", "error/scale", "p99", "PSNR dB",
+                    "result"):
             table.add_column(col)
         shown = verify.diagnosis[:3] + [c for c in worst if c not in verify.diagnosis[:3]]
         for c in shown:
             table.add_row(escape(c.tensor), c.role, str(tuple(c.shape)), f"{c.scale:.3g}",
-                          f"{c.rel:.2e}", _status(c.status))
+                          f"{c.rel:.2e}", f"{c.p99_rel:.2e}", f"{c.psnr:.1f}",
+                          _status(c.status))
         console.print(table)
         fused = [c for c in tensors if c.status == "fused"]
         if fused:
@@ -265,6 +267,8 @@ def cmd_export(args):
                 _tensor_summary(console, err.report.verify)
             if args.report and err.report is not None:
                 _write_report(args.report, err.report)
+            if args.plot and err.report is not None and err.report.verify is not None:
+                _plot(args.plot, err.report.verify)
             failed = "verification failed" if isinstance(err, VerificationError) else "export failed"
             print(f"keras-convx: {failed}: {err}", file=sys.stderr)
             return 1
@@ -277,7 +281,19 @@ def cmd_export(args):
                   f"{report.opset}; build {timings['build']:.2f} s, export {report.export_seconds:.2f} s")
     if args.report:
         _write_report(args.report, report)
+    if args.plot and report.verify is not None:
+        _plot(args.plot, report.verify)
     return 0
+
+
+def _plot(path, verify):
+    from keras_convx.verification.plot import plot_report
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadInput(f"--plot: folder {folder} does not exist")
+    plot_report(verify, path)
+    print(f"plotted {len(verify.tensors)} tensors to {path}")
 
 
 def _save_keras_atomic(model, path):
@@ -387,6 +403,8 @@ def cmd_verify(args):
     _tensor_summary(console, report, full=args.full_report)
     if args.report:
         _write_report(args.report, report)
+    if args.plot:
+        _plot(args.plot, report)
     if not report.passed and Path(args.source).suffix != ".keras" and not args.weights:
         print("keras-convx: verification failed; the source was built with fresh random "
               "weights: pass --weights or verify against a .keras file", file=sys.stderr)
@@ -419,7 +437,7 @@ def cmd_demo(args):
                            method="native", no_verify=False, no_diagnose=False, providers="cpu",
                            report=None, input_shape=None, dynamic="batch", nchw_io=False,
                            tolerance=None, fp16=False, ort_level="all",
-                           full_report=False).items():
+                           full_report=False, plot=None).items():
         setattr(args, key, value)
     return cmd_export(args)
 
@@ -478,6 +496,9 @@ def build_parser():
                        help="compare every layer's output (the default; kept for scripts)")
         p.add_argument("--full-report", action="store_true",
                        help="list every compared tensor, not only the worst")
+        p.add_argument("--plot", metavar="PNG",
+                       help="write the error/scale of every compared tensor along the graph, "
+                            "with the tolerance line, as a PNG (needs matplotlib)")
 
     p = sub.add_parser("demo", help=f"export the zoo's {DEFAULT_ZOO_MODEL} (BatchNorm statistics "
                                     f"as after training) natively and verify every layer")

@@ -36,8 +36,17 @@ def test_export_success_writes_file_and_report(tmp_path, capsys):
     assert code == 0, err
     code, stdout, _ = run(capsys, "verify", str(out), str(tmp_path / "m.keras"))
     assert code == 0 and "pass" in stdout
-    code, stdout, err = run(capsys, "verify", str(out), CONFIG, "--scale", "t")
+    code, stdout, err = run(capsys, "verify", str(out), CONFIG, "--scale", "t",
+                            "--plot", str(tmp_path / "errors.png"), "--report", str(report))
     assert code == 1 and "FAIL" in stdout and "--weights" in err
+    # the plot: a PNG of every compared tensor; the report's rows carry Polygraphy's numbers
+    assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plotted" in stdout and "PSNR dB" in stdout
+    rows = json.loads(report.read_text())["tensors"]
+    compared = [r for r in rows if r["status"] in ("pass", "FAIL")]
+    assert compared and all(0 <= r["median_rel"] <= r["p99_rel"] <= r["rel"] * (1 + 1e-6)
+                            for r in compared)
+    assert all(r["psnr"] > 0 for r in compared if r["status"] == "pass")
 
 
 def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch):

@@ -163,6 +163,9 @@ def test_tensor_error_statistics():
     err = stats.tensor_error(e + np.float32(0.04), e, cosine=True)
     assert err.scale == 4.0 and abs(err.rel - 0.01) < 1e-6 and err.informative
     assert not err.failed(0.02) and err.failed(0.005)
+    # Polygraphy's numbers: every element is off by 0.04 = 1% of the scale; PSNR 40 dB
+    assert abs(err.median_rel - 0.01) < 1e-6 and abs(err.p99_rel - 0.01) < 1e-6
+    assert abs(err.psnr - 40.0) < 1e-3
     assert stats.tensor_error(np.ones((2, 3)), np.ones((2, 3)) * 7).informative is False
     assert stats.tensor_error(np.zeros((2, 2)), np.zeros((2, 3))).failed(1.0)  # shape
     assert stats.tensor_error(np.full((2,), np.nan), np.ones(2) * [1, 2]).failed(1.0)

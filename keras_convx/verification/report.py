@@ -43,6 +43,9 @@ class TensorCheck:
     rel: float = 0.0
     rms_rel: float = 0.0
     cosine: float = 1.0
+    median_rel: float = 0.0
+    p99_rel: float = 0.0
+    psnr: float = float("inf")  # dB: 20 log10(scale / RMS error)
     into: str = None
     key: str = None
     layer: str = None  # the Keras layer or operation the tensor belongs to
@@ -54,6 +57,15 @@ class TensorCheck:
     @property
     def passed(self):
         return self.status != "FAIL"
+
+    @property
+    def required_tolerance(self):
+        """The tolerance this row would have passed at (None: none would: NaN/Inf, a shape
+        mismatch, or a reference that proves nothing)."""
+        if self.nonfinite or self.actual_shape is not None or self.status in (
+                "uninformative", "fused"):
+            return None
+        return self.rel
 
 
 @dataclasses.dataclass

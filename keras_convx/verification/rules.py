@@ -59,6 +59,9 @@ LOW_PRECISION_TOLERANCES = {"float16": 1e-2, "bfloat16": 4e-2}
 UNINFORMATIVE_SPREAD = 1e-5
 # References smaller than this are zero for our purposes (float32 denormals start ~1e-38).
 TINY = 1e-30
+# The median and 99th percentile of a tensor's error come from an evenly strided sample of
+# at most this many elements: a full sort of every tensor would double verification time.
+SAMPLE = 65536
 
 TOLERANCE_RULE = (
     "a tensor fails when max|onnx - keras| > tolerance x max|keras| (default "
@@ -79,6 +82,11 @@ class TensorError:
     rel: float = 0.0
     rms_rel: float = 0.0
     cosine: float = 1.0
+    # as Polygraphy reports them: error/scale's median and 99th percentile (over an evenly
+    # strided sample of at most SAMPLE elements), and the PSNR of the error in dB
+    median_rel: float = 0.0
+    p99_rel: float = 0.0
+    psnr: float = float("inf")
     informative: bool = True
     shape_ok: bool = True
     finite_ok: bool = True
@@ -139,7 +147,15 @@ def tensor_error(actual, expected, cosine=False, matching_inf_ok=False):
     informative = scale > TINY and spread > UNINFORMATIVE_SPREAD * scale
     rel = max_abs / scale if scale > TINY else (0.0 if max_abs == 0 else float("inf"))
     rms_e = _norm(e32)  # the sqrt(n) of both RMS values cancels in their ratio
-    rms_rel = _norm(diff) / rms_e if rms_e > TINY else 0.0
+    diff_norm = _norm(diff)
+    rms_rel = diff_norm / rms_e if rms_e > TINY else 0.0
+    median_rel = p99_rel = 0.0
+    if diff.size and scale > TINY:
+        sample = np.abs(diff[::max(1, diff.size // SAMPLE)])
+        median_rel, p99_rel = (float(v) / scale for v in np.percentile(sample, [50, 99]))
+    rms_abs = diff_norm / np.sqrt(max(diff.size, 1))
+    psnr = float(20 * np.log10(scale / rms_abs)) if rms_abs > 0 and scale > TINY else \
+        float("inf")
     cos = 1.0
     if cosine and a.ndim and a.shape[0]:
         a64 = np.asarray(actual, np.float64).reshape(a.shape[0], -1)
@@ -151,8 +167,9 @@ def tensor_error(actual, expected, cosine=False, matching_inf_ok=False):
     if nonfinite:
         rel = float("inf")
     return TensorError(shape=tuple(e.shape), scale=scale, max_abs=max_abs, rel=rel,
-                       rms_rel=rms_rel, cosine=cos, informative=informative,
-                       finite_ok=finite_ok, nonfinite=nonfinite)
+                       rms_rel=rms_rel, cosine=cos, median_rel=median_rel, p99_rel=p99_rel,
+                       psnr=psnr, informative=informative, finite_ok=finite_ok,
+                       nonfinite=nonfinite)
 
 
 def _norm(x):
