@@ -9,7 +9,6 @@ keras_convx: please report it with the `--debug` traceback.
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -127,16 +126,12 @@ def cmd_validate(args):
 
 def _write_text(path, text, flag):
     """Writes `text` to `path` atomically (a temporary file, then a rename)."""
+    from keras_convx.utils.files import write_atomic
+
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise BadInput(f"{flag}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; these are not
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _write_report(path, report):
@@ -296,27 +291,9 @@ def _plot(path, verify):
     print(f"plotted {len(verify.tensors)} tensors to {path}")
 
 
-def _save_keras_atomic(model, path):
-    """Saves `model` to `path` through a temporary `.keras` file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".import-", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def cmd_import(args):
-    import onnx
-
     import keras_convx as kc
-    from keras_convx.importer import OnnxImportError, verify_import
+    from keras_convx.importer import ImportVerificationError, OnnxImportError
 
     out = args.output or os.path.splitext(args.model)[0] + ".keras"
     if not out.endswith(".keras"):
@@ -331,45 +308,25 @@ def cmd_import(args):
             raise BadInput(f"{flag}: folder {folder} is not writable")
     start = time.perf_counter()
     try:
-        model = kc.import_onnx(args.model, data_format=args.data_format)
+        model = kc.import_onnx(args.model, data_format=args.data_format,
+                               verify=not args.no_verify, tolerance=args.tolerance, output=out)
+    except ImportVerificationError as err:
+        print(err.report.summary())
+        print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)
+        return 1
     except OnnxImportError as err:
         raise BadInput(str(err).replace("import_onnx: ", "", 1).replace("\n", "; ")) from None
     seconds = time.perf_counter() - start
-    yaml_text = kc.to_yaml(model) if args.yaml else None
     if not args.no_verify:
-        # the graph as imported (external data checked and loaded by the importer)
-        from keras_convx.importer import frontend
-
-        proto = onnx.load(args.model, load_external_data=False)
-        for tensor in proto.graph.initializer:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                frontend.check_tensor(tensor, os.path.dirname(os.path.abspath(args.model)))
-        report = verify_import(model, proto, data_format=args.data_format,
-                               tolerance=args.tolerance)
-        print(report.summary())
-        if not report.passed:
-            first = report.failed[0] if report.failed else None
-            if first is None:
-                why = "an output is constant or zero: nothing proves it"
-            else:
-                where = ""
-                if first is not None:
-                    e = first[3]
-                    where = (f"; first difference at node {first[0]!r} ({first[1]}), "
-                             + (f"NaN/Inf ({e.nonfinite})" if e.nonfinite else
-                                f"rel {e.rel:.2e}"))
-                why = (f"the imported model differs from onnxruntime beyond "
-                       f"{report.tolerance:g} of the tensor scale{where}")
-            print(f"keras-convx: verification failed: {why}; nothing written", file=sys.stderr)
-            return 1
-    _save_keras_atomic(model, out)
-    if yaml_text is not None:
-        _write_text(args.yaml, yaml_text, "--yaml")
+        print(model.import_report.summary())
+    if args.yaml:
+        _write_text(args.yaml, kc.to_yaml(model), "--yaml")
     import keras
 
     permutes = sum(isinstance(layer, keras.layers.Permute) for layer in model.layers)
     print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers "
-          f"({permutes} Permute), {model.count_params()} parameters; import {seconds:.2f} s"
+          f"({permutes} Permute), {model.count_params()} parameters; import and save "
+          f"{seconds:.2f} s"
           f"{'' if args.no_verify else ', verified against onnxruntime'}")
     return 0
 

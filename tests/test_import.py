@@ -618,3 +618,25 @@ def test_import_verification_never_passes_constant_or_nan_graphs(tmp_path, capsy
                  {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
     report = kc.verify_import(kc.import_onnx(good), good)
     assert report.passed and [r[0] for r in report.tensors] == ["conv", "relu"]
+
+
+def test_import_onnx_verifies_and_saves_atomically_and_keeps_what_fails(tmp_path):
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4)
+    good = graph([conv, helper.make_node("Relu", ["c"], ["y"], name="relu")],
+                 {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
+    onnx.save(good, str(tmp_path / "good.onnx"))
+    model = kc.import_onnx(str(tmp_path / "good.onnx"), verify=True,
+                           output=str(tmp_path / "good.keras"))
+    assert model.import_report.passed and (tmp_path / "good.keras").exists()
+    nan = graph([conv, helper.make_node("Sqrt", ["c"], ["y"], name="root")],
+                {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
+    out = tmp_path / "nan.keras"
+    with pytest.raises(kc.importer.ImportVerificationError, match="node 'root' \\(Sqrt\\)") as info:
+        kc.import_onnx(nan, verify=True, output=str(out))
+    assert not out.exists() and info.value.kept == str(tmp_path / "nan.failed.keras")
+    import json
+
+    kept = json.loads((tmp_path / "nan.failed.json").read_text())
+    assert kept["passed"] is False and kept["tensors"][-1]["nonfinite"] == "both"
+    assert sorted(os.listdir(tmp_path)) == ["good.keras", "good.onnx", "nan.failed.json",
+                                            "nan.failed.keras"]  # no temporary file left

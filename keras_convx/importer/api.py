@@ -7,7 +7,8 @@ from keras_convx.importer import frontend, passes
 from keras_convx.importer.driver import Walk
 
 
-def import_onnx(path_or_model, *, data_format="channels_last", name=None):
+def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=False,
+                tolerance=None, output=None):
     """Imports an ONNX model as a backend-agnostic Keras model with its weights.
 
     Each ONNX node (or fused group: Pad+Conv, MatMul+Add, the Erf-based GELU) becomes one
@@ -26,6 +27,13 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None):
             a `onnx.ModelProto` or serialized bytes.
         data_format: `"channels_last"` or `"channels_first"` (the ONNX layout as is).
         name: the Keras model's name (default: the ONNX graph's name).
+        verify: run the model and onnxruntime on the same inputs and compare every tensor
+            the model holds, by the export's rule (`verify_import`); the report is
+            `model.import_report`.
+        tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
+        output: a `.keras` path to save the model to, atomically, once verified. When
+            verification fails, the model is kept as `<stem>.failed.keras` with its report
+            `<stem>.failed.json`, and nothing appears at `output`.
 
     Returns:
         A `keras.Model`.
@@ -33,12 +41,60 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None):
     Raises:
         OnnxImportError: a malformed or hostile file (naming the node, initializer or
             input), or `UnsupportedOps` listing every node without an exact conversion.
+        ImportVerificationError: `verify=True` and the model differs from onnxruntime
+            (its `report` names the first node that differs).
 
     Example:
     >>> model = kc.import_onnx("resnet.onnx")
     >>> model.save("resnet.keras")
     """
-    return build(path_or_model, data_format, name)[0]
+    if output is not None and not str(output).endswith(".keras"):
+        raise ValueError(f"import_onnx: output={output!r} must end in .keras")
+    model = build(path_or_model, data_format, name)[0]
+    if verify:
+        from keras_convx.importer.errors import ImportVerificationError
+        from keras_convx.importer.verify import verify_import
+
+        report = verify_import(model, _with_data(path_or_model), data_format,
+                               tolerance=tolerance)
+        model.import_report = report
+        if not report.passed:
+            kept = _keep_failed(model, report, output) if output is not None else None
+            raise ImportVerificationError(report, kept)
+    if output is not None:
+        from keras_convx.utils.files import save_keras_atomic
+
+        save_keras_atomic(model, output)
+    return model
+
+
+def _with_data(source):
+    """The graph as imported, as a ModelProto with its weights (external data checked and
+    loaded as the front end does)."""
+    import os
+
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(source))
+    proto = onnx.load(os.fspath(source), load_external_data=False)
+    folder = os.path.dirname(os.path.abspath(os.fspath(source)))
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            frontend.check_tensor(tensor, folder)
+    return proto
+
+
+def _keep_failed(model, report, output):
+    """Keeps the unverified model beside `output` for inspection; returns its path."""
+    from keras_convx.utils.files import save_keras_atomic, write_atomic
+
+    stem = str(output)[:-len(".keras")]
+    save_keras_atomic(model, stem + ".failed.keras")
+    write_atomic(stem + ".failed.json", report.to_json())
+    return stem + ".failed.keras"
 
 
 def build(path_or_model, data_format="channels_last", name=None):

@@ -20,5 +20,20 @@ class UnsupportedOps(OnnxImportError):
                          + "\n".join(lines))
 
 
+class ImportVerificationError(OnnxImportError):
+    """The imported Keras model differs from onnxruntime on the same inputs.
+
+    Attributes:
+        report: the `ImportVerifyReport`.
+        kept: the `.failed.keras` file kept for inspection (with its `.failed.json`
+            report), or None when no output path was given.
+    """
+
+    def __init__(self, report, kept=None):
+        self.report, self.kept = report, kept
+        where = f"; kept {kept} and its .failed.json" if kept else "; nothing written"
+        super().__init__(f"import_onnx: verification failed: {report.reason()}{where}")
+
+
 class Unsupported(Exception):
     """Raised by a conversion for one node; the graph walk collects them."""

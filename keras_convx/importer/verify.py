@@ -45,6 +45,30 @@ class ImportVerifyReport:
     def worst(self):
         return max((e.rel for e in self.outputs.values() if e.informative), default=0.0)
 
+    def reason(self):
+        """Why the report does not pass, in one line ("passed" when it does)."""
+        if self.passed:
+            return "passed"
+        if self.failed:
+            node, op, _, e = self.failed[0]
+            what = f"NaN/Inf ({e.nonfinite})" if e.nonfinite else f"rel {e.rel:.2e}"
+            return (f"the imported model differs from onnxruntime beyond {self.tolerance:g} "
+                    f"of the tensor scale; first difference at node {node!r} ({op}), {what}")
+        bad = [n for n, e in self.outputs.items() if e.failed(self.tolerance)]
+        if bad:
+            return f"output {bad[0]} differs from onnxruntime beyond {self.tolerance:g}"
+        return "an output is constant or zero: nothing proves it"
+
+    def to_json(self):
+        import json
+
+        return json.dumps({
+            "passed": self.passed, "reason": self.reason(), "tolerance": self.tolerance,
+            "batch": self.batch, "rule": stats.TOLERANCE_RULE,
+            "outputs": {n: dataclasses.asdict(e) for n, e in self.outputs.items()},
+            "tensors": [{"node": n, "op": op, "tensor": t, **dataclasses.asdict(e)}
+                        for n, op, t, e in self.tensors]}, indent=2, default=str)
+
     def summary(self):
         lines = []
         for name, e in self.outputs.items():
