@@ -48,7 +48,7 @@ def check(name):
     import numpy as np
 
     import keras_convx as kc
-    from keras_convx.convert import copy_weights
+    from keras_convx.conversion import copy_weights
     from test_applications import build
 
     model = build(name)

@@ -37,7 +37,9 @@ _TABLE = {
         "diagnose_import")},
     **{name: "keras_convx.model_config" for name in (
         "ConfigError", "build_model", "register_layer", "to_yaml", "validate")},
-    **{name: "keras_convx.convert" for name in ("convert", "copy_weights")},
+    # (the module is `conversion`: a submodule import binds its name in this namespace, which
+    # would hide a function of the same name)
+    **{name: "keras_convx.conversion" for name in ("convert", "copy_weights")},
     **{name: f"keras_convx.{name}" for name in (
         "constraints", "ops", "regularizers", "weights", "layers", "exporter", "importer",
         "model_config", "testing")},

@@ -17,7 +17,7 @@ import pytest
 
 import keras_convx as kc
 from helpers import BACKEND, assert_close, rand
-from keras_convx.convert import SHADOWED
+from keras_convx.conversion import SHADOWED
 
 # Arguments keras_convx adds to each shadowed class (all keyword-only in spirit: they come
 # after Keras's own parameters, so positional calls mean the same thing).

@@ -9,7 +9,7 @@ import pytest
 import keras_convx as kc
 import oracle
 from helpers import BACKEND, rand
-from keras_convx.convert import copy_weights, load_h5
+from keras_convx.conversion import copy_weights, load_h5
 from keras_convx.model_config.to_yaml import to_dict
 from test_applications import build
 

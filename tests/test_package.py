@@ -41,3 +41,14 @@ def test_import_is_lazy_and_keras_files_load_whichever_is_imported_first(tmp_pat
     assert _fresh("import keras_convx; " + load, tmp_path) == "keras_convx.layers.conv"
     assert _fresh("import keras; import keras_convx; " + load.split("; ", 1)[1],
                   tmp_path) == "keras_convx.layers.conv"
+
+
+def test_public_functions_are_not_shadowed_by_their_modules():
+    # importing a submodule binds its name in the package: a function must not share it
+    import importlib
+
+    for name in ("convert", "copy_weights", "build_model", "to_yaml", "export_onnx",
+                 "import_onnx", "verify_onnx"):
+        module = kc._TABLE[name]
+        importlib.import_module(module)
+        assert callable(getattr(kc, name)) and not isinstance(getattr(kc, name), type(kc)), name

@@ -131,7 +131,7 @@ def to_dict(model):
     names); `keras.ops` nodes are written as the allowlisted layer that computes the same
     values (`x + y` as Add, `x * 0.5` or `x + 3.0` as Rescaling) under the node's name.
     """
-    from keras_convx.convert import ours
+    from keras_convx.conversion import ours
 
     model = _functional(model, "the model")
     types = layer_types()
@@ -242,7 +242,7 @@ def to_yaml(model):
     layer does not simply take the previous layer's output; one entry per layer
     (repeated structure is not folded into `repeat` or blocks). Weights are not included:
     save them with `model.save_weights` and name the file under `weights:`, or copy
-    them by layer name (`keras_convx.convert.copy_weights(model, rebuilt)`).
+    them by layer name (`keras_convx.copy_weights(model, rebuilt)`).
     """
     return yaml.dump(to_dict(model), Dumper=_Dumper, sort_keys=False, default_flow_style=None,
                      width=100)
