@@ -103,12 +103,17 @@ class VerifyReport:
 
     @property
     def constant_outputs(self):
-        """Graph outputs constant (or zero) on every run: nothing proves them."""
+        """Graph outputs constant (or zero) on every run, with nothing else proving them: a
+        softmax/sigmoid output that is flat at random init is proven by its layer's tensor
+        before the activation, compared too (role "preactivation")."""
         seen = {}
         for c in self.checks:
             if c.role == "output":
                 seen[c.tensor] = seen.get(c.tensor, False) or c.status != "uninformative"
-        return [name for name, informative in seen.items() if not informative]
+        proven = {c.layer for c in self.tensors
+                  if c.role == "preactivation" and c.status in ("pass", "amplified")}
+        return [name for name, informative in seen.items()
+                if not informative and name not in proven]
 
     @property
     def passed(self):
