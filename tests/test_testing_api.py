@@ -100,38 +100,24 @@ def test_layer_contract_holds_for_ours_and_a_users_layer_and_catches_a_lost_argu
         assert_layer_contract(Lossy, dict(units=3, scale=2.0), (2, 5, 4))
 
 
+# The README's own test file runs every backend through the plugin (tests/test_docs.py);
+# this one checks what that can't show: a failure in a child process, reported under its id.
 USER_TESTS = '''
 import keras
-import numpy as np
 import pytest
-
-import keras_convx as kc
-from keras_convx.testing import assert_export_parity, assert_layer_contract
-
-
-@pytest.mark.keras_backends("tensorflow", "jax", "torch")
-def test_conv_exports(keras_backend, keras_rng, tmp_path):
-    assert keras.backend.backend() == keras_backend
-    inputs = keras.Input((8, 8, 3))
-    model = keras.Model(inputs, kc.SeparableConv2D(4, 3, padding="same")(inputs))
-    images = keras_rng.standard_normal((2, 8, 8, 3)).astype("float32")
-    assert_export_parity(model, images)
-
-
-@pytest.mark.keras_backends("tensorflow", "jax", "torch")
-def test_contract(keras_backend):
-    assert_layer_contract(kc.DepthwiseConv2D, dict(kernel_size=3, padding="same"), (2, 6, 6, 3))
 
 
 @pytest.mark.keras_backends("jax", "torch")
-def test_fails_on_one_backend(keras_backend):
+def test_backend_and_rng(keras_backend, keras_rng):
+    assert keras.backend.backend() == keras_backend
+    print("first", keras_rng.standard_normal())  # the same on every backend
     assert keras_backend != "jax", "a failure the jax process reports"
 '''
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="runs every backend itself, each in its own "
+@pytest.mark.skipif(BACKEND != "torch", reason="runs other backends itself, each in its own "
                     "process: once per suite")
-def test_plugin_runs_a_users_tests_once_per_backend_in_its_own_process(tmp_path):
+def test_plugin_reports_a_failure_in_a_child_process_under_its_id(tmp_path):
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env["KERAS_BACKEND"] = "torch"  # the parent process's own backend
@@ -140,11 +126,8 @@ def test_plugin_runs_a_users_tests_once_per_backend_in_its_own_process(tmp_path)
                           text=True, timeout=600)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out  # the one failure the user wrote
-    for backend in ("tensorflow", "jax", "torch"):
-        assert f"test_conv_exports[{backend}] PASSED" in out, out
-        assert f"test_contract[{backend}] PASSED" in out, out
-    assert "test_fails_on_one_backend[torch] PASSED" in out, out
-    assert "test_fails_on_one_backend[jax] FAILED" in out, out
+    assert "test_backend_and_rng[torch] PASSED" in out, out
+    assert "test_backend_and_rng[jax] FAILED" in out, out
     # the child's own report, with the backend named
     assert "[jax] failed in its own process" in out and "a failure the jax process" in out
-    assert "2 failed" not in out and "1 failed, 7 passed" in out, out
+    assert "1 failed, 1 passed" in out, out
