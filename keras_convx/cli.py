@@ -232,9 +232,11 @@ def cmd_export(args):
     with console.status("build") as status:
         start = time.perf_counter()
         model, name = load_source(args.source, args.weights, _overrides(args.set), args.scale)
-        if getattr(args, "prepare", None):
+        if args.bn_as_trained:
+            from keras_convx.interop.calibration import calibrate_batch_norm
+
             status.update("set BatchNorm statistics as after training")
-            args.prepare(model)
+            calibrate_batch_norm(model)
         timings["build"] = time.perf_counter() - start
         out = out or os.path.join("export", f"{name}.onnx")
         folder = os.path.dirname(os.path.abspath(out))
@@ -386,17 +388,9 @@ def cmd_coverage(args):
 
 
 def cmd_demo(args):
-    args.source = DEFAULT_ZOO_MODEL
-    from keras_convx.interop.calibration import calibrate_batch_norm
-
-    args.prepare = calibrate_batch_norm
-    for key, value in dict(output=None, weights=None, set=None, scale=None, opset=17,
-                           method="native", no_verify=False, no_diagnose=False, providers="cpu",
-                           report=None, input_shape=None, dynamic="batch", nchw_io=False,
-                           tolerance=None, fp16=False, ort_level="all",
-                           full_report=False, plot=None).items():
-        setattr(args, key, value)
-    return cmd_export(args)
+    return main((["--debug"] if args.debug else []) + [
+        "export", DEFAULT_ZOO_MODEL, "--bn-as-trained", "--method", "native", "--providers",
+        "cpu"])
 
 
 def cmd_schema(args):
@@ -483,6 +477,10 @@ def build_parser():
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute")
     p.add_argument("--no-verify", action="store_true", help="skip verification in onnxruntime")
+    p.add_argument("--bn-as-trained", action="store_true",
+                   help="first set every BatchNormalization's statistics to those of random "
+                        "inputs at the model's scale, as training would (for random-weight "
+                        "models: initial statistics shrink activations until they prove nothing)")
     verify_args(p)
     p.add_argument("--report", help="write the report as JSON")
     config_args(p)

@@ -241,3 +241,12 @@ def test_schema_command_writes_a_valid_schema_the_zoo_passes(tmp_path, capsys):
         jsonschema.validate(yaml.safe_load(f), schema)
     code, out, _ = run(capsys, "schema")
     assert code == 0 and json.loads(out) == schema  # stdout by default
+
+
+def test_bn_as_trained_sets_the_statistics_before_export(tmp_path, capsys):
+    # the flag `demo` passes to `export` (demo is main(["export", ...]))
+    code, stdout, err = run(capsys, "export", "mobilenet", "--scale", "t", "--bn-as-trained",
+                            "-o", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "r.json"))
+    assert code == 0, stdout + err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] and report["bn_folded"] > 0
