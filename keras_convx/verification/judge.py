@@ -32,10 +32,8 @@ def check(name, role, provider, level, arrays, actual, expected, tol, cosine=Fal
     status = "FAIL" if err.failed(tol) else ("pass" if err.informative else "uninformative")
     return TensorCheck(tensor=name, role=role, provider=provider, level=level,
                        batch=int(arrays[0].shape[0]), shape=err.shape, tolerance=tol,
-                       status=status, scale=err.scale, max_abs=err.max_abs, rel=err.rel,
-                       rms_rel=err.rms_rel, cosine=err.cosine, median_rel=err.median_rel,
-                       p99_rel=err.p99_rel, psnr=err.psnr, key=key, layer=layer or name,
-                       actual_shape=err.actual_shape, run=run, nonfinite=err.nonfinite)
+                       status=status, key=key, layer=layer or name, run=run,
+                       **err.statistics())
 
 
 def explain_amplification(report, provider, tol, reference, graph_values, entries):

@@ -3,7 +3,7 @@
 import dataclasses
 import json
 
-from keras_convx.verification.rules import TOLERANCE_RULE
+from keras_convx.verification.rules import TOLERANCE_RULE, Statistics
 
 
 class ExportError(RuntimeError):
@@ -18,8 +18,8 @@ class VerificationError(ExportError):
     """The ONNX graph's tensors differ from the Keras model's beyond tolerance."""
 
 
-@dataclasses.dataclass
-class TensorCheck:
+@dataclasses.dataclass(kw_only=True)
+class TensorCheck(Statistics):
     """One tensor compared: a graph output, an internal Keras tensor, or a pre-activation.
 
     `status` is `"pass"`, `"FAIL"`, `"uninformative"` (a constant reference proves
@@ -38,21 +38,11 @@ class TensorCheck:
     shape: tuple
     tolerance: float
     status: str
-    scale: float = 0.0
-    max_abs: float = 0.0
-    rel: float = 0.0
-    rms_rel: float = 0.0
-    cosine: float = 1.0
-    median_rel: float = 0.0
-    p99_rel: float = 0.0
-    psnr: float = float("inf")  # dB: 20 log10(scale / RMS error)
     into: str = None
     key: str = None
     layer: str = None  # the Keras layer or operation the tensor belongs to
-    actual_shape: tuple = None  # set when the ONNX tensor's shape differs from Keras's
     run: tuple = None  # graph outputs: (which run of inputs, which output)
     sensitivity: float = None  # Keras's own move under a one-ulp input change, error/scale
-    nonfinite: str = None  # NaN/Inf seen in "keras", "onnx" or "both" (always a failure)
 
     @property
     def passed(self):

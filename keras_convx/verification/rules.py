@@ -71,12 +71,10 @@ TOLERANCE_RULE = (
 )
 
 
-@dataclasses.dataclass
-class TensorError:
-    """Error statistics of one tensor: `rel` is the max abs error over max|reference|."""
+@dataclasses.dataclass(kw_only=True)
+class Statistics:
+    """What one comparison measured: `rel` is the max abs error over max|reference|."""
 
-    shape: tuple
-    actual_shape: tuple = None
     scale: float = 0.0
     max_abs: float = 0.0
     rel: float = 0.0
@@ -87,11 +85,23 @@ class TensorError:
     median_rel: float = 0.0
     p99_rel: float = 0.0
     psnr: float = float("inf")
+    actual_shape: tuple = None  # set when the compared tensor's shape differs
+    # where NaN/Inf appear: "keras", "onnx" (the other side of the comparison) or "both"
+    nonfinite: str = None
+
+    def statistics(self):
+        """These fields alone, to copy into a report row."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Statistics)}
+
+
+@dataclasses.dataclass(kw_only=True)
+class TensorError(Statistics):
+    """Error statistics of one tensor, and what the rule makes of them."""
+
+    shape: tuple
     informative: bool = True
     shape_ok: bool = True
     finite_ok: bool = True
-    # where NaN/Inf appear: "keras", "onnx" (the other side of the comparison) or "both"
-    nonfinite: str = None
 
     def failed(self, tolerance):
         return not self.shape_ok or not self.finite_ok or (self.informative and
