@@ -45,7 +45,7 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
         tolerance: max abs error allowed, as a fraction of each tensor's max |value|
             (default per provider, `DEFAULT_TOLERANCES`, widened to
             `LOW_PRECISION_TOLERANCES` when the model or the graph computes in half
-            precision). See `keras_convx.exporter.stats` for how the defaults were measured.
+            precision). See `keras_convx.verification.rules` for how the defaults were measured.
         batch_sizes: batch sizes of the random inputs (a static batch uses its own).
         seed: seed of the random inputs.
         optimization_level: the onnxruntime level the outputs are checked at, as deployed:
