@@ -640,3 +640,14 @@ def test_import_onnx_verifies_and_saves_atomically_and_keeps_what_fails(tmp_path
     assert kept["passed"] is False and kept["tensors"][-1]["nonfinite"] == "both"
     assert sorted(os.listdir(tmp_path)) == ["good.keras", "good.onnx", "nan.failed.json",
                                             "nan.failed.keras"]  # no temporary file left
+
+
+def test_import_verification_takes_providers_and_levels():
+    conv = helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4)
+    good = graph([conv, helper.make_node("Relu", ["c"], ["y"], name="relu")],
+                 {"x": (1, 3, 6, 6)}, {"w": _w(4, 3, 3, 3)})
+    model = kc.import_onnx(good)
+    for level in ("disable", "basic", "all"):
+        assert kc.verify_import(model, good, providers=["cpu"], optimization_level=level).passed
+    with pytest.raises(ValueError, match="not available"):
+        kc.verify_import(model, good, providers=["cuda"])

@@ -6,6 +6,8 @@ import dataclasses
 import numpy as np
 
 from keras_convx.verification import rules as stats
+from keras_convx.verification.inputs import input_distribution
+from keras_convx.verification.ort_runner import INSPECT_LEVEL, available_providers
 from keras_convx.importer.driver import standard_perm
 from keras_convx.importer.errors import OnnxImportError
 
@@ -89,52 +91,61 @@ class ImportVerifyReport:
         return "\n".join(lines)
 
 
-def _session(onnx_model):
-    import onnxruntime as ort
+def _session(onnx_model, provider="CPUExecutionProvider", level=INSPECT_LEVEL):
+    from keras_convx.verification.ort_runner import session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(onnx_model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return session(onnx_model.SerializeToString(), provider, level)
 
 
-def _inputs(session, data_format, seed):
-    """Standard-normal inputs: (ONNX feeds, the same arrays in the Keras layout)."""
+def _inputs(session, data_format, seed, model=None):
+    """Inputs at the model's scale (as the export draws them: 0..255 before a Rescaling,
+    a Normalization's statistics, else N(0, 1)): (ONNX feeds, the same arrays in the Keras
+    layout, batch)."""
     rng = np.random.default_rng(seed)
     feeds, keras_inputs = {}, []
     batch = 2
     for spec in session.get_inputs():
         shape = [d if isinstance(d, int) else None for d in spec.shape]
         batch = shape[0] if shape and shape[0] is not None else batch
-    for spec in session.get_inputs():
+    for i, spec in enumerate(session.get_inputs()):
         shape = [d if isinstance(d, int) else batch for d in spec.shape]
-        x = rng.standard_normal(shape).astype(np.float32)
-        feeds[spec.name] = x
-        keras_inputs.append(np.transpose(x, standard_perm(x.ndim, data_format)))
+        perm = standard_perm(len(shape), data_format)
+        kind, a, b = ("normal", 0.0, 1.0) if model is None else input_distribution(model, i)
+        keras_shape = [shape[p] for p in perm]
+        x = rng.uniform(a, b, keras_shape) if kind == "uniform" else \
+            a + b * rng.standard_normal(keras_shape)
+        x = np.asarray(x, np.float32)
+        keras_inputs.append(x)
+        feeds[spec.name] = np.ascontiguousarray(np.transpose(x, np.argsort(perm)))
     return feeds, keras_inputs, batch
 
 
-def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None):
+def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None,
+                  providers=None, optimization_level="all"):
     """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
-    external data loaded) on the same standard-normal inputs and compares the outputs and
-    every tensor the Keras model holds; returns an `ImportVerifyReport`."""
+    external data loaded) on the same inputs, drawn at the model's scale, and compares
+    the outputs (at `optimization_level`, on every provider) and every tensor the Keras
+    model holds (unoptimised, on CPU); returns an `ImportVerifyReport`."""
     import keras
 
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
-    session = _session(onnx_model)
-    feeds, keras_inputs, batch = _inputs(session, data_format, seed)
-    expected = session.run(None, feeds)
-    actual = model(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
-    actual = keras.tree.flatten(actual)
-    if len(actual) != len(expected):
-        raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the ONNX "
-                              f"model {len(expected)}")
-    outputs = {}
-    for spec, a, e in zip(session.get_outputs(), actual, expected):
-        a = np.asarray(keras.ops.convert_to_numpy(a))
-        # back to ONNX order: the inverse of the standard layout
-        a = np.transpose(a, np.argsort(standard_perm(a.ndim, data_format)))
-        outputs[spec.name] = stats.tensor_error(a, e)
+    providers = available_providers(providers)
+    outputs, batch = {}, 2
+    for provider in providers:
+        session = _session(onnx_model, provider, optimization_level)
+        feeds, keras_inputs, batch = _inputs(session, data_format, seed, model)
+        expected = session.run(None, feeds)
+        actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
+                                          else keras_inputs[0], training=False))
+        if len(actual) != len(expected):
+            raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the "
+                                  f"ONNX model {len(expected)}")
+        for spec, a, e in zip(session.get_outputs(), actual, expected):
+            a = np.asarray(keras.ops.convert_to_numpy(a))
+            # back to ONNX order: the inverse of the standard layout
+            a = np.transpose(a, np.argsort(standard_perm(a.ndim, data_format)))
+            name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
+            outputs[name] = stats.tensor_error(a, e)
     tensors = diagnose_import(onnx_model, data_format, seed, model=model)
     return ImportVerifyReport(outputs, tolerance, batch, tensors)
 
@@ -176,7 +187,7 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     known = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.ValueInfoProto(name=r[2]) for r in rows if r[2] not in known)
     session = _session(probe)
-    feeds, keras_inputs, _ = _inputs(session, data_format, seed)
+    feeds, keras_inputs, _ = _inputs(session, data_format, seed, model)
     names = [o.name for o in session.get_outputs()]
     expected = dict(zip(names, session.run(None, feeds)))
     inner = keras.Model(model.inputs, tensors)
