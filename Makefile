@@ -35,7 +35,8 @@ test: $(STAMP)
 # a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8);
 # keras.applications through kc.convert and to_yaml (section 9); ONNX import of the PyTorch
 # test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10);
-# keras-hub vision models, native vs Keras's export (section 11).
+# keras-hub vision models, native vs Keras's export (section 11); what verification costs
+# (section 12).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -68,6 +69,10 @@ bench: $(STAMP)
 		--install "pip install onnx2tf into $(ONNX2TF_VENV)"; fi
 	$(PY) benchmarks/import_models.py --update-results $(BACKENDS:%=benchmarks/runs/i-%.json) \
 		$(if $(ONNX2TF_VENV),benchmarks/runs/o2t.json)
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/verify_cost.py --out benchmarks/runs/cost-$$b.json; \
+	done
+	$(PY) benchmarks/verify_cost.py --update-results $(BACKENDS:%=benchmarks/runs/cost-%.json)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,8 +2,8 @@
 alone, on keras.applications ResNet50 at 224x224 (random weights, BatchNorm statistics as
 after training), in one process, alternating, median of the repeats.
 
-    KERAS_BACKEND=tensorflow python benchmarks/verify_cost.py --out c-tensorflow.json
-    python benchmarks/verify_cost.py --update-results c-*.json
+    KERAS_BACKEND=tensorflow python benchmarks/verify_cost.py --out cost-tensorflow.json
+    python benchmarks/verify_cost.py --update-results cost-*.json
 """
 
 import argparse
@@ -50,8 +50,8 @@ def measure(repeats):
 def render(results):
     lines = ["## 12. What verification costs: `export_onnx` with its default verification vs "
              "the export alone", "",
-             "Made by `KERAS_BACKEND=<b> python benchmarks/verify_cost.py --out c-<b>.json` per "
-             "backend, then `python benchmarks/verify_cost.py --update-results c-*.json`. "
+             "Made by `KERAS_BACKEND=<b> python benchmarks/verify_cost.py --out cost-<b>.json` per "
+             "backend, then `python benchmarks/verify_cost.py --update-results cost-*.json`. "
              "keras.applications ResNet50 at 224x224, random weights, BatchNorm statistics as "
              "after training; one process, the two alternating, median of the repeats after "
              "a warm-up export. 'verification s' is the onnxruntime side and the judging "
