@@ -256,7 +256,8 @@ def cmd_export(args):
                 verify=not args.no_verify, diagnose=not args.no_diagnose, nchw_io=args.nchw_io,
                 providers=args.providers.split(",") if args.providers else None,
                 input_shape=input_shape, tolerance=args.tolerance,
-                fp16=args.fp16, optimization_level=args.ort_level)
+                fp16=args.fp16, optimization_level=args.ort_level,
+                metadata=_meta(args.meta))
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -368,6 +369,83 @@ def cmd_verify(args):
         print("keras-convx: verification failed; the source was built with fresh random "
               "weights: pass --weights or verify against a .keras file", file=sys.stderr)
     return 0 if report.passed else 1
+
+
+def _meta(pairs):
+    """--meta KEY=VALUE pairs as a dict of strings."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--meta: {pair!r} must be KEY=VALUE")
+        out[key.strip()] = value
+    return out or None
+
+
+def cmd_inspect(args):
+    """What a file holds, from the file alone (no model, no Keras)."""
+    import collections
+
+    import onnx
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not Path(args.model).is_file():
+        raise BadInput(f"{args.model}: no such file")
+    try:
+        proto = onnx.load(args.model, load_external_data=False)
+    except Exception as err:
+        raise BadInput(f"{args.model}: not an ONNX file ({str(err).splitlines()[0]})") from None
+    from keras_convx.exporter.metadata import EXPORT_KEY, RESERVED, VERIFICATION_KEY, read
+
+    console = _console()
+    size = os.path.getsize(args.model)
+    external = sum(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
+                default=0)
+    console.print(f"{escape(args.model)}: {size / 1e6:.2f} MB"
+                  f"{f' (+ {external} tensors of external data)' if external else ''}, "
+                  f"opset {opset}, IR {proto.ir_version}, producer "
+                  f"{escape(proto.producer_name or '-')}, {len(proto.graph.node)} nodes")
+    weights = {t.name for t in proto.graph.initializer}
+    table = Table(title="inputs and outputs")
+    for col in ("", "name", "type", "shape"):
+        table.add_column(col)
+    for kind, values in (("input", [v for v in proto.graph.input if v.name not in weights]),
+                         ("output", proto.graph.output)):
+        for v in values:
+            tensor = v.type.tensor_type
+            dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
+                    for d in tensor.shape.dim]
+            table.add_row(kind, escape(v.name), onnx.TensorProto.DataType.Name(
+                tensor.elem_type).lower(), "(" + ", ".join(dims) + ")")
+    console.print(table)
+    counts = collections.Counter(n.op_type for n in proto.graph.node)
+    console.print("ops: " + ", ".join(f"{op} {n}" for op, n in counts.most_common()))
+    metadata = read(proto)
+    for key, value in metadata.items():
+        if not key.startswith(RESERVED):
+            console.print(f"metadata {escape(key)}: {escape(str(value))}")
+    made = metadata.get(EXPORT_KEY)
+    if isinstance(made, dict):
+        layouts = ", ".join(f"{i['name']} {i['layout']} {i['dtype']}" for i in made["inputs"])
+        steps = ", ".join(p["class"] for p in made["preprocessing"]) or "none"
+        console.print(f"exported by keras_convx {made['keras_convx_version']}: "
+                      f"{made['precision']}, inputs {escape(layouts)}; preprocessing in the "
+                      f"graph: {steps}")
+    verified = metadata.get(VERIFICATION_KEY)
+    if isinstance(verified, dict):
+        worst = verified["worst_error"]
+        console.print(f"verification: {'passed' if verified['passed'] else 'FAILED'} on "
+                      f"{verified['date']}, {verified['tensors_compared']} tensors, worst "
+                      f"error/scale {worst:.2e} (tolerance {verified['tolerance']:g}), "
+                      f"providers {', '.join(verified['providers'])}, ORT levels "
+                      f"{', '.join(verified['levels'])}" if worst is not None else
+                      f"verification: {verified}")
+        console.print(f"rule: {escape(verified['rule'])}")
+    else:
+        console.print("verification: none recorded in the file")
+    return 0
 
 
 def cmd_coverage(args):
@@ -483,8 +561,14 @@ def build_parser():
                         "models: initial statistics shrink activations until they prove nothing)")
     verify_args(p)
     p.add_argument("--report", help="write the report as JSON")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE",
+                   help="store KEY=VALUE in the file's metadata (repeatable)")
     config_args(p)
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("inspect", help="print what an ONNX file holds: inputs, outputs, op "
+                                        "counts, size, metadata and its verification summary")
+    p.add_argument("model", help="the .onnx file")
+    p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("import", help="import an ONNX model (e.g. from PyTorch) as a Keras "
                                        "model, verified against onnxruntime")
     p.add_argument("model", help="the .onnx file")
@@ -548,7 +632,7 @@ def _import_backend_quietly():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if not args.debug and args.func is not cmd_schema:
+        if not args.debug and args.func not in (cmd_schema, cmd_inspect):
             _import_backend_quietly()
         return args.func(args) or 0
     except KeyboardInterrupt:

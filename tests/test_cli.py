@@ -250,3 +250,33 @@ def test_bn_as_trained_sets_the_statistics_before_export(tmp_path, capsys):
     assert code == 0, stdout + err
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["passed"] and report["bn_folded"] > 0
+
+
+def test_metadata_is_stored_and_inspect_prints_it_from_the_file_alone(tmp_path, capsys):
+    import onnx
+
+    out = tmp_path / "w.onnx"
+    code, stdout, err = run(capsys, "export", CONFIG, "--scale", "t", "-o", str(out),
+                            "--method", "native", "--meta", "classes=cat,dog",
+                            "--meta", "owner=vision team")
+    assert code == 0, stdout + err
+    onnx.checker.check_model(str(out), full_check=True)  # the appended summary is valid
+    code, stdout, err = run(capsys, "inspect", str(out))
+    assert code == 0 and err == ""
+    assert "metadata classes: cat,dog" in stdout and "metadata owner: vision team" in stdout
+    assert "exported by keras_convx" in stdout and "float32" in stdout
+    assert "verification: passed" in stdout and "CPUExecutionProvider" in stdout
+    assert "Conv " in stdout and "input" in stdout
+    from keras_convx.exporter.metadata import read
+
+    verified = read(onnx.load(str(out)))["keras_convx.verification"]
+    assert verified["passed"] and 0 < verified["worst_error"] < 2e-3
+    # bad input: one line, exit 2, nothing written
+    code, _, err = run(capsys, "export", CONFIG, "--scale", "t", "-o", str(tmp_path / "x.onnx"),
+                       "--meta", "keras_convx.io=mine")
+    assert code == 2 and "not allowed" in err and not (tmp_path / "x.onnx").exists()
+    code, _, err = run(capsys, "export", CONFIG, "--scale", "t", "--meta", "novalue")
+    assert code == 2 and "KEY=VALUE" in err
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx at all")
+    code, _, err = run(capsys, "inspect", str(tmp_path / "junk.onnx"))
+    assert code == 2 and "not an ONNX file" in err

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import onnx
 
+from keras_convx.exporter import metadata as metadata_lib
 from keras_convx.exporter import passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
@@ -315,7 +316,7 @@ def _finalize(proto, io):
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
                 providers=None, tolerance=None, samples=None, nchw_io=False,
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
-                fp16=False, optimization_level="all", external_data="auto"):
+                fp16=False, optimization_level="all", external_data="auto", metadata=None):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -340,6 +341,11 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
         external_data: `"auto"` (weights in `<name>.onnx.data` beside the file when they
             pass protobuf's 2 GiB limit), `True` (always) or `False` (never).
+        metadata: a dict of your own keys (class names, normalization...) stored in the
+            file's metadata; non-string values as JSON. The file always carries
+            `keras_convx.export` (version, opset, precision, input layouts and dtypes, the
+            preprocessing layers in the graph) and, once verified,
+            `keras_convx.verification` (`keras-convx inspect FILE` prints them).
         fp16: store weights and compute in float16 (inputs and outputs stay float32);
             verified at float16 tolerance. Mixed-precision Keras models export to float32
             unless this is set.
@@ -359,6 +365,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     bad = [a for a in dynamic_axes if a not in DYNAMIC]
     if bad:
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
+    user_metadata = metadata_lib.user_entries(metadata)
     if not 17 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be in 17..21, got {opset}")
     if external_data not in ("auto", True, False):
@@ -400,6 +407,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
 
         proto = float16.convert_float_to_float16(proto, keep_io_types=True)
     proto = _finalize(proto, io)
+    for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, metadata_lib.export_entry(
+            model, io, opset, "float16" if fp16 else "float32"))]:
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
     report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
                           node_count=len(proto.graph.node),
                           transpose_count=_count(proto, "Transpose"),
@@ -452,6 +463,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 raise VerificationError(
                     f"export ({chosen}): verification failed, {report.verify.summary()}; kept "
                     f"{kept} and {os.path.splitext(path)[0]}.failed.json", report)
+        if verify:  # appended as bytes: the weights are not serialized again
+            metadata_lib.append(tmp, [(metadata_lib.VERIFICATION_KEY,
+                                       metadata_lib.verification_entry(report.verify))])
         for name in ([data_name] if external else []) + [os.path.basename(path)]:
             _umask_mode(os.path.join(stage, name))
             os.replace(os.path.join(stage, name), os.path.join(folder, name))  # data first

@@ -1,0 +1,103 @@
+"""What an exported file says about itself: the user's keys, and ours under `keras_convx.`.
+
+Every file carries `keras_convx.export` (package version, opset, precision, each input's
+layout and dtype, the preprocessing layers the graph contains) and, once verified,
+`keras_convx.verification` (rule, tolerance, worst error, providers, levels, date). The
+verification summary is appended to the staged file as bytes: a protobuf message's
+repeated field (`metadata_props`) may arrive in several pieces, and parsers concatenate
+them, so the weights are not serialized again.
+"""
+
+import datetime
+import json
+
+RESERVED = "keras_convx."
+EXPORT_KEY = "keras_convx.export"
+VERIFICATION_KEY = "keras_convx.verification"
+
+
+def user_entries(metadata):
+    """The user's `metadata` as (key, string value) pairs; values that are not strings are
+    stored as JSON. Raises ValueError for a reserved or empty key."""
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        raise ValueError(f"export: metadata must be a dict of str keys, got "
+                         f"{type(metadata).__name__}")
+    entries = []
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key.startswith(RESERVED):
+            raise ValueError(f"export: metadata key {key!r} is not allowed: keys are non-empty "
+                             f"strings not starting with {RESERVED!r} (ours)")
+        entries.append((key, value if isinstance(value, str) else json.dumps(value)))
+    return entries
+
+
+def export_entry(model, io, opset, precision):
+    """`keras_convx.export`: how the file was made and what its inputs expect."""
+    import keras
+
+    import keras_convx
+
+    inputs = []
+    for kt, perm in zip(model.inputs, io.get("input_perms") or [None] * len(model.inputs)):
+        rank = len(kt.shape)
+        layout = ("channels_first" if perm else "channels_last") if rank >= 3 else "plain"
+        inputs.append({"name": kt.name, "layout": layout, "dtype": "float32"})
+    preprocessing = []
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Rescaling):
+            preprocessing.append({"layer": layer.name, "class": "Rescaling",
+                                  "scale": _plain(layer.scale), "offset": _plain(layer.offset)})
+        elif isinstance(layer, (keras.layers.Normalization, keras.layers.Resizing,
+                                keras.layers.CenterCrop)):
+            preprocessing.append({"layer": layer.name, "class": type(layer).__name__})
+    return json.dumps({"keras_convx_version": keras_convx.__version__, "opset": int(opset),
+                       "precision": precision, "inputs": inputs,
+                       "preprocessing": preprocessing})
+
+
+def verification_entry(report):
+    """`keras_convx.verification`: the verification summary of a `VerifyReport`."""
+    compared = [c for c in report.checks + report.tensors if c.status in ("pass", "amplified")]
+    worst = max((c.rel for c in compared), default=None)
+    return json.dumps({
+        "passed": report.passed, "rule": report.rule,
+        "tolerance": max((c.tolerance for c in report.checks), default=None),
+        "worst_error": worst, "tensors_compared": len(compared),
+        "providers": list(report.providers),
+        "levels": sorted({c.level for c in report.checks + report.tensors}),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+
+def append(path, entries):
+    """Appends metadata entries to the ONNX file at `path`, as protobuf bytes."""
+    import onnx
+
+    extra = onnx.ModelProto()
+    for key, value in entries:
+        prop = extra.metadata_props.add()
+        prop.key, prop.value = key, value
+    with open(path, "ab") as f:
+        f.write(extra.SerializeToString())
+
+
+def read(onnx_model):
+    """{key: value} of a file's metadata; our JSON entries parsed."""
+    out = {}
+    for prop in onnx_model.metadata_props:
+        value = prop.value
+        if prop.key.startswith(RESERVED):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[prop.key] = value
+    return out
+
+
+def _plain(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return [float(v) for v in value]
