@@ -15,6 +15,7 @@ from keras_convx.exporter import metadata as metadata_lib
 from keras_convx.exporter import passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
+from keras_convx.utils.files import umask_mode
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
 from keras_convx.exporter import lowerings  # noqa: F401,E402  (registers the lowerings)
 
@@ -467,7 +468,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             metadata_lib.append(tmp, [(metadata_lib.VERIFICATION_KEY,
                                        metadata_lib.verification_entry(report.verify))])
         for name in ([data_name] if external else []) + [os.path.basename(path)]:
-            _umask_mode(os.path.join(stage, name))
+            umask_mode(os.path.join(stage, name))
             os.replace(os.path.join(stage, name), os.path.join(folder, name))  # data first
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -488,11 +489,11 @@ def _keep_failed(path, stage, report, external):
     else:
         kept = stem + ".failed.onnx"
         tmp = os.path.join(stage, os.path.basename(path))
-        _umask_mode(tmp)
+        umask_mode(tmp)
         os.replace(tmp, kept)
     with open(stem + ".failed.json", "w") as f:
         f.write(report.to_json())
-    _umask_mode(stem + ".failed.json")
+    umask_mode(stem + ".failed.json")
     return kept
 
 
@@ -555,13 +556,6 @@ _SMALL_CONSTANT_BYTES = 4096
 def _write_file(path, data):
     with open(path, "wb") as f:
         f.write(data)
-
-
-def _umask_mode(path):
-    """mkstemp makes 0600 files; give the result the user's usual permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 __all__ = ["coverage", "CoverageRow", "export_onnx", "ExportError", "ExportReport", "UnsupportedModel", "VerificationError"]
