@@ -257,7 +257,10 @@ def cmd_export(args):
                 providers=args.providers.split(",") if args.providers else None,
                 input_shape=input_shape, tolerance=args.tolerance,
                 fp16=args.fp16, optimization_level=args.ort_level,
-                metadata=_meta(args.meta))
+                metadata=_meta(args.meta), precision=args.precision,
+                calibration=_calibration(args.calibration, model),
+                calibration_method=args.calibration_method,
+                keep_float=_keep_float(args.keep_float))
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -271,6 +274,8 @@ def cmd_export(args):
             print(f"keras-convx: {failed}: {err}", file=sys.stderr)
             return 1
     timings["export"] = report.export_seconds
+    if report.quantization is not None:
+        _quant_summary(console, report.quantization)
     if report.verify:
         console.print(_report_table(report))
         _tensor_summary(console, report.verify, full=args.full_report)
@@ -282,6 +287,44 @@ def cmd_export(args):
     if args.plot and report.verify is not None:
         _plot(args.plot, report.verify)
     return 0
+
+
+def _calibration(value, model):
+    """--calibration: a .npz file, an image folder, or 'random'."""
+    if value is None or value == "random":
+        return value
+    from keras_convx.exporter.calibration_data import CalibrationError, load
+
+    if not os.path.exists(value):
+        raise BadInput(f"--calibration: {value} does not exist (a .npz file, a folder of "
+                       f"images, or 'random')")
+    try:
+        return load(value, model)
+    except CalibrationError as err:
+        raise BadInput(str(err)) from None
+
+
+def _keep_float(value):
+    if value is None or value == "auto":
+        return value
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _quant_summary(console, quant):
+    console.print(f"INT8 ({quant.method} calibration on {quant.calibration_samples} "
+                  f"{quant.calibration} samples, judged on {quant.held_out_samples} held out): "
+                  f"{quant.summary()}")
+    for c in quant.checks:
+        if c.role == "output":
+            top1 = f", top-1 agreement {c.top1:.1%}" if c.top1 is not None else ""
+            console.print(f"  output {c.tensor} at {c.level}: {c.sqnr_keras:.1f} dB, cosine "
+                          f"{c.cosine:.4f}{top1}")
+    worst = ", ".join(f"{c.layer} {c.sqnr_float:.1f} dB" for c in quant.worst())
+    console.print(f"  layers that lose most: {worst}")
+    if quant.kept_float:
+        console.print(f"  kept in float: {', '.join(quant.kept_float)}")
+    for w in quant.warnings:
+        console.print(f"  warning: {w}")
 
 
 def _plot(path, verify):
@@ -553,7 +596,18 @@ def build_parser():
                    help="dynamic dims, comma-separated: batch, spatial (height/width/...), "
                         "or none (default batch)")
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
-    p.add_argument("--fp16", action="store_true", help="float16 weights and compute")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
+                   "--precision float16)")
+    p.add_argument("--precision", choices=("float32", "float16", "int8"), default=None,
+                   help="graph precision (default float32); int8 needs --calibration")
+    p.add_argument("--calibration", metavar="NPZ|FOLDER|random",
+                   help="INT8 calibration data: a .npz (arrays named after the inputs), a "
+                        "folder of images (resized to the input), or 'random' (not "
+                        "representative; the report says so)")
+    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"),
+                   default="minmax", help="INT8 calibration method (default minmax)")
+    p.add_argument("--keep-float", metavar="LAYERS|auto",
+                   help="comma-separated Keras layers kept in float in an INT8 graph, or auto")
     p.add_argument("--no-verify", action="store_true", help="skip verification in onnxruntime")
     p.add_argument("--bn-as-trained", action="store_true",
                    help="first set every BatchNormalization's statistics to those of random "

@@ -211,3 +211,79 @@ def mutate(proto, name, ctx):
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
     return copy, MUTATIONS[name](copy, ctx)
+
+
+# --- INT8 (QDQ) faults: what goes wrong in quantized graphs ---------------------------
+
+def _weight_dqs(model, op_types=("Conv", "ConvTranspose")):
+    """(DequantizeLinear of an int8 weight, the node consuming it), in graph order."""
+    inits = _inits(model)
+    consumers = {i: n for n in model.graph.node for i in n.input}
+    out = []
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            user = consumers.get(node.output[0])
+            if user is not None and user.op_type in op_types and user.input[1] == node.output[0]:
+                out.append((node, user))
+    return out
+
+
+def weight_scale_x4(model, ctx):
+    """A weight's per-channel scales off by 4x (a scale computed for the wrong range)."""
+    found = _middle(_weight_dqs(model))
+    if found is None:
+        return None
+    dq, user = found
+    _put(model, dq.input[1], _get(model, dq.input[1]) * 4)
+    return _layer(user)
+
+
+def zero_point_moved(model, ctx):
+    """An activation's DequantizeLinear reads a zero point 16 steps off its Quantize's."""
+    inits = _inits(model)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers = {i: n for n in model.graph.node for i in n.input}
+    candidates = []
+    for node in model.graph.node:
+        src = producers.get(node.input[0])
+        if node.op_type == "DequantizeLinear" and node.input[0] not in inits and src is not None \
+                and src.op_type == "QuantizeLinear" and len(node.input) > 2:
+            user = producers.get(src.input[0])
+            if user is not None and user.op_type in ("Conv", "ConvTranspose") \
+                    and consumers.get(node.output[0]) is not None:
+                candidates.append((node, user))
+    found = _middle(candidates)
+    if found is None:
+        return None
+    dq, user = found
+    zp = _get(model, dq.input[2])
+    moved = (zp.astype(np.int32) + (16 if zp.dtype == np.uint8 and zp.max() < 128 else -16))
+    name = dq.input[2] + "_moved"
+    model.graph.initializer.append(numpy_helper.from_array(moved.astype(zp.dtype), name))
+    dq.input[2] = name
+    return _layer(user)
+
+
+def convtranspose_wrong_axis(model, ctx):
+    """A ConvTranspose's per-channel weight scales applied on axis 0 (Conv's output axis)
+    instead of axis 1 (needs as many input as output channels to stay well-formed)."""
+    for dq, user in _weight_dqs(model, ("ConvTranspose",)):
+        shape = _get(model, dq.input[0]).shape
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        if axis == 1 and shape[0] == shape[1]:
+            _set_attr(dq, "axis", 0)
+            return _layer(user)
+    return None
+
+
+INT8_MUTATIONS = {
+    "weight_scale_x4": weight_scale_x4,
+    "zero_point_moved": zero_point_moved,
+    "convtranspose_wrong_axis": convtranspose_wrong_axis,
+}
+
+
+def mutate_int8(proto, name, ctx=None):
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    return copy, INT8_MUTATIONS[name](copy, ctx)

@@ -54,11 +54,14 @@ class ExportReport:
     bn_folded: int = 0
     fused: int = 0
     external_data: str = None
+    precision: str = "float32"
     verify: VerifyReport = None
+    quantization: object = None  # a QuantReport (precision="int8")
 
     @property
     def passed(self):
-        return self.verify is None or self.verify.passed
+        return (self.verify is None or self.verify.passed) and (
+            self.quantization is None or self.quantization.passed)
 
     @property
     def diagnosis(self):
@@ -70,6 +73,8 @@ class ExportReport:
         out["passed"] = self.passed
         if self.verify is not None:
             out["verify"] = self.verify.to_dict()
+        if self.quantization is not None:
+            out["quantization"] = self.quantization.to_dict()
         return out
 
     def to_json(self):
@@ -317,7 +322,9 @@ def _finalize(proto, io):
 def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
                 providers=None, tolerance=None, samples=None, nchw_io=False,
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
-                fp16=False, optimization_level="all", external_data="auto", metadata=None):
+                fp16=False, optimization_level="all", external_data="auto", metadata=None,
+                precision=None, calibration=None, calibration_method="minmax",
+                keep_float=None):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -347,9 +354,21 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             `keras_convx.export` (version, opset, precision, input layouts and dtypes, the
             preprocessing layers in the graph) and, once verified,
             `keras_convx.verification` (`keras-convx inspect FILE` prints them).
-        fp16: store weights and compute in float16 (inputs and outputs stay float32);
-            verified at float16 tolerance. Mixed-precision Keras models export to float32
-            unless this is set.
+        precision: `"float32"` (default), `"float16"` (weights and compute in float16,
+            inputs and outputs float32, verified at float16 tolerance) or `"int8"` (static,
+            calibrated QDQ by onnxruntime.quantization: weights symmetric int8 per output
+            channel, activations uint8; the float graph is verified first, then the INT8
+            graph by the quantized rule, `keras_convx.verification.quantized`).
+            Mixed-precision Keras models export to float32 unless asked.
+        fp16: `fp16=True` is `precision="float16"`.
+        calibration: INT8 calibration data: arrays, a list of batches, a generator, a
+            `keras.utils.PyDataset` or a `tf.data.Dataset` (`(x, y)` batches are fine).
+            A fifth of the samples (at most 64) is held out to verify on. `"random"`
+            calibrates on random inputs at the model's scale, and the report says so.
+        calibration_method: `"minmax"`, `"entropy"` or `"percentile"`.
+        keep_float: Keras layer names whose nodes stay float32 in an INT8 graph, or
+            `"auto"`: the worst layers are kept in float until the quantized rule passes
+            (at most 8).
 
     Returns:
         An `ExportReport`.
@@ -367,6 +386,11 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     if bad:
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
     user_metadata = metadata_lib.user_entries(metadata)
+    precision = _precision(precision, fp16)
+    if precision == "int8" and calibration is None:
+        from keras_convx.exporter.calibration_data import samples
+
+        samples(None, model)  # raises: says what calibration data can be
     if not 17 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be in 17..21, got {opset}")
     if external_data not in ("auto", True, False):
@@ -403,20 +427,21 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     else:
         proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
-    if fp16:
+    if precision == "float16":
         from onnxconverter_common import float16
 
         proto = float16.convert_float_to_float16(proto, keep_io_types=True)
     proto = _finalize(proto, io)
     for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, metadata_lib.export_entry(
-            model, io, opset, "float16" if fp16 else "float32"))]:
+            model, io, opset, "float16" if precision == "float16" else "float32"))]:
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
     report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
                           node_count=len(proto.graph.node),
                           transpose_count=_count(proto, "Transpose"),
                           bn_folded=builder.bn_folded if builder is not None else 0,
-                          fused=builder.pads_fused if builder is not None else 0)
+                          fused=builder.pads_fused if builder is not None else 0,
+                          precision=precision)
     external = external_data is True or (
         external_data == "auto" and sum(len(t.raw_data) for t in proto.graph.initializer)
         > EXTERNAL_DATA_THRESHOLD)
@@ -464,7 +489,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 raise VerificationError(
                     f"export ({chosen}): verification failed, {report.verify.summary()}; kept "
                     f"{kept} and {os.path.splitext(path)[0]}.failed.json", report)
-        if verify:  # appended as bytes: the weights are not serialized again
+        if precision == "int8":
+            _to_int8(model, proto, stage, tmp, io, report, calibration, calibration_method,
+                     keep_float, verify, providers, optimization_level, path, external)
+        elif verify:  # appended as bytes: the weights are not serialized again
             metadata_lib.append(tmp, [(metadata_lib.VERIFICATION_KEY,
                                        metadata_lib.verification_entry(report.verify))])
         for name in ([data_name] if external else []) + [os.path.basename(path)]:
@@ -473,6 +501,66 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return report
+
+
+PRECISIONS = ("float32", "float16", "int8")
+
+
+def _precision(precision, fp16):
+    if precision is None:
+        return "float16" if fp16 else "float32"
+    if precision == "bfloat16":
+        raise ValueError("export: precision='bfloat16' is refused: onnxruntime's CPU provider "
+                         "has no bfloat16 kernels for convolutions, so the graph could not be "
+                         "verified here (and converting it to float16 silently, as tf2onnx "
+                         "does, changes its range); use 'float16' or 'int8'")
+    if precision not in PRECISIONS:
+        raise ValueError(f"export: precision must be one of {PRECISIONS}, got {precision!r}")
+    if fp16 and precision != "float16":
+        raise ValueError(f"export: fp16=True contradicts precision={precision!r}")
+    return precision
+
+
+def _to_int8(model, proto, stage, tmp, io, report, calibration, method, keep_float, verify,
+             providers, level, path, external):
+    """Replaces the staged float graph with its verified INT8 (QDQ) graph."""
+    from keras_convx.exporter import int8
+
+    if external:
+        raise ExportError("export: precision='int8' is not supported with external data "
+                          "(a model past 2 GiB)")
+    try:
+        qdq, quant = int8.export_int8(model, proto, stage, io, tensor_map.read(proto),
+                                      calibration, method, keep_float, verify, providers,
+                                      level, tensor_map)
+    except ExportError:
+        raise
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ExportError(f"export: INT8 quantization failed: {type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                          ) from None
+    report.quantization = quant
+    del qdq.metadata_props[:]
+    for prop in proto.metadata_props:
+        if prop.key != metadata_lib.EXPORT_KEY:
+            qdq.metadata_props.add(key=prop.key, value=prop.value)
+    entry = json.loads(metadata_lib.export_entry(model, io, report.opset, "int8"))
+    entry["quantization"] = {"method": method, "format": "QDQ", "weights": "int8 symmetric "
+                             "per output channel", "activations": "uint8 asymmetric",
+                             "kept_float": quant.kept_float if quant else list(keep_float or [])}
+    qdq.metadata_props.add(key=metadata_lib.EXPORT_KEY, value=json.dumps(entry))
+    if quant is not None:
+        qdq.metadata_props.add(key=metadata_lib.VERIFICATION_KEY,
+                               value=metadata_lib.int8_verification_entry(quant, report.verify))
+    _write_file(tmp, qdq.SerializeToString())
+    report.node_count = len(qdq.graph.node)
+    report.file_size = os.path.getsize(tmp)
+    if quant is not None and not quant.passed:
+        kept = _keep_failed(path, stage, report, False)
+        raise VerificationError(f"export (int8): verification failed, {quant.summary()}; kept "
+                                f"{kept} and {os.path.splitext(path)[0]}.failed.json", report)
 
 
 def _keep_failed(path, stage, report, external):

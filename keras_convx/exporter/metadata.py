@@ -70,6 +70,24 @@ def verification_entry(report):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
 
 
+def int8_verification_entry(quant, float_report=None):
+    """`keras_convx.verification` of an INT8 file: the quantized rule's summary, with the
+    float graph's verification it was quantized from."""
+    outputs = [c for c in quant.checks if c.role == "output"]
+    return json.dumps({
+        "passed": quant.passed, "rule": quant.rule, "precision": "int8",
+        "calibration": quant.calibration, "calibration_samples": quant.calibration_samples,
+        "held_out_samples": quant.held_out_samples,
+        "output_sqnr_db": min((c.sqnr_keras for c in outputs if c.sqnr_keras is not None),
+                              default=None),
+        "top1_agreement": min((c.top1 for c in outputs if c.top1 is not None), default=None),
+        "worst_layers": [[c.layer, c.sqnr_float] for c in quant.worst()],
+        "kept_float": quant.kept_float, "providers": list(quant.providers),
+        "levels": list(quant.levels),
+        "float_graph": json.loads(verification_entry(float_report)) if float_report else None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
+
 def append(path, entries):
     """Appends metadata entries to the ONNX file at `path`, as protobuf bytes."""
     import onnx

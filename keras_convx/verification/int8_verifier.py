@@ -1,0 +1,107 @@
+"""Runs an INT8 (QDQ) graph against its float graph and the Keras model and judges it by
+the quantized rule (`quantized`)."""
+
+import time
+
+from keras_convx.verification import ort_runner, quantized
+from keras_convx.verification.inputs import from_graph, to_graph
+from keras_convx.verification.keras_runner import Reference
+from keras_convx.verification.quantized import QuantReport
+
+
+def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
+                float_data=None, providers=None, level="all", graphs=None, **report_fields):
+    """Judges the QDQ graph (`qdq_model`, its bytes `qdq_data`) on `runs` (lists of input
+    arrays in Keras layout; the first is also compared tensor by tensor).
+
+    Args:
+        float_model, float_data: the float graph it was quantized from (ModelProto, bytes);
+            without it, mapped tensors are judged against Keras.
+        level: the deployed onnxruntime level; outputs are judged there and at BASIC.
+        graphs: the flat-graph reader (see `Verifier`); without it, outputs only.
+        report_fields: `QuantReport` fields (method, calibration, sample counts, kept_float).
+
+    Returns:
+        A `QuantReport`.
+    """
+    start = time.perf_counter()
+    providers = ort_runner.available_providers(providers)
+    levels = [quantized.INSPECT_LEVEL] + ([level] if level != quantized.INSPECT_LEVEL else [])
+    report = QuantReport(levels=levels, providers=providers, **report_fields)
+    produced = {o for n in qdq_model.graph.node for o in n.output}
+    if float_model is not None:
+        produced &= {o for n in float_model.graph.node for o in n.output}
+    live = [e for e in entries if e["status"] == "live" and e["onnx"] in produced]
+    reference = Reference(model, live if graphs is not None else [], runs, 0,
+                          io.get("static_batch"), graphs)
+    live = [e for e in live if _ref_key(e) in reference.tensors]
+    # the value consumers see: a quantized tensor's QuantizeLinear -> DequantizeLinear
+    # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
+    # itself may hold the pre-activation)
+    seen = post_qdq(qdq_model)
+    names = [seen.get(e["onnx"], e["onnx"]) for e in live]
+    in_perms = io.get("input_perms") or [None] * len(model.inputs)
+    out_perms = io.get("output_perms") or [None] * len(qdq_model.graph.output)
+    out_names = [o.name for o in qdq_model.graph.output]
+
+    def run(session, arrays):
+        feeds = dict(zip([i.name for i in session.get_inputs()], to_graph(arrays, in_perms)))
+        return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+    for provider in providers:
+        inspect = ort_runner.session(ort_runner.inspection_graph(qdq_model, names, qdq_data),
+                                     provider, quantized.INSPECT_LEVEL)
+        q_values = run(inspect, runs[0])
+        f_values = {}
+        if float_model is not None:
+            f_session = ort_runner.session(
+                ort_runner.inspection_graph(float_model, [e["onnx"] for e in live],
+                                            float_data), provider,
+                ort_runner.INSPECT_LEVEL)
+            f_values = run(f_session, runs[0])
+        samples = int(runs[0][0].shape[0])
+        for e in live:
+            perm = [e["perm"]]
+            q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
+            f = from_graph([f_values[e["onnx"]]], perm)[0] if f_values else None
+            label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
+            report.checks.append(quantized.judge_internal(
+                label, e["label"], reference.tensors[_ref_key(e)], f, q, samples))
+        for lvl in levels:
+            session = inspect if lvl == quantized.INSPECT_LEVEL else ort_runner.session(
+                qdq_data, provider, lvl)
+            got = [from_graph([v[n] for n in out_names], out_perms)
+                   for v in (q_values if s == 0 and session is inspect else run(session, arrays)
+                             for s, arrays in enumerate(runs))]
+            for j, name in enumerate(out_names):
+                row = quantized.judge_output(name, lvl, [o[j] for o in reference.outputs],
+                                             [g[j] for g in got])
+                row.tensor = f"{name} ({provider})" if len(providers) > 1 else name
+                report.checks.append(row)
+    skipped = sum(1 for e in entries if e["status"] == "live") - len(live)
+    if skipped:
+        report.warnings.append(f"{skipped} mapped tensor(s) are not in the quantized graph "
+                               f"(fused by quant_pre_process): not compared")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def post_qdq(qdq_model):
+    """{tensor: the output of the DequantizeLinear that follows its QuantizeLinear}."""
+    consumers = {}
+    for node in qdq_model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    out = {}
+    for node in qdq_model.graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        dq = [c for c in consumers.get(node.output[0], []) if c.op_type == "DequantizeLinear"]
+        if dq:
+            out[node.input[0]] = dq[0].output[0]
+    return out
+
+
+def _ref_key(entry):
+    return ("pre" if entry["kind"] == "preactivation" else "out", entry["key"])
+

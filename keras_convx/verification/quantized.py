@@ -1,0 +1,184 @@
+"""The quantized rule: INT8 graphs judged by signal-to-quantization-noise ratio.
+
+Elementwise tolerance means nothing after quantization (every tensor moves by up to half a
+quantization step by design), so an INT8 graph is judged as onnxruntime's
+`qdq_loss_debug` compares one: SQNR = 10 log10(sum(ref^2) / sum((ref - q)^2)) in dB.
+
+- Every mapped tensor (the exporter's tensor map), at onnxruntime's BASIC level with the
+  tensor exposed: the QDQ graph against the float graph it was quantized from (the
+  quantization alone) and against Keras (everything). The first tensor in graph order whose
+  SQNR against the float graph is below `LAYER_SQNR_DB` names the faulty layer: a fault
+  makes its own layer lose far more than rounding, and everything after it inherits it.
+- The graph outputs, at BASIC and at the deployed level (onnxruntime's EXTENDED/ALL
+  fusions move QLinearConv results by whole steps): SQNR and the smallest per-sample
+  cosine against Keras, and top-1 agreement for classifiers, on held-out data.
+
+The thresholds were measured (benchmarks/quant_spread.py, RESULTS.md section 13): healthy
+quantizations of the test models against the fault kinds.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+# a mapped tensor against the float graph; healthy layers measured 19.9-52 dB, faults
+# (a weight scale off 4x, a moved zero point, ConvTranspose on the wrong axis) -9.6-6.8 dB
+LAYER_SQNR_DB = 12.0
+# graph outputs against Keras, on held-out data
+OUTPUT_SQNR_DB = 12.0
+OUTPUT_COSINE = 0.97
+# share of held-out samples whose top-1 class agrees with Keras (classifier outputs:
+# rank 2, at least 2 classes)
+TOP1_AGREEMENT = 0.90
+QUANTIZED_RULE = (f"INT8: every mapped tensor >= {LAYER_SQNR_DB:g} dB SQNR against the float "
+                  f"graph (onnxruntime BASIC); outputs >= {OUTPUT_SQNR_DB:g} dB and cosine >= "
+                  f"{OUTPUT_COSINE:g} against Keras at BASIC and the deployed level, top-1 "
+                  f"agreement >= {TOP1_AGREEMENT:.0%} for classifiers; NaN/Inf fail")
+INSPECT_LEVEL = "basic"
+
+
+def sqnr_db(reference, actual):
+    """SQNR of `actual` against `reference` in dB (inf when equal, None when the reference
+    is all zeros: it proves nothing); NaN/Inf in `actual` give -inf."""
+    ref = np.asarray(reference, np.float64).ravel()
+    act = np.asarray(actual, np.float64).ravel()
+    if not np.isfinite(act).all():
+        return float("-inf")
+    signal = float(np.dot(ref, ref))
+    if signal <= 0.0:
+        return None
+    noise = float(np.dot(ref - act, ref - act))
+    return float("inf") if noise == 0.0 else float(10 * np.log10(signal / noise))
+
+
+def min_cosine(reference, actual):
+    """The smallest per-sample cosine similarity (axis 0 is the batch)."""
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    act = np.asarray(actual, np.float64).reshape(len(actual), -1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(act, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, np.sum(ref * act, axis=1) / norms, 1.0)
+    return float(np.nanmin(cos)) if np.isfinite(cos).all() else 0.0
+
+
+def is_classifier(array):
+    return array.ndim == 2 and array.shape[1] >= 2
+
+
+@dataclasses.dataclass(kw_only=True)
+class QuantCheck:
+    """One tensor of an INT8 graph: SQNR (dB) against the float graph and against Keras."""
+
+    tensor: str
+    layer: str
+    role: str  # "internal" or "output"
+    level: str
+    samples: int
+    sqnr_float: float = None
+    sqnr_keras: float = None
+    cosine: float = None
+    top1: float = None
+    threshold: float = LAYER_SQNR_DB
+    status: str = "pass"  # "pass", "FAIL", "uninformative"
+    reason: str = ""
+
+    @property
+    def passed(self):
+        return self.status != "FAIL"
+
+
+@dataclasses.dataclass
+class QuantReport:
+    """What the quantized rule measured; `passed` when no check failed."""
+
+    levels: list
+    providers: list
+    method: str = None
+    calibration: str = None  # "data" or "random (not representative)"; None: re-verified
+    calibration_samples: int = 0
+    held_out_samples: int = 0
+    kept_float: list = dataclasses.field(default_factory=list)
+    rule: str = QUANTIZED_RULE
+    checks: list = dataclasses.field(default_factory=list)
+    warnings: list = dataclasses.field(default_factory=list)
+    errors: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self):
+        return not self.errors and all(c.passed for c in self.checks) and any(
+            c.status == "pass" for c in self.checks)
+
+    @property
+    def failing(self):
+        """The first failing check in graph order (internal tensors before outputs)."""
+        return next((c for c in self.checks if c.status == "FAIL"), None)
+
+    def worst(self, n=5):
+        """The `n` mapped layers that lose most against the float graph."""
+        rows = [c for c in self.checks if c.role == "internal" and c.sqnr_float is not None]
+        return sorted(rows, key=lambda c: c.sqnr_float)[:n]
+
+    def summary(self):
+        if self.errors:
+            return "; ".join(self.errors)
+        bad = self.failing
+        if bad is not None:
+            return (f"{bad.role} {bad.tensor} (layer {bad.layer}, {bad.level}): {bad.reason}")
+        outs = [c for c in self.checks if c.role == "output" and c.sqnr_keras is not None]
+        low = min((c.sqnr_keras for c in outs), default=float("nan"))
+        return (f"INT8 passed: {sum(c.status == 'pass' for c in self.checks)} checks, "
+                f"outputs >= {low:.1f} dB against Keras")
+
+    def to_dict(self):
+        out = dataclasses.asdict(self)
+        out["passed"] = self.passed
+        out["worst"] = [c.layer for c in self.worst()]
+        return out
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), default=float)
+
+
+def judge_internal(label, layer, keras_value, float_value, qdq_value, samples):
+    """A mapped tensor's check (pure: the fault tests call it directly)."""
+    row = QuantCheck(tensor=label, layer=layer, role="internal", level=INSPECT_LEVEL,
+                     samples=samples,
+                     sqnr_keras=sqnr_db(keras_value, qdq_value) if keras_value is not None
+                     else None,
+                     sqnr_float=sqnr_db(float_value, qdq_value) if float_value is not None
+                     else None)
+    against = row.sqnr_float if float_value is not None else row.sqnr_keras
+    if against is None:
+        row.status, row.reason = "uninformative", "the reference is all zeros"
+    elif against < LAYER_SQNR_DB:
+        row.status = "FAIL"
+        row.reason = (f"SQNR {against:.1f} dB against the "
+                      f"{'float graph' if float_value is not None else 'Keras model'} < "
+                      f"{LAYER_SQNR_DB:g} dB")
+    return row
+
+
+def judge_output(name, level, keras_values, qdq_values):
+    """A graph output's check over every held-out batch (lists of arrays)."""
+    ref = np.concatenate(keras_values)
+    got = np.concatenate(qdq_values)
+    row = QuantCheck(tensor=name, layer=name, role="output", level=level, samples=len(ref),
+                     threshold=OUTPUT_SQNR_DB, sqnr_keras=sqnr_db(ref, got),
+                     cosine=min_cosine(ref, got))
+    if is_classifier(ref):
+        row.top1 = float(np.mean(np.argmax(ref, 1) == np.argmax(got, 1)))
+    problems = []
+    if row.sqnr_keras is None:
+        row.status, row.reason = "uninformative", "the Keras output is all zeros"
+        return row
+    if row.sqnr_keras < OUTPUT_SQNR_DB:
+        problems.append(f"SQNR {row.sqnr_keras:.1f} dB < {OUTPUT_SQNR_DB:g} dB")
+    if row.cosine < OUTPUT_COSINE:
+        problems.append(f"cosine {row.cosine:.4f} < {OUTPUT_COSINE:g}")
+    if row.top1 is not None and row.top1 < TOP1_AGREEMENT:
+        problems.append(f"top-1 agreement {row.top1:.1%} < {TOP1_AGREEMENT:.0%}")
+    if problems:
+        row.status, row.reason = "FAIL", "; ".join(problems)
+    return row

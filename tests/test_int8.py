@@ -1,0 +1,278 @@
+"""INT8 export: calibrated QDQ graphs judged by SQNR, the fault kinds of quantized graphs,
+calibration data in every accepted form, and accuracy on real data (scikit-learn's digits).
+
+Models are tiny and shared across the module (one float export, one quantization each).
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import keras_convx as kc
+from faults import INT8_MUTATIONS, mutate_int8
+from helpers import BACKEND, realistic_batch_norm
+from keras_convx.exporter import int8, tensor_map
+from keras_convx.exporter.calibration_data import (
+    CalibrationError, batched, samples, split,
+)
+from keras_convx.exporter.metadata import read as read_metadata
+from keras_convx.verification import quantized
+from keras_convx.verification.inputs import metadata
+from keras_convx.verification.int8_verifier import verify_int8
+
+
+def mixed_model():
+    """Convs (strided, with ReLU, a BatchNorm that can't fold), a ConvTranspose with as many
+    input as output channels, pooling, Add and a Dense head."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inp)
+    x = kc.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = kc.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    y = kc.layers.Conv2DTranspose(16, 3, strides=2, padding="same", name="up")(x)
+    x = keras.layers.Add()([keras.layers.MaxPooling2D()(y), x])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(10)(x))
+    realistic_batch_norm(model)
+    # channel ranges that differ, as trained kernels' do (why weights are quantized per
+    # channel): 0.1x to 3x across the ConvTranspose's output channels
+    up = model.get_layer("up")
+    kernel = keras.ops.convert_to_numpy(up.kernel)  # (kh, kw, out, in)
+    gain = np.geomspace(0.1, 3.0, kernel.shape[2])[np.random.default_rng(1).permutation(
+        kernel.shape[2])]
+    up.kernel.assign(kernel * gain[None, None, :, None])
+    return model
+
+
+def pixels(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, 16, 16, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("int8")
+    model = mixed_model()
+    data = pixels(60)
+    report = kc.export_onnx(model, str(folder / "m.onnx"), precision="int8", calibration=data)
+    # the pieces, for the fault kinds: the float graph, its preprocessed form, the QDQ graph
+    kc.export_onnx(model, str(folder / "f.onnx"), verify=False)
+    proto = onnx.load(str(folder / "f.onnx"))
+    io, entries = metadata(proto), tensor_map.read(proto)
+    pre = int8.preprocess(proto, str(folder))
+    calib, held = split(samples(data, model))
+    qdq = int8.quantize(pre, str(folder), int8.feeds(calib, io, [proto.graph.input[0].name]))
+    return dict(model=model, path=str(folder / "m.onnx"), report=report, io=io, entries=entries,
+                pre=pre, pre_data=pre.SerializeToString(), qdq=onnx.load_from_string(qdq),
+                runs=batched(held, 8), data=data, folder=folder)
+
+
+def _judge(m, qdq):
+    return verify_int8(m["model"], qdq, qdq.SerializeToString(), m["io"], m["entries"],
+                       m["runs"], m["pre"], m["pre_data"], graphs=tensor_map)
+
+
+def test_int8_export_passes_with_every_tensor_judged(mixed):
+    report = mixed["report"]
+    quant = report.quantization
+    assert report.passed and quant.passed, quant.summary()
+    internal = [c for c in quant.checks if c.role == "internal"]
+    assert len(internal) >= 8 and all(c.sqnr_float is not None for c in internal)
+    # the quantization alone costs far less than the threshold, and Keras agrees as well
+    assert min(c.sqnr_float for c in internal) > quantized.LAYER_SQNR_DB + 10
+    outputs = [c for c in quant.checks if c.role == "output"]
+    assert {c.level for c in outputs} == {"basic", "all"}
+    assert all(c.sqnr_keras > 25 and c.cosine > 0.99 and c.top1 >= 0.9 for c in outputs)
+    assert quant.calibration == "data" and quant.calibration_samples == 48
+    assert quant.held_out_samples == 12
+
+
+def test_int8_file_is_qdq_per_channel_and_says_so(mixed):
+    m = onnx.load(mixed["path"])
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("QuantizeLinear") >= 6 and "DequantizeLinear" in ops
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    users = {i: n for n in m.graph.node for i in n.input}
+    axes = {}
+    for n in m.graph.node:
+        user = users.get(n.output[0])
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and user is not None \
+                and user.op_type in ("Conv", "ConvTranspose") and user.input[1] == n.output[0]:
+            w, scale = inits[n.input[0]], inits[n.input[1]]
+            assert w.dtype == np.int8 and scale.size > 1  # symmetric int8, per channel
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            axes[user.op_type] = axis
+            assert scale.size == w.shape[axis]
+    assert axes == {"Conv": 0, "ConvTranspose": 1}
+    meta = read_metadata(m)
+    assert meta["keras_convx.export"]["precision"] == "int8"
+    assert meta["keras_convx.export"]["quantization"]["method"] == "minmax"
+    ver = meta["keras_convx.verification"]
+    assert ver["passed"] and ver["precision"] == "int8" and ver["rule"] == quantized.QUANTIZED_RULE
+    assert ver["float_graph"]["passed"] and ver["output_sqnr_db"] > 25
+    # it runs as a plain onnxruntime model, close to Keras
+    session = ort.InferenceSession(mixed["path"], providers=["CPUExecutionProvider"])
+    x = pixels(4, seed=9)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = keras.ops.convert_to_numpy(mixed["model"](x))
+    assert quantized.sqnr_db(want, got) > 25
+
+
+@pytest.mark.parametrize("kind", sorted(INT8_MUTATIONS))
+def test_int8_fault_kinds_fail_and_name_the_layer(mixed, kind):
+    qdq, layer = mutate_int8(mixed["qdq"], kind)
+    assert layer is not None, f"{kind} found nothing to corrupt"
+    report = _judge(mixed, qdq)
+    assert not report.passed
+    assert report.failing.layer == layer, (kind, report.failing, layer)
+
+
+def test_int8_unmutated_graph_passes_the_same_judge(mixed):
+    assert _judge(mixed, mixed["qdq"]).passed  # no false failure: the faults are what fails
+
+
+def test_int8_judge_pure_functions():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 50))
+    assert quantized.sqnr_db(ref, ref) == float("inf")
+    assert abs(quantized.sqnr_db(ref, ref * 1.1) - 20.0) < 1e-9  # noise = signal / 10
+    assert quantized.sqnr_db(np.zeros(5), np.ones(5)) is None
+    assert quantized.sqnr_db(ref, ref + np.nan) == float("-inf")
+    row = quantized.judge_internal("t", "t", ref, ref, ref * 4, 4)
+    assert row.status == "FAIL" and "float graph" in row.reason
+    flipped = quantized.judge_output("y", "all", [ref], [-ref])
+    assert flipped.status == "FAIL" and "top-1" in flipped.reason and "cosine" in flipped.reason
+
+
+def test_calibration_forms_agree(mixed):
+    model, data = mixed["model"], mixed["data"]
+    want = samples(data, model)[0]
+    batches = [data[i:i + 16] for i in range(0, 60, 16)]
+    labels = np.zeros(60)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, i):
+            return batches[i], labels[:len(batches[i])]
+
+    forms = {"list": batches, "generator": (b for b in batches),
+             "xy": [(b, labels[:len(b)]) for b in batches], "pydataset": Batches(),
+             "dict": {model.inputs[0].name: data}}
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        forms["tf.data"] = tf.data.Dataset.from_tensor_slices((data, labels)).batch(16)
+    for name, form in forms.items():
+        np.testing.assert_array_equal(samples(form, model)[0], want, err_msg=name)
+
+
+def test_calibration_refusals(mixed, tmp_path):
+    model = mixed["model"]
+    with pytest.raises(CalibrationError, match="needs calibration data"):
+        kc.export_onnx(model, str(tmp_path / "x.onnx"), precision="int8")
+    with pytest.raises(CalibrationError, match=r"shape \(4, 8, 8, 3\)"):
+        samples(np.zeros((4, 8, 8, 3), np.float32), model)
+    with pytest.raises(CalibrationError, match="NaN"):
+        samples(np.full((4, 16, 16, 3), np.nan, np.float32), model)
+    with pytest.raises(CalibrationError, match="at least 2"):
+        samples(pixels(1), model)
+    with pytest.raises(ValueError, match="bfloat16.*no bfloat16 kernels"):
+        kc.export_onnx(model, str(tmp_path / "x.onnx"), precision="bfloat16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        kc.export_onnx(model, str(tmp_path / "x.onnx"), precision="int4")
+    assert not os.listdir(tmp_path)  # nothing half-written
+
+
+def test_random_calibration_is_said_and_keep_float(mixed, tmp_path):
+    path = str(tmp_path / "r.onnx")
+    report = kc.export_onnx(mixed["model"], path, precision="int8", calibration="random",
+                            keep_float=["up"])
+    quant = report.quantization
+    assert quant.passed and quant.calibration.startswith("random")
+    assert any("random inputs" in w for w in quant.warnings)
+    m = onnx.load(path)
+    up = [n for n in m.graph.node if n.op_type == "ConvTranspose"][0]
+    producers = {o: n for n in m.graph.node for o in n.output}
+    assert up.input[1] not in producers  # its weight is a float initializer, not dequantized
+    meta = read_metadata(m)
+    assert meta["keras_convx.export"]["quantization"]["kept_float"] == ["up"]
+    assert meta["keras_convx.verification"]["calibration"].startswith("random")
+    with pytest.raises(ValueError, match="keep_float names \\['nope'\\]"):
+        kc.export_onnx(mixed["model"], path, precision="int8", calibration="random",
+                       keep_float=["nope"])
+
+
+def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, monkeypatch):
+    internal = [c for c in mixed["report"].quantization.checks if c.role == "internal"]
+    # a threshold the plain quantization misses by a little: auto must keep layers in float
+    strict = sorted(c.sqnr_float for c in internal)[1] + 0.5
+    monkeypatch.setattr(quantized, "LAYER_SQNR_DB", strict)
+    path = str(tmp_path / "a.onnx")
+    try:
+        report = kc.export_onnx(mixed["model"], path, precision="int8",
+                                calibration=mixed["data"], keep_float="auto")
+        quant = report.quantization
+    except kc.VerificationError as err:  # gave up: at most AUTO_KEEP_MAX layers
+        quant = err.report.quantization
+        assert len(quant.kept_float) == int8.AUTO_KEEP_MAX
+    assert quant.kept_float and quant.kept_float[0] == min(internal,
+                                                           key=lambda c: c.sqnr_float).layer
+
+
+def test_cli_int8_from_npz(mixed, tmp_path):
+    from keras_convx.cli import main
+
+    mixed["model"].save(str(tmp_path / "m.keras"))
+    np.savez(str(tmp_path / "calib.npz"), pixels(30, seed=4))
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--precision", "int8",
+                 "--calibration", str(tmp_path / "calib.npz"), "--report",
+                 str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["precision"] == "int8" and report["quantization"]["passed"]
+    assert read_metadata(onnx.load(out))["keras_convx.export"]["precision"] == "int8"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A conv net trained on scikit-learn's handwritten digits (real data, no download)."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = x.reshape(-1, 8, 8, 1).astype(np.float32)  # pixel values 0..16
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Rescaling(1 / 16)(inp)
+    h = kc.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = kc.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inp, keras.layers.Dense(10)(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x[:1400], y[:1400], epochs=25, batch_size=64, verbose=0)
+    return model, x, y
+
+
+def test_digits_int8_keeps_accuracy_within_one_point(digits, tmp_path):
+    model, x, y = digits
+    test_x, test_y = x[1400:], y[1400:]
+    float_acc = float(np.mean(np.argmax(keras.ops.convert_to_numpy(model(test_x)), 1) == test_y))
+    assert float_acc > 0.9  # a trained model, not a random one
+    path = str(tmp_path / "digits.onnx")
+    report = kc.export_onnx(model, path, precision="int8", calibration=x[:400])
+    assert report.passed
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: test_x})[0]
+    int8_acc = float(np.mean(np.argmax(logits, 1) == test_y))
+    assert abs(int8_acc - float_acc) <= 0.01, (float_acc, int8_acc)
