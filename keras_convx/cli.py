@@ -311,16 +311,21 @@ def _keep_float(value):
 
 
 def _quant_summary(console, quant):
-    console.print(f"INT8 ({quant.method} calibration on {quant.calibration_samples} "
-                  f"{quant.calibration} samples, judged on {quant.held_out_samples} held out): "
-                  f"{quant.summary()}")
+    if quant.calibration is None:  # an existing file, re-verified
+        console.print(f"INT8, by the quantized rule: {quant.summary()}")
+    else:
+        console.print(f"INT8 ({quant.method} calibration on {quant.calibration_samples} "
+                      f"{quant.calibration} samples, judged on {quant.held_out_samples} held "
+                      f"out): {quant.summary()}")
     for c in quant.checks:
-        if c.role == "output":
+        if c.role == "output" and c.sqnr_keras is not None:
             top1 = f", top-1 agreement {c.top1:.1%}" if c.top1 is not None else ""
             console.print(f"  output {c.tensor} at {c.level}: {c.sqnr_keras:.1f} dB, cosine "
                           f"{c.cosine:.4f}{top1}")
-    worst = ", ".join(f"{c.layer} {c.sqnr_float:.1f} dB" for c in quant.worst())
-    console.print(f"  layers that lose most: {worst}")
+    worst = ", ".join(f"{c.layer} (-{c.drop:.1f} dB, at {c.sqnr_inputs - c.drop:.1f} dB)"
+                      for c in quant.worst())
+    if worst:
+        console.print(f"  layers that lose most SQNR themselves: {worst}")
     if quant.kept_float:
         console.print(f"  kept in float: {', '.join(quant.kept_float)}")
     for w in quant.warnings:
@@ -401,9 +406,17 @@ def cmd_verify(args):
                        f"({str(err).splitlines()[0]})") from None
     from types import SimpleNamespace
 
-    console.print(_report_table(SimpleNamespace(path=args.model, method="verify",
-                                                reason="existing file", verify=report)))
-    _tensor_summary(console, report, full=args.full_report)
+    from keras_convx.verification.quantized import QuantReport
+
+    if isinstance(report, QuantReport):  # an INT8 file: the quantized rule
+        _quant_summary(console, report)
+        if args.plot:
+            raise BadInput("--plot draws error/scale along the graph; an INT8 file is judged "
+                           "by SQNR (the report lists it per layer)")
+    else:
+        console.print(_report_table(SimpleNamespace(path=args.model, method="verify",
+                                                    reason="existing file", verify=report)))
+        _tensor_summary(console, report, full=args.full_report)
     if args.report:
         _write_report(args.report, report)
     if args.plot:
@@ -477,7 +490,20 @@ def cmd_inspect(args):
                       f"{made['precision']}, inputs {escape(layouts)}; preprocessing in the "
                       f"graph: {steps}")
     verified = metadata.get(VERIFICATION_KEY)
-    if isinstance(verified, dict):
+    if isinstance(verified, dict) and verified.get("precision") == "int8":
+        top1 = verified.get("top1_agreement")
+        console.print(f"verification (INT8): {'passed' if verified['passed'] else 'FAILED'} on "
+                      f"{verified['date']}, calibrated on {verified['calibration_samples']} "
+                      f"samples ({escape(str(verified['calibration']))}), judged on "
+                      f"{verified['held_out_samples']} held out: outputs "
+                      f"{verified['output_sqnr_db']:.1f} dB SQNR against Keras"
+                      + (f", top-1 agreement {top1:.1%}" if top1 is not None else "")
+                      + f"; providers {', '.join(verified['providers'])}, ORT levels "
+                      f"{', '.join(verified['levels'])}")
+        if verified.get("kept_float"):
+            console.print(f"kept in float: {', '.join(verified['kept_float'])}")
+        console.print(f"rule: {escape(verified['rule'])}")
+    elif isinstance(verified, dict):
         worst = verified["worst_error"]
         console.print(f"verification: {'passed' if verified['passed'] else 'FAILED'} on "
                       f"{verified['date']}, {verified['tensors_compared']} tensors, worst "

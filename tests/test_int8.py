@@ -83,8 +83,11 @@ def test_int8_export_passes_with_every_tensor_judged(mixed):
     assert report.passed and quant.passed, quant.summary()
     internal = [c for c in quant.checks if c.role == "internal"]
     assert len(internal) >= 8 and all(c.sqnr_float is not None for c in internal)
-    # the quantization alone costs far less than the threshold, and Keras agrees as well
+    # the quantization alone costs far less than the thresholds, and Keras agrees as well
     assert min(c.sqnr_float for c in internal) > quantized.LAYER_SQNR_DB + 10
+    assert all(c.drop < quantized.LAYER_DROP_DB or c.sqnr_float > quantized.LAYER_SQNR_DB + 10
+               for c in internal)
+    assert all(abs(c.sqnr_keras - c.sqnr_float) < 1 for c in internal)
     outputs = [c for c in quant.checks if c.role == "output"]
     assert {c.level for c in outputs} == {"basic", "all"}
     assert all(c.sqnr_keras > 25 and c.cosine > 0.99 and c.top1 >= 0.9 for c in outputs)
@@ -211,9 +214,10 @@ def test_random_calibration_is_said_and_keep_float(mixed, tmp_path):
 
 def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, monkeypatch):
     internal = [c for c in mixed["report"].quantization.checks if c.role == "internal"]
-    # a threshold the plain quantization misses by a little: auto must keep layers in float
-    strict = sorted(c.sqnr_float for c in internal)[1] + 0.5
-    monkeypatch.setattr(quantized, "LAYER_SQNR_DB", strict)
+    worst = max(internal, key=lambda c: c.drop)
+    # a rule the plain quantization misses at one layer: auto must keep it in float
+    monkeypatch.setattr(quantized, "LAYER_SQNR_DB", 100.0)
+    monkeypatch.setattr(quantized, "LAYER_DROP_DB", worst.drop - 1e-3)
     path = str(tmp_path / "a.onnx")
     try:
         report = kc.export_onnx(mixed["model"], path, precision="int8",
@@ -222,8 +226,8 @@ def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, 
     except kc.VerificationError as err:  # gave up: at most AUTO_KEEP_MAX layers
         quant = err.report.quantization
         assert len(quant.kept_float) == int8.AUTO_KEEP_MAX
-    assert quant.kept_float and quant.kept_float[0] == min(internal,
-                                                           key=lambda c: c.sqnr_float).layer
+    assert quant.kept_float[0] == worst.layer
+    assert all(c.layer != worst.layer for c in quant.checks if c.status == "FAIL")
 
 
 def test_cli_int8_from_npz(mixed, tmp_path):

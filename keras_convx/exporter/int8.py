@@ -184,7 +184,10 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
                                    "real data: the ranges may not fit real inputs")
         if report.passed or not auto or len(kept) >= AUTO_KEEP_MAX:
             return qdq_model, report
-        worst = [c.layer for c in report.worst(len(report.checks)) if c.layer not in kept]
+        failing = report.failing
+        worst = ([failing.layer] if failing is not None and failing.role == "internal" else []) \
+            + [c.layer for c in report.worst(len(report.checks))]
+        worst = [layer for layer in worst if layer not in kept]
         if not worst:
             return qdq_model, report
         kept.append(worst[0])

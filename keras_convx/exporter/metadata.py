@@ -81,7 +81,8 @@ def int8_verification_entry(quant, float_report=None):
         "output_sqnr_db": min((c.sqnr_keras for c in outputs if c.sqnr_keras is not None),
                               default=None),
         "top1_agreement": min((c.top1 for c in outputs if c.top1 is not None), default=None),
-        "worst_layers": [[c.layer, c.sqnr_float] for c in quant.worst()],
+        "worst_layers": [{"layer": c.layer, "sqnr_db": c.sqnr_float if c.sqnr_float is not None
+                          else c.sqnr_keras, "lost_db": c.drop} for c in quant.worst()],
         "kept_float": quant.kept_float, "providers": list(quant.providers),
         "levels": list(quant.levels),
         "float_graph": json.loads(verification_entry(float_report)) if float_report else None,

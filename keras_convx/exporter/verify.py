@@ -56,7 +56,10 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
 
     Returns:
         A `VerifyReport`; `report.passed` says whether everything agreed, and
-        `report.diagnosis` lists the tensors that diverge, in graph order.
+        `report.diagnosis` lists the tensors that diverge, in graph order. An INT8 file
+        (its `keras_convx.export` metadata says so) is judged by the quantized rule
+        instead and gives a `QuantReport` (`keras_convx.verification.quantized`): pass
+        real `samples`, since random inputs can fall outside the calibrated ranges.
 
     Raises:
         ExportError: the graph can't be run against this model (onnxruntime rejects it,
@@ -81,8 +84,38 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
             onnx_model = onnx.load(os.fspath(path), load_external_data=False)
         except Exception as err:
             raise ExportError(f"verify: can't read {path}: {first_line(err)}") from None
+    from keras_convx.exporter.metadata import EXPORT_KEY, read
+
+    if (read(onnx_model).get(EXPORT_KEY) or {}).get("precision") == "int8":
+        return _verify_int8(model, onnx_model, path, samples, providers, seed,
+                            optimization_level, inspect)
     verifier = Verifier(model, metadata(onnx_model), tensor_map.read(onnx_model), samples,
                         batch_sizes, seed)
     external = path and any(t.data_location == 1 for t in onnx_model.graph.initializer)
     return verifier.verify(onnx_model, path, providers, tolerance, optimization_level, inspect,
                            base_dir=os.path.dirname(os.path.abspath(path)) if external else None)
+
+
+def _verify_int8(model, onnx_model, path, samples, providers, seed, level, inspect):
+    """An INT8 file against its Keras model, by the quantized rule (no float graph here:
+    mapped tensors are judged against Keras)."""
+    import numpy as np
+
+    from keras_convx.verification.int8_verifier import verify_int8
+
+    io = metadata(onnx_model)
+    if samples:
+        runs = [[np.asarray(a, np.float32) for a in (s if isinstance(s, (list, tuple)) else [s])]
+                for s in samples]
+    else:
+        runs = [model_inputs(model, io, io.get("static_batch") or 8,
+                             np.random.default_rng(seed))]
+    data = onnx_model.SerializeToString()
+    report = verify_int8(model, onnx_model, data, io, tensor_map.read(onnx_model), runs,
+                         providers=providers, level=level,
+                         graphs=tensor_map if inspect else None)
+    if not samples:
+        report.warnings.append("judged on random inputs at the model's scale: pass samples "
+                               "of real data (random inputs can fall outside the calibrated "
+                               "ranges)")
+    return report

@@ -35,6 +35,9 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     reference = Reference(model, live if graphs is not None else [], runs, 0,
                           io.get("static_batch"), graphs)
     live = [e for e in live if _ref_key(e) in reference.tensors]
+    # graph order (ONNX nodes are topologically sorted): inputs are judged before users
+    order = {o: i for i, n in enumerate((float_model or qdq_model).graph.node) for o in n.output}
+    live.sort(key=lambda e: order.get(e["onnx"], -1))
     # the value consumers see: a quantized tensor's QuantizeLinear -> DequantizeLinear
     # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
     # itself may hold the pre-activation)
@@ -60,13 +63,20 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
                 ort_runner.INSPECT_LEVEL)
             f_values = run(f_session, runs[0])
         samples = int(runs[0][0].shape[0])
+        feeds_from = mapped_inputs(float_model if float_model is not None else qdq_model,
+                                   [e["onnx"] for e in live])
+        sqnr = {}
         for e in live:
             perm = [e["perm"]]
             q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
             f = from_graph([f_values[e["onnx"]]], perm)[0] if f_values else None
             label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
-            report.checks.append(quantized.judge_internal(
-                label, e["label"], reference.tensors[_ref_key(e)], f, q, samples))
+            ins = [sqnr[n] for n in feeds_from[e["onnx"]] if sqnr.get(n) is not None]
+            row = quantized.judge_internal(
+                label, e["label"], reference.tensors[_ref_key(e)], f, q, samples,
+                min(ins) if ins else quantized.INPUT_SQNR_DB)
+            sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
+            report.checks.append(row)
         for lvl in levels:
             session = inspect if lvl == quantized.INSPECT_LEVEL else ort_runner.session(
                 qdq_data, provider, lvl)
@@ -84,6 +94,28 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
                                f"(fused by quant_pre_process): not compared")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def mapped_inputs(onnx_model, names):
+    """{mapped tensor: the mapped tensors it is computed from} (walking back through
+    unmapped nodes; graph inputs and weights end a path)."""
+    producer = {o: n for n in onnx_model.graph.node for o in n.output}
+    mapped = set(names)
+    out = {}
+    for name in names:
+        found, seen = set(), set()
+        stack = list(producer[name].input) if name in producer else []
+        while stack:
+            t = stack.pop()
+            if t in seen or not t:
+                continue
+            seen.add(t)
+            if t in mapped:
+                found.add(t)
+            elif t in producer:
+                stack.extend(producer[t].input)
+        out[name] = found
+    return out
 
 
 def post_qdq(qdq_model):
