@@ -24,7 +24,7 @@ def models():
     import keras
 
     import keras_convx as kc
-    from test_int8 import mixed_model
+    from test_precision import mixed_model
 
     def zoo(name):
         return lambda: kc.build_model(os.path.join(ROOT, "configs", f"{name}.yaml"), scale="t")
@@ -68,7 +68,7 @@ def measure():
     import onnx
 
     import keras_convx as kc
-    from faults import INT8_MUTATIONS, mutate_int8
+    from faults import INT8_MUTATIONS, first_judged_after, mutate_int8
     from helpers import realistic_batch_norm
     from keras_convx.exporter import int8, tensor_map
     from keras_convx.exporter.calibration_data import batched, samples, split
@@ -106,8 +106,6 @@ def measure():
         internal = [c.sqnr_float for c in healthy.checks if c.role == "internal"
                     and c.sqnr_float is not None]
         drops = [c.drop for c in healthy.checks if c.role == "internal" and c.drop is not None]
-        # a fault in a layer whose tensor is fused away is named by the layer it went into
-        into = {e["label"]: e.get("into") for e in entries if e["status"] != "live"}
         outputs = [c for c in healthy.checks if c.role == "output"]
         row = {"model": name, "layers": len(internal), "passed": healthy.passed,
                "layer_sqnr_min": min(internal), "layer_sqnr_median": float(np.median(internal)),
@@ -124,7 +122,7 @@ def measure():
             if layer is None:
                 continue
             report = judge(mutant)
-            named = {layer, into.get(layer)}
+            named = first_judged_after(mutant, layer, report)
             at = [c for c in report.checks if c.role == "internal" and c.layer in named
                   and c.sqnr_float is not None]
             failing = report.failing

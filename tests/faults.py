@@ -276,6 +276,30 @@ def convtranspose_wrong_axis(model, ctx):
     return None
 
 
+def first_judged_after(model, layer, report):
+    """The layers of the first compared tensors downstream of `layer`'s nodes: where a fault
+    in `layer` can first be seen (its own tensor, or the next one when the quantizer
+    renamed or fused it away, e.g. a Conv whose Relu the uint8 range replaces)."""
+    compared = {c.onnx: c.layer for c in report.checks if c.role == "internal" and c.onnx}
+    consumers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    stack = [o for n in model.graph.node if _layer(n) == layer for o in n.output]
+    seen, found = set(), set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in compared:
+            found.add(compared[name])
+            continue
+        for node in consumers.get(name, []):
+            stack.extend(node.output)
+    return found | {layer}
+
+
 INT8_MUTATIONS = {
     "weight_scale_x4": weight_scale_x4,
     "zero_point_moved": zero_point_moved,

@@ -55,6 +55,8 @@ class ExportReport:
     fused: int = 0
     external_data: str = None
     precision: str = "float32"
+    # float16: nodes kept float32 because their values leave float16's range
+    float16_kept: list = dataclasses.field(default_factory=list)
     verify: VerifyReport = None
     quantization: object = None  # a QuantReport (precision="int8")
 
@@ -360,8 +362,13 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             channel, activations uint8; the float graph is verified first, then the INT8
             graph by the quantized rule, `keras_convx.verification.quantized`).
             Mixed-precision Keras models export to float32 unless asked.
-        fp16: `fp16=True` is `precision="float16"`.
-        calibration: INT8 calibration data: arrays, a list of batches, a generator, a
+        fp16: `fp16=True` is `precision="float16"`. A node whose values leave
+            float16's range on the verification inputs (|x| > 65504, or all below its
+            smallest normal number, which GPUs flush to zero) stays float32, named in the
+            report (`float16_kept`) and the file's metadata: onnxruntime's CPU provider
+            computes float16 convolutions in float32 and would hide the overflow.
+        calibration: INT8 calibration data (float16: data for the range check, besides
+            random inputs at the model's scale and `samples`): arrays, a list of batches, a generator, a
             `keras.utils.PyDataset` or a `tf.data.Dataset` (`(x, y)` batches are fine).
             A fifth of the samples (at most 64) is held out to verify on. `"random"`
             calibrates on random inputs at the model's scale, and the report says so.
@@ -427,13 +434,15 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     else:
         proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
+    kept16 = []
     if precision == "float16":
-        from onnxconverter_common import float16
-
-        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+        proto, kept16 = _to_float16(model, proto, io, samples, calibration)
     proto = _finalize(proto, io)
-    for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, metadata_lib.export_entry(
-            model, io, opset, "float16" if precision == "float16" else "float32"))]:
+    made = json.loads(metadata_lib.export_entry(
+        model, io, opset, "float16" if precision == "float16" else "float32"))
+    if precision == "float16":
+        made["float16_kept_float32"] = kept16
+    for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, json.dumps(made))]:
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
     report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
@@ -441,7 +450,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                           transpose_count=_count(proto, "Transpose"),
                           bn_folded=builder.bn_folded if builder is not None else 0,
                           fused=builder.pads_fused if builder is not None else 0,
-                          precision=precision)
+                          precision=precision, float16_kept=kept16)
     external = external_data is True or (
         external_data == "auto" and sum(len(t.raw_data) for t in proto.graph.initializer)
         > EXTERNAL_DATA_THRESHOLD)
@@ -484,6 +493,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 report.verify.warnings.append(
                     "tf2onnx's graph carries no map from Keras tensors to its own: only the "
                     "graph outputs were compared (method='native' compares every layer)")
+            for row in kept16:
+                report.verify.warnings.append(
+                    f"float16: {row['layer']} ({row['node']}) kept in float32: its output "
+                    f"{row['reason']}")
             if not report.verify.passed:
                 kept = _keep_failed(path, stage, report, external)
                 raise VerificationError(
@@ -504,6 +517,43 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
 
 
 PRECISIONS = ("float32", "float16", "int8")
+
+
+def _to_float16(model, proto, io, samples, calibration):
+    """The float16 graph, with the nodes whose values leave float16's range on the
+    verification inputs (random at the model's scale, `samples`, float16 `calibration`
+    data) kept float32; returns (graph, [what was kept and why])."""
+    from keras_convx.exporter import float16
+    from keras_convx.exporter.calibration_data import samples as calibration_samples
+    from keras_convx.verification.inputs import model_inputs, to_graph
+
+    runs = []
+    try:
+        runs.append(model_inputs(model, io, io.get("static_batch") or 2,
+                                 np.random.default_rng(0)))
+    except ValueError:
+        pass  # unknown spatial dims: the user's data only
+    for sample in samples or []:
+        runs.append([np.asarray(a, np.float32) for a in
+                     (sample if isinstance(sample, (list, tuple)) else [sample])])
+    if calibration is not None:
+        arrays = calibration_samples(calibration, model)
+        size = io.get("static_batch") or 16
+        runs += [[a[i:i + size] for a in arrays] for i in range(0, arrays[0].shape[0], size)
+                 if not io.get("static_batch") or arrays[0].shape[0] - i >= size]
+    initializers = {t.name for t in proto.graph.initializer}
+    names = [i.name for i in proto.graph.input if i.name not in initializers]
+    perms = io.get("input_perms") or [None] * len(names)
+    for i, node in enumerate(proto.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    found = float16.out_of_range(proto, proto.SerializeToString(),
+                                 [dict(zip(names, to_graph(r, perms))) for r in runs])
+    kept = [{"layer": node.split("/")[0], "node": node, "tensor": tensor, "max_abs": top,
+             "reason": why} for node, tensor, top, why in found]
+    block = [k["node"] for k in kept]
+    block += [n for n in float16.consumers(proto, [k["tensor"] for k in kept]) if n not in block]
+    return float16.convert(proto, block), kept
 
 
 def _precision(precision, fp16):

@@ -75,6 +75,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
             row = quantized.judge_internal(
                 label, e["label"], reference.tensors[_ref_key(e)], f, q, samples,
                 min(ins) if ins else quantized.INPUT_SQNR_DB)
+            row.onnx = e["onnx"]
             sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
             report.checks.append(row)
         for lvl in levels:

@@ -83,11 +83,15 @@ def inspection_graph(onnx_model, names, serialized=None):
 
     existing = {o.name for o in onnx_model.graph.output}
     elem = onnx.TensorProto.FLOAT16 if has_float16(onnx_model) else onnx.TensorProto.FLOAT
+    # a float16 graph may keep some tensors float32 (out of float16's range)
+    known = {vi.name: vi.type.tensor_type.elem_type for vi in onnx_model.graph.value_info} \
+        if elem == onnx.TensorProto.FLOAT16 else {}
     added = []
     for name in names:
         if name not in existing:
             existing.add(name)
-            added.append(onnx.helper.make_tensor_value_info(name, elem, None))
+            added.append(onnx.helper.make_tensor_value_info(name, known.get(name) or elem,
+                                                            None))
     if serialized is not None:
         extra = onnx.ModelProto()
         extra.graph.output.extend(added)

@@ -89,6 +89,7 @@ class QuantCheck:
     cosine: float = None
     top1: float = None
     threshold: float = LAYER_SQNR_DB
+    onnx: str = None  # the graph tensor compared
     status: str = "pass"  # "pass", "FAIL", "uninformative"
     reason: str = ""
 
