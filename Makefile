@@ -36,7 +36,7 @@ test: $(STAMP)
 # keras.applications through kc.convert and to_yaml (section 9); ONNX import of the PyTorch
 # test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10);
 # keras-hub vision models, native vs Keras's export (section 11); what verification costs
-# (section 12).
+# (section 12); INT8 thresholds against the fault kinds (13); INT8/float16 latency (14).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -73,6 +73,10 @@ bench: $(STAMP)
 		KERAS_BACKEND=$$b $(PY) benchmarks/verify_cost.py --out benchmarks/runs/cost-$$b.json; \
 	done
 	$(PY) benchmarks/verify_cost.py --update-results $(BACKENDS:%=benchmarks/runs/cost-%.json)
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/quant_spread.py --json benchmarks/runs/quant-spread.json
+	$(PY) benchmarks/quant_spread.py --update-results benchmarks/runs/quant-spread.json
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/quant_latency.py --json benchmarks/runs/quant-latency.json
+	$(PY) benchmarks/quant_latency.py --update-results benchmarks/runs/quant-latency.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
