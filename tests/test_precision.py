@@ -323,3 +323,141 @@ def test_float16_keeps_out_of_range_layers_float32(tmp_path, gain, why):
     want = keras.ops.convert_to_numpy(model(x))
     assert np.isfinite(got).all()
     assert np.max(np.abs(got - want)) < 1e-2 * np.max(np.abs(want))
+
+
+# --- model.quantize("int8") for the convolution family ------------------------------
+
+def family_model():
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((10, 10, 4))
+    x = kc.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inp)
+    x = kc.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(x)
+    x = kc.layers.SeparableConv2D(8, 3, padding="same", padding_mode="reflect", name="sep")(x)
+    x = kc.layers.Conv2DTranspose(6, 3, strides=2, padding="same", name="up")(x)
+    x = keras.layers.Reshape((20 * 20, 6))(x)
+    x = kc.layers.Conv1D(5, 3, padding="same", name="c1")(x)
+    y = kc.layers.Conv3D(3, 2, name="c3")(keras.layers.Reshape((20, 20, 5, 1))(x))
+    return keras.Model(inp, y)
+
+
+@pytest.fixture(scope="module")
+def quantized_family():
+    model = family_model()
+    x = np.random.default_rng(2).standard_normal((2, 10, 10, 4)).astype(np.float32)
+    before = keras.ops.convert_to_numpy(model(x))
+    model.quantize("int8")
+    return model, x, before
+
+
+def test_model_quantize_int8_covers_the_conv_family(quantized_family):
+    model, x, before = quantized_family
+    # the kernels and their output-channel axes (from the end): a conv's last axis,
+    # depthwise's (in, multiplier), a transposed conv's filters
+    expected = {"conv": {"kernel": [-1]}, "dw": {"kernel": [-2, -1]},
+                "sep": {"depthwise_kernel": [-2, -1], "pointwise_kernel": [-1]},
+                "up": {"kernel": [-2]}, "c1": {"kernel": [-1]}, "c3": {"kernel": [-1]}}
+    for name, kernels in expected.items():
+        layer = model.get_layer(name)
+        assert layer.dtype_policy.name == "int8_from_float32", name
+        weights = {w.name: w for w in layer.weights}
+        for k, axes in kernels.items():
+            assert keras.backend.standardize_dtype(weights[k].dtype) == "int8"
+            scale = keras.ops.convert_to_numpy(weights[k + "_scale"])
+            shape = tuple(weights[k].shape)
+            n = len(shape)
+            assert scale.shape == tuple(d if a - n in axes else 1 for a, d in enumerate(shape)), \
+                (name, k, scale.shape)
+    after = keras.ops.convert_to_numpy(model(x))
+    assert 25 < quantized.sqnr_db(before, after) < 80  # quantized, and close
+
+
+def test_int8_conv_matches_a_float64_oracle(quantized_family):
+    """conv: inputs rounded per position over channels, the int8 kernel dequantized."""
+    import oracle
+
+    model, x, _ = quantized_family
+    layer = model.get_layer("conv")
+    weights = {w.name: keras.ops.convert_to_numpy(w) for w in layer.weights}
+    xs = x.astype(np.float64)
+    scale = 127.0 / (np.max(np.abs(x), axis=-1, keepdims=True).astype(np.float64) + 1e-7)
+    xq = np.clip(np.round(xs * scale), -127, 127) / scale
+    w = weights["kernel"].astype(np.float64) / weights["kernel_scale"]
+    want = np.maximum(oracle.conv(xq, w, (1, 1), ((1, 1), (1, 1)), (1, 1)) + weights["bias"], 0)
+    got = keras.ops.convert_to_numpy(layer(x))
+    assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
+
+
+def test_int8_layers_save_load_and_config(quantized_family, tmp_path):
+    model, x, _ = quantized_family
+    path = str(tmp_path / "q.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again(x)),
+                                  keras.ops.convert_to_numpy(model(x)))
+    assert again.get_layer("sep").dtype_policy.name == "int8_from_float32"
+    layer = model.get_layer("up")
+    clone = type(layer).from_config(layer.get_config())
+    clone.build((None, 10, 10, 8))
+    assert [w.name for w in clone.weights] == [w.name for w in layer.weights]
+    if BACKEND == "torch":  # a fresh process: the saved layers register and load alone
+        import subprocess
+        import sys
+
+        np.save(str(tmp_path / "x.npy"), x)
+        np.save(str(tmp_path / "y.npy"), keras.ops.convert_to_numpy(model(x)))
+        code = ("import numpy as np, keras; import keras_convx\n"
+                f"m = keras.saving.load_model({path!r})\n"
+                f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+                f"y = keras.ops.convert_to_numpy(m(x))\n"
+                f"assert np.array_equal(y, np.load({str(tmp_path / 'y.npy')!r}))\n")
+        subprocess.run([sys.executable, "-c", code], check=True,
+                       env={**os.environ, "KERAS_BACKEND": BACKEND})
+
+
+def test_int8_layers_refuse_what_they_do_not_support():
+    layer = kc.layers.Conv2D(4, 3)
+    layer.build((None, 8, 8, 3))
+    with pytest.raises(NotImplementedError, match="mode='int8'"):
+        layer.quantize("int4")
+    lora = kc.layers.Conv2D(4, 3, lora_rank=2)
+    lora.build((None, 8, 8, 3))
+    with pytest.raises(ValueError, match="LoRA"):
+        lora.quantize("int8")
+
+
+def test_int8_layers_export_as_qdq_and_verify(quantized_family, tmp_path):
+    model, x, _ = quantized_family
+    path = str(tmp_path / "q.onnx")
+    report = kc.export_onnx(model, path, samples=[[x]])
+    assert report.passed, report.verify.summary()
+    m = onnx.load(path)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dqs) == 7  # one per int8 kernel
+    conv = model.get_layer("conv")
+    w = next(n for n in dqs if n.name.startswith("conv/"))
+    np.testing.assert_array_equal(inits[w.input[0]].transpose(2, 3, 1, 0),
+                                  keras.ops.convert_to_numpy(conv._kernel))
+    scale = keras.ops.convert_to_numpy(conv.kernel_scale).ravel()
+    np.testing.assert_array_equal(inits[w.input[1]], np.float32(1) / scale)
+    # a scale 2% off at one layer: that layer, fed the graph's own inputs, no longer
+    # matches Keras, and verification says where
+    bad = onnx.load(path)
+    target = next(t for t in bad.graph.initializer if t.name == w.input[1])
+    target.CopyFrom(onnx.numpy_helper.from_array(inits[w.input[1]] * 1.02, w.input[1]))
+    onnx.save(bad, str(tmp_path / "bad.onnx"))
+    verdict = kc.verify_onnx(model, str(tmp_path / "bad.onnx"), samples=[[x]])
+    assert not verdict.passed and verdict.diagnosis[0].layer == "conv"
+
+
+def test_digits_model_quantize_keeps_accuracy_and_exports(digits, tmp_path):
+    model, x, y = digits
+    test_x, test_y = x[1400:], y[1400:]
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.quantize("int8")
+    acc = {name: float(np.mean(np.argmax(keras.ops.convert_to_numpy(m(test_x)), 1) == test_y))
+           for name, m in (("float", model), ("int8", clone))}
+    assert abs(acc["int8"] - acc["float"]) <= 0.01, acc
+    report = kc.export_onnx(clone, str(tmp_path / "d.onnx"), samples=[[test_x[:16]]])
+    assert report.passed

@@ -162,6 +162,8 @@ class WindowedLayer(SpatialLayer):
             )
         else:
             self.bias = None
+        if self.quantization_mode == "int8" and not getattr(self, "_is_quantized", False):
+            self._int8_variables()  # a quantized layer rebuilt from its config (`Int8Mixin`)
         self.built = True
 
     def _check_padding_mode_fits(self, lengths):

@@ -7,12 +7,13 @@ from keras import initializers, ops as kops
 from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
+from keras_convx.layers.int8 import Int8Mixin
 from keras_convx.utils import args as A
 
 register = keras.saving.register_keras_serializable(package="keras_convx")
 
 
-class BaseConv(WindowedLayer):
+class BaseConv(Int8Mixin, WindowedLayer):
     """Abstract N-D convolution layer; `Conv1D/2D/3D` only set `rank`.
 
     Args:
@@ -41,6 +42,7 @@ class BaseConv(WindowedLayer):
     """
 
     _extensions = {**WindowedLayer._extensions, "lora_rank": None, "lora_alpha": None}
+    _int8_kernels = {"_kernel": (-1,)}
 
     def __init__(
         self,
@@ -103,6 +105,8 @@ class BaseConv(WindowedLayer):
         """The effective kernel (with the LoRA delta merged in when enabled)."""
         if not self.built:
             raise AttributeError(f"{self.__class__.__name__}: build the layer before reading kernel")
+        if self._int8:
+            return self._weight("_kernel")
         if not self.lora_enabled:
             return self._kernel
         delta = kops.matmul(self.lora_kernel_a, self.lora_kernel_b)
@@ -142,6 +146,8 @@ class BaseConv(WindowedLayer):
         # The merged kernel is saved, so files match keras.layers' (kernel, bias).
         if not self.built:
             return
+        if self._int8:
+            return Int8Mixin.save_own_variables(self, store)
         variables = [self.kernel] + ([self.bias] if self.use_bias else [])
         for i, variable in enumerate(variables):
             store[str(i)] = variable
@@ -149,6 +155,8 @@ class BaseConv(WindowedLayer):
     def load_own_variables(self, store):
         if not self.built:
             return
+        if self._int8:
+            return Int8Mixin.load_own_variables(self, store)
         variables = [self._kernel] + ([self.bias] if self.use_bias else [])
         if len(store.keys()) != len(variables):
             raise ValueError(

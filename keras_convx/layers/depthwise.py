@@ -6,6 +6,7 @@ from keras import initializers
 from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
+from keras_convx.layers.int8 import Int8Mixin
 from keras_convx.utils import args as A
 
 register = keras.saving.register_keras_serializable(package="keras_convx")
@@ -31,7 +32,7 @@ class _DepthwiseKernelMixin:
         return config
 
 
-class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
+class BaseDepthwiseConv(Int8Mixin, _DepthwiseKernelMixin, WindowedLayer):
     """Abstract N-D depthwise convolution; `DepthwiseConv1D/2D/3D` only set `rank`.
 
     Each input channel is convolved with its own `depth_multiplier` filters;
@@ -51,6 +52,8 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
     Output shape:
         Same layout with `channels * depth_multiplier` channels.
     """
+
+    _int8_kernels = {"kernel": (-2, -1)}
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -78,7 +81,7 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
         )
 
     def convolve(self, inputs):
-        return cops.depthwise_conv(inputs, self.kernel, **self._window_kwargs())
+        return cops.depthwise_conv(inputs, self._weight("kernel"), **self._window_kwargs())
 
     def layer_config(self):
         config = super().layer_config()
@@ -86,7 +89,7 @@ class BaseDepthwiseConv(_DepthwiseKernelMixin, WindowedLayer):
         return config
 
 
-class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
+class BaseSeparableConv(Int8Mixin, _DepthwiseKernelMixin, WindowedLayer):
     """Abstract N-D separable convolution: depthwise, then a pointwise (1x..x1) conv.
 
     Args:
@@ -97,6 +100,8 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
             `pointwise_kernel` `(1, ..., 1, in * depth_multiplier, filters)`.
         Other arguments as in `BaseDepthwiseConv`.
     """
+
+    _int8_kernels = {"depthwise_kernel": (-2, -1), "pointwise_kernel": (-1,)}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  data_format=None, dilation_rate=1, depth_multiplier=1, activation=None,
@@ -136,7 +141,8 @@ class BaseSeparableConv(_DepthwiseKernelMixin, WindowedLayer):
         )
 
     def convolve(self, inputs):
-        return cops.separable_conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
+        return cops.separable_conv(inputs, self._weight("depthwise_kernel"),
+                                   self._weight("pointwise_kernel"),
                                    **self._window_kwargs())
 
     def layer_config(self):

@@ -8,13 +8,14 @@ from keras import initializers
 from keras_convx import constraints, regularizers
 from keras_convx import ops as cops
 from keras_convx.layers.base import WindowedLayer
+from keras_convx.layers.int8 import Int8Mixin
 from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
 
 register = keras.saving.register_keras_serializable(package="keras_convx")
 
 
-class BaseConvTranspose(WindowedLayer):
+class BaseConvTranspose(Int8Mixin, WindowedLayer):
     """Abstract N-D transposed convolution; `Conv1DTranspose/2D/3D` only set `rank`.
 
     Args:
@@ -43,6 +44,7 @@ class BaseConvTranspose(WindowedLayer):
     _allow_causal = False
     _supports_padding_mode = False
     _extensions = {**WindowedLayer._extensions, "groups": 1, "output_size": None}
+    _int8_kernels = {"kernel": (-2,)}
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid",
                  output_padding=None, data_format=None, dilation_rate=1, activation=None,
@@ -133,7 +135,7 @@ class BaseConvTranspose(WindowedLayer):
 
     def convolve(self, inputs):
         return cops.conv_transpose(
-            inputs, self.kernel, strides=self.strides, padding=self.padding,
+            inputs, self._weight("kernel"), strides=self.strides, padding=self.padding,
             output_padding=self.output_padding, data_format=self.data_format,
             dilation_rate=self.dilation_rate, groups=self.groups,
             output_size=self._call_output_size or self.output_size,

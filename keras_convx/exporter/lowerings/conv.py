@@ -1,17 +1,56 @@
 """Lowerings of the convolution family (keras_convx's and Keras's own layers)."""
 
 import keras
+import numpy as np
 
 import keras_convx as kc
 from keras_convx import interop
 from keras_convx import ops as cops
 from keras_convx.exporter.graph import Unsupported, float_array
-from keras_convx.exporter.lowerings.common import pad_spatial, spatial_lengths
+from keras_convx.exporter.lowerings.common import pad_spatial, reduce, spatial_lengths
 from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
 from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
 
 L = keras.layers
+
+
+def _int8(layer):
+    return getattr(layer, "_int8", False)
+
+
+def _int8_input(b, layer, name):
+    """An int8 layer's input quantization (`Int8Mixin`), as the same float32 operations
+    in the same order, so both sides round alike: abs-max over channels (axis 1 here),
+    scale = 127 / (max + eps), round(x * scale) clipped to +-127, divided by the scale."""
+    from keras_convx.layers.int8 import EPSILON, RANGE
+
+    amax = reduce(b, "ReduceMax", b.node("Abs", [name]), [1], keepdims=1)
+    scale = b.node("Div", [b.const(np.float32(RANGE), "int8_range"),
+                           b.node("Add", [amax, b.const(np.float32(EPSILON), "epsilon")])],
+                   suffix="input_scale")
+    q = b.node("Clip", [b.node("Round", [b.node("Mul", [name, scale])]),
+                        b.const(np.float32(-RANGE), "int8_min"),
+                        b.const(np.float32(RANGE), "int8_max")])
+    return b.node("Div", [q, scale], suffix="input_quantized")
+
+
+def _kernel(b, layer, attr, to_onnx, axis, suffix):
+    """A kernel in ONNX layout: an int8 layer's as DequantizeLinear of its int8 values
+    with its own per-channel scales (1 / `<attr>_scale`) on output axis `axis`."""
+    if not _int8(layer) or attr not in layer._int8_kernels:
+        return b.const(to_onnx(float_array(getattr(layer, attr))), suffix)
+    q = np.asarray(keras.ops.convert_to_numpy(getattr(layer, attr)), np.int8)
+    from keras_convx.layers.int8 import scale_attr
+
+    scale = np.divide(np.float32(1), float_array(getattr(layer, scale_attr(attr))),
+                      dtype=np.float32)
+    inverse = np.ascontiguousarray(to_onnx(scale)).ravel()
+    return b.node("DequantizeLinear", [
+        b.const(np.ascontiguousarray(to_onnx(q)), suffix),
+        b.const(inverse, suffix + "_scale"),
+        b.const(np.zeros(inverse.shape, np.int8), suffix + "_zero_point")],
+        suffix=suffix + "_dequantized", axis=axis)
 
 
 def _window(b, layer, x):
@@ -51,31 +90,37 @@ def _conv_node(b, name, weight, bias, kernel_size, strides, dilation, pads, grou
           layout=CHANNELS_FIRST, activation=True)
 def lower_conv(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
-    kernel = float_array(layer.kernel)
+    if _int8(layer):
+        name = _int8_input(b, layer, name)
+    shape = tuple(layer.kernel.shape)
+    weight = _kernel(b, layer, "_kernel" if _int8(layer) else "kernel", interop.kernel_to_onnx,
+                     0, "kernel")
     channels = ctx.x.shape[-1 if layer.data_format == "channels_last" else 1]
-    return _conv_node(b, name, b.const(interop.kernel_to_onnx(kernel), "kernel"), _bias(b, layer), k, s,
-                      d, pads, channels // kernel.shape[-2])
+    return _conv_node(b, name, weight, _bias(b, layer), k, s, d, pads, channels // shape[-2])
 
 
 @lowering(kc.DepthwiseConv1D, kc.DepthwiseConv2D, kc.DepthwiseConv3D, L.DepthwiseConv1D,
           L.DepthwiseConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_depthwise(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
-    kernel = float_array(layer.kernel)
-    return _conv_node(b, name, b.const(interop.depthwise_to_onnx(kernel), "kernel"), _bias(b, layer), k,
-                      s, d, pads, kernel.shape[-2])
+    if _int8(layer):
+        name = _int8_input(b, layer, name)
+    weight = _kernel(b, layer, "kernel", interop.depthwise_to_onnx, 0, "kernel")
+    return _conv_node(b, name, weight, _bias(b, layer), k, s, d, pads, layer.kernel.shape[-2])
 
 
 @lowering(kc.SeparableConv1D, kc.SeparableConv2D, kc.SeparableConv3D, L.SeparableConv1D,
           L.SeparableConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_separable(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
-    dw = float_array(layer.depthwise_kernel)
-    h = _conv_node(b, name, b.const(interop.depthwise_to_onnx(dw), "depthwise_kernel"), [], k, s, d,
-                   pads, dw.shape[-2], suffix="DepthwiseConv")
-    pw = float_array(layer.pointwise_kernel)
+    if _int8(layer):
+        name = _int8_input(b, layer, name)
+    dw = _kernel(b, layer, "depthwise_kernel", interop.depthwise_to_onnx, 0, "depthwise_kernel")
+    h = _conv_node(b, name, dw, [], k, s, d, pads, layer.depthwise_kernel.shape[-2],
+                   suffix="DepthwiseConv")
+    pw = _kernel(b, layer, "pointwise_kernel", interop.kernel_to_onnx, 0, "pointwise_kernel")
     rank = layer.rank
-    return _conv_node(b, h, b.const(interop.kernel_to_onnx(pw), "pointwise_kernel"), _bias(b, layer),
+    return _conv_node(b, h, pw, _bias(b, layer),
                       (1,) * rank, (1,) * rank, (1,) * rank, [0] * (2 * rank), 1,
                       suffix="PointwiseConv")
 
@@ -93,10 +138,11 @@ def lower_conv_transpose(b, layer, ctx):
     crops = cops.transpose_crops(type(layer).__name__, lengths, layer.kernel_size,
                                  layer.strides, layer.dilation_rate, padding,
                                  layer.output_padding, size)
-    kernel = float_array(layer.kernel)
     pads, output_padding = interop.crops_to_onnx(crops)
+    name = _int8_input(b, layer, x.name) if _int8(layer) else x.name
+    weight = _kernel(b, layer, "kernel", interop.kernel_to_onnx, 1, "kernel")
     return b.node(
-        "ConvTranspose", [x.name, b.const(interop.kernel_to_onnx(kernel), "kernel")] + _bias(b, layer),
+        "ConvTranspose", [name, weight] + _bias(b, layer),
         kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
         dilations=list(layer.dilation_rate), group=getattr(layer, "groups", 1),
         pads=pads, output_padding=output_padding,

@@ -1,8 +1,10 @@
 """Lowerings of Keras's core layers: Dense, identities, Flatten, Reshape, Permute, RepeatVector."""
 
 import keras
+import numpy as np
+import onnx
 
-from keras_convx.exporter.graph import Value, compose, float_array, inverse
+from keras_convx.exporter.graph import Unsupported, Value, compose, float_array, inverse
 from keras_convx.exporter.registry import KERAS_ORDER, SAME, lowering
 
 L = keras.layers
@@ -11,6 +13,8 @@ L = keras.layers
 @lowering(L.Dense, layout=SAME, activation=True)
 def lower_dense(b, layer, ctx):
     x = ctx.x
+    if getattr(layer, "quantization_mode", None) is not None:
+        return _quantized_dense(b, layer, ctx)
     kernel = float_array(layer.kernel)
     if x.ndim >= 3 and x.perm[1] == x.ndim - 1 and None not in x.shape[1:]:
         # features at ONNX axis 1 (a channels-first map): a 1x1 Conv, no Transpose
@@ -84,3 +88,33 @@ def lower_repeat_vector(b, layer, ctx):
     return b.node("Tile", [x, b.ints([1, int(layer.n), 1], "repeats")])
 
 
+
+
+def _quantized_dense(b, layer, ctx):
+    """Keras's int8 Dense (`model.quantize("int8")`), its own arithmetic in the same
+    float32 order: each input row rounded to int8 with an abs-max scale, multiplied by the
+    int8 kernel (exact in float32 below 2**24), divided by kernel_scale * input scale."""
+    from keras.src.quantizers.quantizers import AbsMaxQuantizer
+
+    from keras_convx.exporter.lowerings.common import reduce
+
+    mode, quantizer = layer.quantization_mode, getattr(layer, "inputs_quantizer", None)
+    if mode != "int8" or getattr(layer, "lora_enabled", False) or not isinstance(
+            quantizer, AbsMaxQuantizer) or tuple(quantizer.value_range) != (-127, 127):
+        raise Unsupported(f"Dense quantized as {mode!r} with inputs quantizer {quantizer!r}: "
+                          f"only Keras's default int8 (abs-max, -127..127, no LoRA) is lowered")
+    x = b.to_perm(ctx.x, tuple(range(ctx.x.ndim)))
+    eps = np.float32(getattr(quantizer, "epsilon", 1e-7))
+    amax = reduce(b, "ReduceMax", b.node("Abs", [x.name]), [-1], keepdims=1)
+    scale = b.node("Div", [b.const(np.float32(127), "int8_range"),
+                           b.node("Add", [amax, b.const(eps, "epsilon")])], suffix="input_scale")
+    q = b.node("Clip", [b.node("Round", [b.node("Mul", [x.name, scale])]),
+                        b.const(np.float32(-127), "int8_min"), b.const(np.float32(127), "int8_max")])
+    kernel = np.asarray(keras.ops.convert_to_numpy(layer._kernel), np.int8)
+    weight = b.node("Cast", [b.const(kernel, "kernel")], to=onnx.TensorProto.FLOAT)
+    y = b.node("Div", [b.node("MatMul", [q, weight]),
+                       b.node("Mul", [b.const(float_array(layer.kernel_scale), "kernel_scale"),
+                                      scale])])
+    if layer.use_bias:
+        y = b.node("Add", [y, b.const(float_array(layer.bias), "bias")])
+    return Value(y, ctx.output_shape)
