@@ -151,6 +151,11 @@ def test_int8_judge_pure_functions():
     assert row.status == "FAIL" and "float graph" in row.reason
     flipped = quantized.judge_output("y", "all", [ref], [-ref])
     assert flipped.status == "FAIL" and "top-1" in flipped.reason and "cosine" in flipped.reason
+    # a near-tie broken the other way is no disagreement; a clear winner lost is
+    tie = np.array([[1.0, 0.999, 0.0]])
+    assert quantized.top1_agreement(tie, np.array([[0.998, 1.0, 0.0]])) == 1.0
+    clear = np.array([[3.0, 1.0] + [0.0] * 8])
+    assert quantized.top1_agreement(clear, clear + np.eye(10)[1] * 2.1) == 0.0
 
 
 def test_calibration_forms_agree(mixed):
@@ -461,3 +466,66 @@ def test_digits_model_quantize_keeps_accuracy_and_exports(digits, tmp_path):
     assert abs(acc["int8"] - acc["float"]) <= 0.01, acc
     report = kc.export_onnx(clone, str(tmp_path / "d.onnx"), samples=[[test_x[:16]]])
     assert report.passed
+
+
+def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path, capsys):
+    from keras_convx.cli import main
+    from keras_convx.verification.quantized import QuantReport
+
+    model, path = mixed["model"], mixed["path"]
+    held = [pixels(8, seed=21)]
+    report = kc.verify_onnx(model, path, samples=[held])
+    assert isinstance(report, QuantReport) and report.passed, report.summary()
+    assert report.calibration is None and not report.warnings  # real samples: no warning
+    bad, layer = mutate_int8(onnx.load(path), "weight_scale_x4")
+    onnx.save(bad, str(tmp_path / "bad.onnx"))
+    verdict = kc.verify_onnx(model, str(tmp_path / "bad.onnx"), samples=[held])
+    assert not verdict.passed and verdict.failing.layer in first_judged_after(bad, layer,
+                                                                              verdict)
+    # the CLI prints the INT8 summary from the file alone
+    assert main(["inspect", path]) == 0
+    out = capsys.readouterr().out
+    assert "verification (INT8): passed" in out and "top-1 agreement" in out
+
+
+def test_calibration_from_an_image_folder(mixed, tmp_path):
+    from keras_convx.exporter.calibration_data import load
+
+    rng = np.random.default_rng(5)
+    for i in range(3):  # other sizes: resized to the model's input
+        keras.utils.save_img(str(tmp_path / f"{i}.png"),
+                             rng.integers(0, 256, (20 + i, 24, 3)).astype(np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image")
+    arrays = load(str(tmp_path), mixed["model"])
+    assert arrays.shape == (3, 16, 16, 3) and arrays.max() > 1.0  # pixels, 0..255
+    with pytest.raises(CalibrationError, match="neither a .npz file nor a folder"):
+        load(str(tmp_path / "notes.txt"), mixed["model"])
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods(mixed, digits, tmp_path, method):
+    model, x, _ = digits
+    path = str(tmp_path / f"{method}.onnx")
+    report = kc.export_onnx(model, path, precision="int8", calibration=x[:200],
+                            calibration_method=method)
+    assert report.passed and report.quantization.method == method
+    meta = read_metadata(onnx.load(path))["keras_convx.export"]["quantization"]
+    assert meta["method"] == method
+    # with an outlier among the calibration samples (one pixel of one sample), MinMax
+    # stretches the first activation's range to it; entropy and percentile do not
+    data = mixed["data"].copy()
+    data[0, 0, 0] *= 40
+    feeds = int8.feeds([data], mixed["io"], [mixed["pre"].graph.input[0].name])
+
+    def input_scale(how):
+        qdq = onnx.load_from_string(int8.quantize(mixed["pre"], str(tmp_path), feeds, how))
+        return float(next(onnx.numpy_helper.to_array(t) for t in qdq.graph.initializer
+                          if t.name == "rescaling/Mul:0_scale"))
+
+    # (percentile 99.999 drops one value in 10^5; these 46,080 values keep it, near the top)
+    assert input_scale(method) < (0.5 if method == "entropy" else 1.0) * input_scale("minmax")
+
+
+def test_calibration_method_refused():
+    with pytest.raises(ValueError, match="calibration_method must be one of"):
+        int8.quantize(onnx.ModelProto(), "/tmp", [], method="kl")

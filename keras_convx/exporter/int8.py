@@ -38,10 +38,14 @@ class _Reader:
 
 
 def feeds(arrays, io, input_names, batch=None):
-    """Feed dicts (graph layout) of `arrays` (Keras layout) in batches: of the graph's
-    static batch when it has one (a remainder is dropped), else of `batch`."""
+    """Feed dicts (graph layout) of `arrays` (Keras layout) in batches of one size:
+    the graph's static batch when it has one (a remainder is dropped), else the largest
+    divisor of the sample count up to `batch` (onnxruntime's histogram calibrators stack
+    the runs' outputs, so they must agree in shape)."""
     static = io.get("static_batch")
-    size = static or batch or CALIBRATION_BATCH
+    count = arrays[0].shape[0]
+    size = static or max(d for d in range(1, (batch or CALIBRATION_BATCH) + 1)
+                         if count % d == 0)
     perms = io.get("input_perms") or [None] * len(arrays)
     out = []
     for chunk in calibration_data.batched(arrays, size):
@@ -105,6 +109,36 @@ def preprocess(float_model, stage):
                 os.remove(name)
 
 
+# onnxruntime's calibrators, with options quantize_static does not pass on: its entropy
+# calibrator defaults to as many histogram bins as quantized bins (128/128), where the only
+# threshold it can pick is the full range (MinMax's: measured, test_precision), and its
+# percentile calibrator to symmetric ranges, which halve uint8 resolution after a ReLU
+CALIBRATORS = {
+    "minmax": ("MinMax", {"symmetric": False}),
+    "entropy": ("Entropy", {"symmetric": False, "num_bins": 2048, "num_quantized_bins": 128}),
+    "percentile": ("Percentile", {"symmetric": False, "num_bins": 2048,
+                                  "percentile": 99.999}),
+}
+
+
+def calibrate(pre_path, stage, calibration_feeds, method):
+    """Activation ranges of the graph at `pre_path` on the feeds (onnxruntime's
+    calibrators); returns the path of a calibration cache quantize_static reads."""
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod, create_calibrator, save_tensors_data,
+    )
+
+    name, options = CALIBRATORS[method]
+    calibrator = create_calibrator(pre_path, [], augmented_model_path=os.path.join(
+        stage, "augmented.onnx"), calibrate_method=getattr(CalibrationMethod, name),
+        extra_options=options)
+    calibrator.collect_data(_Reader(calibration_feeds))
+    cache = os.path.join(stage, "calibration.json")
+    save_tensors_data(calibrator.compute_data(), cache)
+    del calibrator
+    return cache
+
+
 def quantize(pre_model, stage, calibration_feeds, method="minmax", exclude=()):
     """The QDQ graph of the preprocessed float graph, as bytes; `exclude`: node names
     kept in float."""
@@ -118,21 +152,20 @@ def quantize(pre_model, stage, calibration_feeds, method="minmax", exclude=()):
                          f"{method!r}")
     pre, out = os.path.join(stage, "int8.in.onnx"), os.path.join(stage, "int8.onnx")
     onnx.save_model(pre_model, pre)
+    cache = None
     try:
+        cache = calibrate(pre, stage, calibration_feeds, method)
         quantize_static(
-            pre, out, _Reader(calibration_feeds), quant_format=QuantFormat.QDQ,
+            pre, out, None, quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method={"minmax": CalibrationMethod.MinMax,
-                              "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[method],
-            nodes_to_exclude=list(exclude),
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                           "CalibPercentile": 99.999})
+            calibrate_method=getattr(CalibrationMethod, CALIBRATORS[method][0]),
+            calibration_cache_path=cache, nodes_to_exclude=list(exclude),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         with open(out, "rb") as f:
             return f.read()
     finally:
-        for name in (pre, out):
-            if os.path.exists(name):
+        for name in (pre, out, cache, os.path.join(stage, "augmented.onnx")):
+            if name and os.path.exists(name):
                 os.remove(name)
 
 
