@@ -260,7 +260,8 @@ def cmd_export(args):
                 metadata=_meta(args.meta), precision=args.precision,
                 calibration=_calibration(args.calibration, model),
                 calibration_method=args.calibration_method,
-                keep_float=_keep_float(args.keep_float))
+                keep_float=_keep_float(args.keep_float),
+                input_dtype="uint8" if args.uint8_input else "float32")
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -624,6 +625,9 @@ def build_parser():
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
                    "--precision float16)")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="the graph takes uint8 pixels and casts them first (the model's "
+                        "Rescaling/Normalization run in the graph)")
     p.add_argument("--precision", choices=("float32", "float16", "int8"), default=None,
                    help="graph precision (default float32); int8 needs --calibration")
     p.add_argument("--calibration", metavar="NPZ|FOLDER|random",

@@ -326,7 +326,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
                 fp16=False, optimization_level="all", external_data="auto", metadata=None,
                 precision=None, calibration=None, calibration_method="minmax",
-                keep_float=None):
+                keep_float=None, input_dtype="float32"):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -373,6 +373,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             A fifth of the samples (at most 64) is held out to verify on. `"random"`
             calibrates on random inputs at the model's scale, and the report says so.
         calibration_method: `"minmax"`, `"entropy"` or `"percentile"`.
+        input_dtype: `"float32"` (default) or `"uint8"`: the graph takes uint8 pixels
+            (in the input's layout) and casts them to float32 first, so the model's own
+            Rescaling/Normalization layers run in the graph; verified on integer inputs
+            (samples must be integers in 0..255).
         keep_float: Keras layer names whose nodes stay float32 in an INT8 graph, or
             `"auto"`: the worst layers are kept in float until the quantized rule passes
             (at most 8).
@@ -394,6 +398,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
     user_metadata = metadata_lib.user_entries(metadata)
     precision = _precision(precision, fp16)
+    if input_dtype not in ("float32", "uint8"):
+        raise ValueError(f"export: input_dtype must be 'float32' or 'uint8', got {input_dtype!r}")
     if precision == "int8" and calibration is None:
         from keras_convx.exporter.calibration_data import samples
 
@@ -437,6 +443,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     kept16 = []
     if precision == "float16":
         proto, kept16 = _to_float16(model, proto, io, samples, calibration)
+    if input_dtype == "uint8":
+        _uint8_inputs(proto, io)
     proto = _finalize(proto, io)
     made = json.loads(metadata_lib.export_entry(
         model, io, opset, "float16" if precision == "float16" else "float32"))
@@ -519,6 +527,39 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
 PRECISIONS = ("float32", "float16", "int8")
 
 
+def _uint8_inputs(proto, io):
+    """Float graph inputs become uint8, each cast to float32 by the graph's first node."""
+    initializers = {t.name for t in proto.graph.initializer}
+    renamed, casts = {}, []
+    for value in proto.graph.input:
+        tensor = value.type.tensor_type
+        if value.name in initializers or tensor.elem_type != onnx.TensorProto.FLOAT:
+            continue
+        renamed[value.name] = value.name + "/float32"
+        casts.append(onnx.helper.make_node("Cast", [value.name], [renamed[value.name]],
+                                           name=f"{value.name}/uint8_to_float32",
+                                           to=onnx.TensorProto.FLOAT))
+        tensor.elem_type = onnx.TensorProto.UINT8
+    for node in proto.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    for output in proto.graph.output:  # an input passed straight through
+        if output.name in renamed:
+            raise ValueError(f"export: input_dtype='uint8', but input {output.name!r} is also "
+                             f"a graph output")
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    for prop in proto.metadata_props:  # the tensor map names the float32 value now
+        if prop.key == tensor_map.METADATA_KEY:
+            entries = json.loads(prop.value)
+            for e in entries:
+                e["onnx"] = renamed.get(e.get("onnx"), e.get("onnx"))
+            prop.value = json.dumps(entries)
+    io["input_dtypes"] = ["uint8" if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+                          else "float32" for v in proto.graph.input
+                          if v.name not in initializers]
+
+
 def _to_float16(model, proto, io, samples, calibration):
     """The float16 graph, with the nodes whose values leave float16's range on the
     verification inputs (random at the model's scale, `samples`, float16 `calibration`
@@ -548,7 +589,8 @@ def _to_float16(model, proto, io, samples, calibration):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
     found = float16.out_of_range(proto, proto.SerializeToString(),
-                                 [dict(zip(names, to_graph(r, perms))) for r in runs])
+                                 [dict(zip(names, to_graph(r, perms, io.get("input_dtypes"))))
+                                  for r in runs])
     kept = [{"layer": node.split("/")[0], "node": node, "tensor": tensor, "max_abs": top,
              "reason": why} for node, tensor, top, why in found]
     block = [k["node"] for k in kept]

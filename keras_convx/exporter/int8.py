@@ -51,7 +51,7 @@ def feeds(arrays, io, input_names, batch=None):
     for chunk in calibration_data.batched(arrays, size):
         if static and chunk[0].shape[0] != static:
             continue
-        out.append(dict(zip(input_names, to_graph(chunk, perms))))
+        out.append(dict(zip(input_names, to_graph(chunk, perms, io.get("input_dtypes")))))
     if not out:
         raise calibration_data.CalibrationError(
             f"export: {arrays[0].shape[0]} calibration sample(s) can't fill one batch of the "
@@ -178,14 +178,15 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
     """
     import onnx
 
-    from keras_convx.verification.inputs import model_inputs
+    from keras_convx.verification.inputs import integer_pixels, model_inputs
     from keras_convx.verification.int8_verifier import verify_int8
 
     random = isinstance(calibration, str) and calibration == "random"
     if random:
         arrays = model_inputs(model, io, 80, np.random.default_rng(seed))
     else:
-        arrays = calibration_data.samples(calibration, model)
+        arrays = integer_pixels(calibration_data.samples(calibration, model),
+                                io.get("input_dtypes"), "export: calibration")
     calib, held = calibration_data.split(arrays)
     initializers = {t.name for t in float_model.graph.initializer}
     input_names = [i.name for i in float_model.graph.input if i.name not in initializers]

@@ -40,10 +40,12 @@ def export_entry(model, io, opset, precision):
     import keras_convx
 
     inputs = []
-    for kt, perm in zip(model.inputs, io.get("input_perms") or [None] * len(model.inputs)):
+    dtypes = io.get("input_dtypes") or ["float32"] * len(model.inputs)
+    for kt, perm, dtype in zip(model.inputs, io.get("input_perms") or [None] * len(model.inputs),
+                               dtypes):
         rank = len(kt.shape)
         layout = ("channels_first" if perm else "channels_last") if rank >= 3 else "plain"
-        inputs.append({"name": kt.name, "layout": layout, "dtype": "float32"})
+        inputs.append({"name": kt.name, "layout": layout, "dtype": dtype})
     preprocessing = []
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Rescaling):

@@ -49,7 +49,9 @@ def model_inputs(model, io, batch, rng):
                 f"or export with an input shape"
             )
         kind, a, b = input_distribution(model, i)
-        if kind == "uniform":
+        if (io.get("input_dtypes") or [None] * (i + 1))[i] == "uint8":
+            x = rng.integers(0, 256, shape)  # the pixels a uint8 graph takes
+        elif kind == "uniform":
             x = rng.uniform(a, b, shape)
         else:
             x = a + b * rng.standard_normal(shape)
@@ -57,8 +59,26 @@ def model_inputs(model, io, batch, rng):
     return arrays
 
 
-def to_graph(arrays, perms):
-    return [np.ascontiguousarray(np.transpose(a, p)) if p else a for a, p in zip(arrays, perms)]
+def to_graph(arrays, perms, dtypes=None):
+    """Keras-layout arrays as the graph takes them: transposed by `perms`, cast to the
+    graph's input `dtypes` (`io["input_dtypes"]`; e.g. uint8 pixels)."""
+    out = [np.ascontiguousarray(np.transpose(a, p)) if p else a for a, p in zip(arrays, perms)]
+    if dtypes:
+        out = [a.astype(d) if d and d != "float32" else a for a, d in zip(out, dtypes)]
+    return out
+
+
+def integer_pixels(arrays, dtypes, where="verify"):
+    """Inputs the graph takes as uint8, checked to hold integers in 0..255 (refused
+    otherwise: a cast would change them silently)."""
+    for i, (a, d) in enumerate(zip(arrays, dtypes or [])):
+        if d == "uint8":
+            a = np.asarray(a)
+            if a.size and (a.min() < 0 or a.max() > 255 or not np.array_equal(a, np.round(a))):
+                raise ValueError(f"{where}: input {i} is uint8 in the graph, so its samples must "
+                                 f"be integers in 0..255; got values in [{a.min():g}, "
+                                 f"{a.max():g}]{'' if np.array_equal(a, np.round(a)) else ', not integers'}")
+    return arrays
 
 
 def from_graph(arrays, perms):

@@ -48,7 +48,8 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     out_names = [o.name for o in qdq_model.graph.output]
 
     def run(session, arrays):
-        feeds = dict(zip([i.name for i in session.get_inputs()], to_graph(arrays, in_perms)))
+        feeds = dict(zip([i.name for i in session.get_inputs()],
+                         to_graph(arrays, in_perms, io.get("input_dtypes"))))
         return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
     for provider in providers:

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from keras_convx.verification import judge, ort_runner, rules
-from keras_convx.verification.inputs import from_graph, model_inputs, to_graph
+from keras_convx.verification.inputs import from_graph, integer_pixels, model_inputs, to_graph
 from keras_convx.verification.keras_runner import Reference
 from keras_convx.verification.ort_runner import (
     INSPECT_LEVEL, LEVELS, available_providers, first_line, inspection_graph,
@@ -58,7 +58,8 @@ class Verifier:
                 raise  # unknown spatial dims: the user's samples are the runs
         for sample in samples or []:
             sample = sample if isinstance(sample, (list, tuple)) else [sample]
-            runs.append([np.asarray(s, np.float32) for s in sample])
+            runs.append(integer_pixels([np.asarray(s, np.float32) for s in sample],
+                                       self.io.get("input_dtypes")))
         # the largest random batch shows every tensor (more samples, same single run)
         inspect = max(range(len(runs)), key=lambda i: runs[i][0].shape[0]) if runs else 0
         self.reference = Reference(model, self.entries, runs, inspect, static, graphs)
@@ -200,4 +201,4 @@ class Verifier:
     def _feeds_for(self, arrays):
         """The input arrays in the graph's layout, in input order."""
         perms = self.io.get("input_perms") or [None] * len(arrays)
-        return to_graph(arrays, perms)
+        return to_graph(arrays, perms, self.io.get("input_dtypes"))

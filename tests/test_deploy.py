@@ -1,0 +1,67 @@
+"""Files that deploy: uint8 pixel inputs (issue 25)."""
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import keras_convx as kc
+from keras_convx.exporter.metadata import read as read_metadata
+
+
+@pytest.fixture(scope="module")
+def pixels_model():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = kc.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(4)(x))
+
+
+def raw(n, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, 16, 16, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("nchw_io", [False, True])
+def test_uint8_input_runs_the_preprocessing_in_the_graph(pixels_model, tmp_path, nchw_io):
+    path = str(tmp_path / "u8.onnx")
+    report = kc.export_onnx(pixels_model, path, input_dtype="uint8", nchw_io=nchw_io)
+    assert report.passed
+    m = onnx.load(path)
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert m.graph.node[0].op_type == "Cast"  # first, before any layer (Rescaling included)
+    assert any(n.op_type == "Mul" for n in m.graph.node)  # Rescaling's scale, in the graph
+    assert read_metadata(m)["keras_convx.export"]["inputs"][0]["dtype"] == "uint8"
+    px = raw(3)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = px.transpose(0, 3, 1, 2) if nchw_io else px
+    got = session.run(None, {session.get_inputs()[0].name: feed})[0]
+    want = keras.ops.convert_to_numpy(pixels_model(px.astype(np.float32)))
+    assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
+    # verification drew integer pixels (the graph can't take anything else)
+    assert kc.verify_onnx(pixels_model, path, samples=[[px.astype(np.float32)]]).passed
+
+
+def test_uint8_input_refuses_what_a_cast_would_change(pixels_model, tmp_path):
+    path = str(tmp_path / "u8.onnx")
+    with pytest.raises(ValueError, match="integers in 0..255; got values in \\[0.5, 0.5\\]"):
+        kc.export_onnx(pixels_model, path, input_dtype="uint8",
+                       samples=[[np.full((1, 16, 16, 3), 0.5, np.float32)]])
+    with pytest.raises(ValueError, match="input_dtype must be 'float32' or 'uint8'"):
+        kc.export_onnx(pixels_model, path, input_dtype="int16")
+    assert not list(tmp_path.iterdir())
+
+
+def test_uint8_input_with_int8_and_the_cli(pixels_model, tmp_path):
+    from keras_convx.cli import main
+
+    path = str(tmp_path / "q.onnx")
+    report = kc.export_onnx(pixels_model, path, input_dtype="uint8", precision="int8",
+                            calibration=raw(40).astype(np.float32))
+    assert report.passed and report.quantization.passed
+    pixels_model.save(str(tmp_path / "m.keras"))
+    out = str(tmp_path / "cli.onnx")
+    assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--uint8-input"]) == 0
+    assert onnx.load(out).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
