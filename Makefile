@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	# keras-hub's own requirements pull tensorflow-text, i.e. a second, full TensorFlow: its
 	# vision models need none of it (the rest of what it imports is in the test extra)
 	$(PY) -m pip install --quiet --no-deps "keras-hub>=0.32,<0.33"
+	# Triton's ModelConfig protobuf, to validate --triton-repo configs: tritonclient's own
+	# requirements pin protobuf<7 and ml-dtypes<=0.5.4 (TensorFlow's and JAX's are newer);
+	# the generated config module needs neither
+	$(PY) -m pip install --quiet --no-deps "tritonclient>=2.73,<3"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -247,6 +247,8 @@ def cmd_export(args):
                 raise BadInput(f"{out}: output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise BadInput(f"{out}: output folder {folder} is not writable")
+        if args.triton_repo and not os.path.isdir(args.triton_repo):
+            raise BadInput(f"--triton-repo: folder {args.triton_repo} does not exist")
         status.update("export, check and verify" if not args.no_verify else "export and check")
         dynamic = _parse_dynamic(args.dynamic)
         input_shape = _parse_shape(args.input_shape, model)
@@ -287,6 +289,15 @@ def cmd_export(args):
         _write_report(args.report, report)
     if args.plot and report.verify is not None:
         _plot(args.plot, report.verify)
+    if args.triton_repo:
+        from keras_convx.exporter.triton import TritonError, write_repository
+
+        try:
+            folder = write_repository(out, args.triton_repo, args.triton_name,
+                                      args.triton_max_batch)
+        except TritonError as err:
+            raise BadInput(str(err)) from None
+        console.print(f"wrote the Triton model {folder} (config.pbtxt, 1/model.onnx)")
     return 0
 
 
@@ -625,6 +636,12 @@ def build_parser():
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
                    "--precision float16)")
+    p.add_argument("--triton-repo", metavar="DIR",
+                   help="also write a Triton model repository entry: DIR/<name>/1/model.onnx "
+                        "and DIR/<name>/config.pbtxt (onnxruntime backend, dims from the graph)")
+    p.add_argument("--triton-name", help="the Triton model name (default: the file's stem)")
+    p.add_argument("--triton-max-batch", type=int, default=8,
+                   help="max_batch_size when the batch is dynamic (default 8)")
     p.add_argument("--uint8-input", action="store_true",
                    help="the graph takes uint8 pixels and casts them first (the model's "
                         "Rescaling/Normalization run in the graph)")

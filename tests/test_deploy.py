@@ -65,3 +65,44 @@ def test_uint8_input_with_int8_and_the_cli(pixels_model, tmp_path):
     out = str(tmp_path / "cli.onnx")
     assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--uint8-input"]) == 0
     assert onnx.load(out).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+def test_triton_repository_from_the_graph(pixels_model, tmp_path, monkeypatch):
+    from keras_convx.cli import main
+    from keras_convx.exporter import triton
+
+    pixels_model.save(str(tmp_path / "m.keras"))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    out = str(tmp_path / "cam.onnx")
+    assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--uint8-input",
+                 "--triton-repo", str(repo), "--triton-max-batch", "16"]) == 0
+    text = (repo / "cam" / "config.pbtxt").read_text()
+    assert (repo / "cam" / "1" / "model.onnx").read_bytes() == open(out, "rb").read()
+    pb2 = triton.model_config_pb2()
+    assert pb2 is not None  # tritonclient is in the test environment: Triton's own parser
+    config = triton.validate(text)
+    assert config.backend == "onnxruntime" and config.max_batch_size == 16
+    assert config.HasField("dynamic_batching")
+    graph = onnx.load(out)
+    assert [i.name for i in config.input] == [graph.graph.input[0].name]
+    assert config.input[0].data_type == pb2.TYPE_UINT8 and list(config.input[0].dims) == [16, 16, 3]
+    assert config.output[0].data_type == pb2.TYPE_FP32 and list(config.output[0].dims) == [4]
+    # a static batch: no batching, the batch is in the dims
+    static = str(tmp_path / "static.onnx")
+    kc.export_onnx(pixels_model, static, dynamic_axes=(), batch_size=2)
+    folder = triton.write_repository(static, str(repo))
+    config = triton.validate(open(f"{folder}/config.pbtxt").read())
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [2, 16, 16, 3]
+    assert not config.HasField("dynamic_batching")
+    with pytest.raises(triton.TritonError, match="no field named"):
+        triton.validate(text + "max_batchsize: 3\n")
+    with pytest.raises(triton.TritonError, match="model name 'a b'"):
+        triton.write_repository(static, str(repo), name="a b")
+    assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--triton-repo",
+                 str(tmp_path / "missing")]) == 2
+    # without tritonclient, the fields this module writes are checked
+    monkeypatch.setattr(triton, "model_config_pb2", lambda: None)
+    assert triton.validate(text) is None
+    with pytest.raises(triton.TritonError, match="data types"):
+        triton.validate(text.replace("TYPE_UINT8", "TYPE_PIXEL"))

@@ -102,7 +102,10 @@ def test_every_block_runs_as_written(doc, tmp_path, monkeypatch, capsys):
             if BACKEND != "tensorflow":
                 continue
             for command in _command_lines(code):
-                if not command.startswith(SETUP):
+                if command.startswith("mkdir -p "):  # a folder the next command writes to
+                    for folder in shlex.split(command)[2:]:
+                        os.makedirs(folder, exist_ok=True)
+                elif not command.startswith(SETUP):
                     _run_cli(command, capsys)
             ran["bash"] += 1
         elif lang not in ("text", ""):
