@@ -263,7 +263,7 @@ def cmd_export(args):
                 calibration=_calibration(args.calibration, model),
                 calibration_method=args.calibration_method,
                 keep_float=_keep_float(args.keep_float),
-                input_dtype="uint8" if args.uint8_input else "float32")
+                input_dtype="uint8" if args.uint8_input else "float32", target=args.target)
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -277,6 +277,10 @@ def cmd_export(args):
             print(f"keras-convx: {failed}: {err}", file=sys.stderr)
             return 1
     timings["export"] = report.export_seconds
+    for finding in report.lint:
+        state = "fixed" if finding["fixed"] else "left as is"
+        console.print(f"target {report.target}: {finding['where']}: {finding['what']} "
+                      f"[{finding['reference']}]; {state}: {finding['fix']}")
     if report.quantization is not None:
         _quant_summary(console, report.quantization)
     if report.verify:
@@ -636,6 +640,9 @@ def build_parser():
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
                    "--precision float16)")
+    p.add_argument("--target", choices=("cpu", "cuda", "tensorrt", "xnnpack", "coreml"),
+                   default="cpu", help="the execution provider the file is for: lints what it "
+                   "rejects or slows, with references, and lowers around it where it can")
     p.add_argument("--triton-repo", metavar="DIR",
                    help="also write a Triton model repository entry: DIR/<name>/1/model.onnx "
                         "and DIR/<name>/config.pbtxt (onnxruntime backend, dims from the graph)")

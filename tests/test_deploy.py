@@ -106,3 +106,66 @@ def test_triton_repository_from_the_graph(pixels_model, tmp_path, monkeypatch):
     assert triton.validate(text) is None
     with pytest.raises(triton.TritonError, match="data types"):
         triton.validate(text.replace("TYPE_UINT8", "TYPE_PIXEL"))
+
+
+def upsampler():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((8, 8, 4))
+    x = kc.layers.Conv2DTranspose(6, 3, strides=2, padding="same", name="up")(inp)
+    return keras.Model(inp, kc.layers.Conv2D(3, 3, padding="same", name="head")(x))
+
+
+def test_target_cuda_makes_convtranspose_pads_symmetric(tmp_path):
+    from keras_convx.exporter import targets
+
+    model = upsampler()
+    plain = str(tmp_path / "cpu.onnx")
+    report = kc.export_onnx(model, plain)
+    # Keras's 'same' with stride 2: the pads CUDA and TensorRT reject
+    assert report.lint == [] and [f["rule"] for f in targets.lint(onnx.load(plain), "cuda")] \
+        == ["convtranspose-asymmetric-pads"]
+    path = str(tmp_path / "cuda.onnx")
+    report = kc.export_onnx(model, path, target="cuda")
+    assert report.passed and report.target == "cuda"
+    assert [(f["rule"], f["fixed"]) for f in report.lint] == [
+        ("convtranspose-asymmetric-pads", True)]
+    assert "onnxruntime#11312" in report.lint[0]["reference"]
+    m = onnx.load(path)
+    up = next(n for n in m.graph.node if n.op_type == "ConvTranspose")
+    pads = next(list(a.ints) for a in up.attribute if a.name == "pads")
+    assert pads[:2] == pads[2:] and any(n.op_type == "Slice" for n in m.graph.node)
+    assert targets.lint(m, "cuda") == [] and targets.lint(m, "tensorrt") == []
+    meta = read_metadata(m)["keras_convx.export"]
+    assert meta["target"] == "cuda" and meta["lint"][0]["fixed"]
+    # the same values as the plain graph, on other inputs than verification's
+    x = np.random.default_rng(7).standard_normal((2, 8, 8, 4)).astype(np.float32)
+    a = ort.InferenceSession(plain, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(b.run(None, {b.get_inputs()[0].name: x})[0],
+                               a.run(None, {a.get_inputs()[0].name: x})[0], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_target_lints_name_the_construct_and_the_reference(tmp_path):
+    from keras_convx.exporter import targets
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((None, None, 3))
+    model = keras.Model(inp, kc.layers.Conv2D(4, 3, padding="same")(inp))
+    report = kc.export_onnx(model, str(tmp_path / "x.onnx"), target="xnnpack",
+                            dynamic_axes=("batch", "spatial"),
+                            samples=[[np.ones((1, 9, 11, 3), np.float32) *
+                                      np.arange(3, dtype=np.float32)]])
+    assert [f["rule"] for f in report.lint] == ["symbolic-spatial-conv"]
+    assert "onnxruntime#32387" in report.lint[0]["reference"] and not report.lint[0]["fixed"]
+    report = kc.export_onnx(upsampler(), str(tmp_path / "c.onnx"), target="coreml")
+    assert [f["rule"] for f in report.lint] == ["dynamic-input-shape"]
+    assert "make-dynamic-shape-fixed" in report.lint[0]["reference"]
+    static = kc.export_onnx(upsampler(), str(tmp_path / "s.onnx"), target="coreml",
+                            dynamic_axes=(), batch_size=1)
+    assert static.lint == []
+    proto = onnx.load(str(tmp_path / "s.onnx"))  # opset 22+ loses onnxruntime's fusions
+    proto.opset_import[0].version = 22
+    assert [f["rule"] for f in targets.lint(proto, "cpu")] == ["opset-loses-fusions"]
+    with pytest.raises(ValueError, match="target must be one of"):
+        kc.export_onnx(upsampler(), str(tmp_path / "z.onnx"), target="tpu")

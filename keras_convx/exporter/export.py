@@ -57,6 +57,9 @@ class ExportReport:
     precision: str = "float32"
     # float16: nodes kept float32 because their values leave float16's range
     float16_kept: list = dataclasses.field(default_factory=list)
+    target: str = "cpu"
+    # what the target is known to reject or slow, with references (`targets.RULES`)
+    lint: list = dataclasses.field(default_factory=list)
     verify: VerifyReport = None
     quantization: object = None  # a QuantReport (precision="int8")
 
@@ -326,7 +329,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
                 fp16=False, optimization_level="all", external_data="auto", metadata=None,
                 precision=None, calibration=None, calibration_method="minmax",
-                keep_float=None, input_dtype="float32"):
+                keep_float=None, input_dtype="float32", target="cpu"):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -373,6 +376,11 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             A fifth of the samples (at most 64) is held out to verify on. `"random"`
             calibrates on random inputs at the model's scale, and the report says so.
         calibration_method: `"minmax"`, `"entropy"` or `"percentile"`.
+        target: the execution provider the file is for: `"cpu"` (default), `"cuda"`,
+            `"tensorrt"`, `"xnnpack"` or `"coreml"`. The report's `lint` lists what that
+            target is known to reject or run slowly, each with its reference
+            (`keras_convx.exporter.targets.RULES`); where an alternative lowering exists
+            it is applied (CUDA, TensorRT: ConvTranspose pads made symmetric plus a Slice).
         input_dtype: `"float32"` (default) or `"uint8"`: the graph takes uint8 pixels
             (in the input's layout) and casts them to float32 first, so the model's own
             Rescaling/Normalization layers run in the graph; verified on integer inputs
@@ -398,6 +406,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
     user_metadata = metadata_lib.user_entries(metadata)
     precision = _precision(precision, fp16)
+    from keras_convx.exporter import targets
+
+    if target not in targets.TARGETS:
+        raise ValueError(f"export: target must be one of {targets.TARGETS}, got {target!r}")
     if input_dtype not in ("float32", "uint8"):
         raise ValueError(f"export: input_dtype must be 'float32' or 'uint8', got {input_dtype!r}")
     if precision == "int8" and calibration is None:
@@ -440,6 +452,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     else:
         proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
     io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
+    lint = targets.adapt(proto, target)
+    lint += targets.lint(proto, target)
     kept16 = []
     if precision == "float16":
         proto, kept16 = _to_float16(model, proto, io, samples, calibration)
@@ -450,6 +464,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         model, io, opset, "float16" if precision == "float16" else "float32"))
     if precision == "float16":
         made["float16_kept_float32"] = kept16
+    made["target"] = target
+    made["lint"] = [{k: f[k] for k in ("rule", "where", "reference", "fixed")} for f in lint]
     for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, json.dumps(made))]:
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
@@ -458,7 +474,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                           transpose_count=_count(proto, "Transpose"),
                           bn_folded=builder.bn_folded if builder is not None else 0,
                           fused=builder.pads_fused if builder is not None else 0,
-                          precision=precision, float16_kept=kept16)
+                          precision=precision, float16_kept=kept16, target=target, lint=lint)
     external = external_data is True or (
         external_data == "auto" and sum(len(t.raw_data) for t in proto.graph.initializer)
         > EXTERNAL_DATA_THRESHOLD)
