@@ -169,3 +169,50 @@ def test_target_lints_name_the_construct_and_the_reference(tmp_path):
     assert [f["rule"] for f in targets.lint(proto, "cpu")] == ["opset-loses-fusions"]
     with pytest.raises(ValueError, match="target must be one of"):
         kc.export_onnx(upsampler(), str(tmp_path / "z.onnx"), target="tpu")
+
+
+def fully_convolutional(padding_mode="zeros"):
+    """Strided 'same' convs and pools, transposed convs back up, a U-Net skip."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, None, 3))
+    a = kc.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    b = kc.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu",
+                         padding_mode=padding_mode)(a)
+    c = keras.layers.MaxPooling2D(3, strides=2, padding="same")(b)
+    c = keras.layers.AveragePooling2D(2, strides=1, padding="same")(c)
+    c = kc.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2)(c)
+    u = kc.layers.Conv2DTranspose(16, 3, strides=2, padding="same")(c)
+    u = kc.layers.Conv2DTranspose(8, 3, strides=2, padding="same")(u)
+    u = kc.layers.CropToMatch()([u, a])  # odd sizes come back one pixel larger
+    x = keras.layers.Concatenate()([u, a])
+    return keras.Model(inp, kc.layers.Conv2D(2, 1)(x))
+
+
+def test_dynamic_height_width_with_strided_same(tmp_path):
+    rng = np.random.default_rng(0)
+    sizes = [(16, 16), (17, 23), (9, 31), (32, 15)]
+    samples = [[rng.standard_normal((1, h, w, 3)).astype(np.float32)] for h, w in sizes]
+    model = fully_convolutional()
+    path = str(tmp_path / "fcn.onnx")
+    report = kc.export_onnx(model, path, dynamic_axes=("batch", "spatial"), samples=samples)
+    assert report.passed
+    outputs = {c.run[0] for c in report.verify.checks}
+    assert len(outputs) == len(sizes)  # every size verified, odd ones included
+    m = onnx.load(path)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims] == [False, False, False, True]
+    auto = [n for n in m.graph.node if any(a.name == "auto_pad" for a in n.attribute)]
+    assert {n.op_type for n in auto} == {"Conv", "MaxPool"}  # the strided 'same' ones
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((2, 13, 21, 3)).astype(np.float32)  # a size not verified
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = keras.ops.convert_to_numpy(model(x))
+    assert got.shape == want.shape == (2, 13, 21, 2)
+    assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_dynamic_sizes_that_stay_static_are_named(tmp_path):
+    # reflect padding of a strided conv depends on the length's parity: no ONNX auto_pad
+    with pytest.raises(kc.exporter.UnsupportedModel, match="needs static spatial sizes"):
+        kc.export_onnx(fully_convolutional("reflect"), str(tmp_path / "r.onnx"),
+                       method="native", dynamic_axes=("batch", "spatial"))

@@ -84,7 +84,8 @@ def fuse_pad_into_conv(builder):
                                                      float(arrays[pad.input[2]]) != 0.0):
             continue
         users = consumers.get(pad.output[0], [])
-        if not users or any(u.op_type != "Conv" or u.input[0] != pad.output[0] for u in users):
+        if not users or any(u.op_type != "Conv" or u.input[0] != pad.output[0]
+                            or _attr(u, "auto_pad", None) is not None for u in users):
             continue
         width = [int(v) for v in arrays[pad.input[1]]]
         half = len(width) // 2

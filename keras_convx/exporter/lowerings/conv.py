@@ -65,12 +65,17 @@ def _window(b, layer, x):
     dilation = tuple(getattr(layer, "dilation_rate", (1,) * rank))
     kernel_size = tuple(getattr(layer, "kernel_size", getattr(layer, "pool_size", None)))
     pads = S.resolve_pads(padding, lengths, kernel_size, strides, dilation)
+    mode = getattr(layer, "padding_mode", "zeros")
+    if any(p is None for p in pads) and padding == "same" and mode == "zeros":
+        # a strided 'same' over an unknown length: ONNX's SAME_UPPER pads as Keras does
+        # (total from the output length ceil(L / stride), the extra pixel at the end),
+        # computed by the runtime from the input's shape
+        return x.name, SAME_UPPER, kernel_size, strides, dilation
     if any(p is None for p in pads):
         raise Unsupported(
             f"padding={padding!r} with strides={strides} needs static spatial sizes, got "
             f"{lengths} (export with static spatial dims)"
         )
-    mode = getattr(layer, "padding_mode", "zeros")
     if mode != "zeros":
         return pad_spatial(b, x.name, pads, mode), [0] * (2 * rank), kernel_size, strides, dilation
     flat = [p[0] for p in pads] + [p[1] for p in pads]
@@ -81,9 +86,18 @@ def _bias(b, layer):
     return [b.const(float_array(layer.bias), "bias")] if layer.use_bias else []
 
 
+SAME_UPPER = "SAME_UPPER"
+
+
+def pad_attrs(pads):
+    """`pads=...`, or `auto_pad="SAME_UPPER"` where `_window` left them to the runtime."""
+    return {"auto_pad": SAME_UPPER} if pads == SAME_UPPER else {"pads": pads}
+
+
 def _conv_node(b, name, weight, bias, kernel_size, strides, dilation, pads, group, suffix="Conv"):
     return b.node("Conv", [name, weight] + bias, suffix=suffix, kernel_shape=list(kernel_size),
-                  strides=list(strides), dilations=list(dilation), pads=pads, group=group)
+                  strides=list(strides), dilations=list(dilation), group=group,
+                  **pad_attrs(pads))
 
 
 @lowering(kc.Conv1D, kc.Conv2D, kc.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D,

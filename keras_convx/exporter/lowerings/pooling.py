@@ -5,7 +5,7 @@ import types
 import keras
 from keras.src.ops import nn as N
 
-from keras_convx.exporter.lowerings.conv import _window
+from keras_convx.exporter.lowerings.conv import _window, pad_attrs
 from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
 from keras_convx.utils import args as A
 
@@ -15,7 +15,7 @@ L = keras.layers
 def _pool(op):
     def lower(b, layer, ctx):
         name, pads, k, s, _ = _window(b, layer, ctx.x)
-        attrs = dict(kernel_shape=list(k), strides=list(s), pads=pads)
+        attrs = dict(kernel_shape=list(k), strides=list(s), **pad_attrs(pads))
         if op == "AveragePool":
             attrs["count_include_pad"] = 0  # Keras averages over the valid positions only
         return b.node(op, [name], **attrs)

@@ -60,7 +60,19 @@ def lower_upsampling(b, layer, ctx):
 def lower_crop_to_match(b, layer, ctx):
     x, ref = ctx.x, ctx.args[0][1]  # the reference only lends its shape
     crops = layer._crops(x.shape, ref.shape)
-    if any(c is None for c in crops):
-        raise Unsupported("CropToMatch needs static spatial sizes")
-    return _crop(b, x.name, crops)
+    if all(c is not None for c in crops):
+        return _crop(b, x.name, crops)
+    # unknown sizes (dynamic height/width): the crops from both shapes, in the graph
+    rank = len(crops)
+    ref_value = ctx.inputs[1] if ctx.inputs and len(ctx.inputs) > 1 else None
+    if ref_value is None:
+        raise Unsupported("CropToMatch with unknown sizes needs its reference as a graph value")
+    size = b.node("Shape", [x.name], start=2, end=2 + rank)
+    want = b.node("Shape", [ref_value.name], start=2, end=2 + rank)
+    extra = b.node("Sub", [size, want])
+    before = {"center": lambda: b.node("Div", [extra, b.ints([2] * rank, "two")]),
+              "start": lambda: b.ints([0] * rank, "zero"),
+              "end": lambda: extra}[layer.anchor]()
+    return b.node("Slice", [x.name, before, b.node("Add", [before, want]),
+                            b.ints(range(2, 2 + rank), "axes")])
 
