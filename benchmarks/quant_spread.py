@@ -41,24 +41,9 @@ def models():
 
 
 def digits_model():
-    import keras
-    import numpy as np
-    from sklearn.datasets import load_digits
+    from test_precision import train_digits
 
-    import keras_convx as kc
-
-    x, y = load_digits(return_X_y=True)
-    x = x.reshape(-1, 8, 8, 1).astype(np.float32)
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 1))
-    h = keras.layers.Rescaling(1 / 16)(inp)
-    h = kc.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
-    h = keras.layers.BatchNormalization()(h)
-    h = kc.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    model = keras.Model(inp, keras.layers.Dense(10)(h))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:1400], y[:1400], epochs=25, batch_size=64, verbose=0)
+    model, x, _ = train_digits()
     return model, x[:60]
 
 

@@ -250,9 +250,9 @@ def test_cli_int8_from_npz(mixed, tmp_path):
     assert read_metadata(onnx.load(out))["keras_convx.export"]["precision"] == "int8"
 
 
-@pytest.fixture(scope="module")
-def digits():
-    """A conv net trained on scikit-learn's handwritten digits (real data, no download)."""
+def train_digits():
+    """A conv net trained on scikit-learn's handwritten digits (real data, no download);
+    returns (model, images, labels), shuffled, the first 1400 used for training."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -272,6 +272,11 @@ def digits():
                   metrics=["accuracy"])
     model.fit(x[:1400], y[:1400], epochs=25, batch_size=64, verbose=0)
     return model, x, y
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return train_digits()
 
 
 def test_digits_int8_keeps_accuracy_within_one_point(digits, tmp_path):
