@@ -537,3 +537,19 @@ def test_other_calibration_methods(mixed, digits, tmp_path, method):
 def test_calibration_method_refused():
     with pytest.raises(ValueError, match="calibration_method must be one of"):
         int8.quantize(onnx.ModelProto(), "/tmp", [], method="kl")
+
+
+def test_float16_graphs_are_also_compared_with_keras_in_float16(mixed, tmp_path):
+    path = str(tmp_path / "h.onnx")
+    report = kc.export_onnx(mixed["model"], path, precision="float16")
+    rows = [c for c in report.verify.checks if c.tensor.endswith("(Keras mixed_float16)")]
+    assert report.passed and rows and all(c.status == "pass" for c in rows)
+    # a weight 5% off: the float16 reference sees it too
+    bad = onnx.load(path)
+    weight = next(t for t in bad.graph.initializer if t.name.endswith("up/kernel"))
+    weight.CopyFrom(onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(weight) * np.float16(1.05), weight.name))
+    onnx.save(bad, str(tmp_path / "bad.onnx"))
+    verdict = kc.verify_onnx(mixed["model"], str(tmp_path / "bad.onnx"))
+    assert any(c.status == "FAIL" for c in verdict.checks
+               if c.tensor.endswith("(Keras mixed_float16)"))

@@ -18,7 +18,7 @@ from keras_convx.verification import judge, ort_runner, rules
 from keras_convx.verification.inputs import from_graph, integer_pixels, model_inputs, to_graph
 from keras_convx.verification.keras_runner import Reference
 from keras_convx.verification.ort_runner import (
-    INSPECT_LEVEL, LEVELS, available_providers, first_line, inspection_graph,
+    INSPECT_LEVEL, LEVELS, available_providers, first_line, has_float16, inspection_graph,
 )
 from keras_convx.verification.report import ExportError, TensorCheck, VerifyReport
 from keras_convx.verification.rules import DEFAULT_TOLERANCES
@@ -104,6 +104,11 @@ class Verifier:
                 baseline = self._run_tensors(report, data, onnx_model, provider, tol)
             deployed = self._run_outputs(report, plain, onnx_model, provider,
                                          optimization_level, tol)
+            if deployed is not None and has_float16(onnx_model):
+                from keras_convx.verification.half import check_float16_reference
+
+                check_float16_reference(report, self.model, self._session, self.io,
+                                        self.reference.runs, provider, optimization_level)
             if baseline is not None:
                 judge.explain_amplification(report, provider, tol, self.reference,
                                             self._graph_values, self.entries)
@@ -144,6 +149,7 @@ class Verifier:
 
     def _run_outputs(self, report, data, onnx_model, provider, level, tol):
         session = ort_runner.session(data, provider, level, self._base_dir)
+        self._session = session
         names = [o.name for o in onnx_model.graph.output]
         out_perms = self.io.get("output_perms") or [None] * len(names)
         inspected = None
