@@ -655,9 +655,13 @@ def _to_int8(model, proto, stage, tmp, io, report, calibration, method, keep_flo
         if prop.key != metadata_lib.EXPORT_KEY:
             qdq.metadata_props.add(key=prop.key, value=prop.value)
     entry = json.loads(metadata_lib.export_entry(model, io, report.opset, "int8"))
+    entry["target"] = report.target
+    entry["lint"] = [{k: f[k] for k in ("rule", "where", "reference", "fixed")}
+                     for f in report.lint]
     entry["quantization"] = {"method": method, "format": "QDQ", "weights": "int8 symmetric "
                              "per output channel", "activations": "uint8 asymmetric",
-                             "kept_float": quant.kept_float if quant else list(keep_float or [])}
+                             "kept_float": quant.kept_float if quant else (
+                                 [] if keep_float == "auto" else list(keep_float or []))}
     qdq.metadata_props.add(key=metadata_lib.EXPORT_KEY, value=json.dumps(entry))
     if quant is not None:
         qdq.metadata_props.add(key=metadata_lib.VERIFICATION_KEY,
