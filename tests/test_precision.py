@@ -50,6 +50,13 @@ def mixed_model():
     return model
 
 
+# The QDQ graphs and their judge don't depend on the Keras backend beyond the reference
+# values: TensorFlow and torch run the INT8-export tests, JAX (the slowest pass) runs
+# model.quantize and float16 (suite time; all three in `make bench`'s quant_spread)
+qdq = pytest.mark.skipif(BACKEND == "jax", reason="INT8 export tests run on TF and torch "
+                         "(backend-independent graphs; suite time)")
+
+
 def pixels(n, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, 16, 16, 3)).astype(np.float32)
 
@@ -77,6 +84,7 @@ def _judge(m, qdq):
                        m["runs"], m["pre"], m["pre_data"], graphs=tensor_map)
 
 
+@qdq
 def test_int8_export_passes_with_every_tensor_judged(mixed):
     report = mixed["report"]
     quant = report.quantization
@@ -95,6 +103,7 @@ def test_int8_export_passes_with_every_tensor_judged(mixed):
     assert quant.held_out_samples == 12
 
 
+@qdq
 def test_int8_file_is_qdq_per_channel_and_says_so(mixed):
     m = onnx.load(mixed["path"])
     ops = [n.op_type for n in m.graph.node]
@@ -126,6 +135,7 @@ def test_int8_file_is_qdq_per_channel_and_says_so(mixed):
     assert quantized.sqnr_db(want, got) > 25
 
 
+@qdq
 @pytest.mark.parametrize("kind", sorted(INT8_MUTATIONS))
 def test_int8_fault_kinds_fail_and_name_the_layer(mixed, kind):
     qdq, layer = mutate_int8(mixed["qdq"], kind)
@@ -136,6 +146,7 @@ def test_int8_fault_kinds_fail_and_name_the_layer(mixed, kind):
     assert report.failing.layer in first_judged_after(qdq, layer, report), (kind, layer)
 
 
+@qdq
 def test_int8_unmutated_graph_passes_the_same_judge(mixed):
     assert _judge(mixed, mixed["qdq"]).passed  # no false failure: the faults are what fails
 
@@ -158,6 +169,7 @@ def test_int8_judge_pure_functions():
     assert quantized.top1_agreement(clear, clear + np.eye(10)[1] * 2.1) == 0.0
 
 
+@qdq
 def test_calibration_forms_agree(mixed):
     model, data = mixed["model"], mixed["data"]
     want = samples(data, model)[0]
@@ -182,6 +194,7 @@ def test_calibration_forms_agree(mixed):
         np.testing.assert_array_equal(samples(form, model)[0], want, err_msg=name)
 
 
+@qdq
 def test_calibration_refusals(mixed, tmp_path):
     model = mixed["model"]
     with pytest.raises(CalibrationError, match="needs calibration data"):
@@ -199,6 +212,7 @@ def test_calibration_refusals(mixed, tmp_path):
     assert not os.listdir(tmp_path)  # nothing half-written
 
 
+@qdq
 def test_random_calibration_is_said_and_keep_float(mixed, tmp_path):
     path = str(tmp_path / "r.onnx")
     report = kc.export_onnx(mixed["model"], path, precision="int8", calibration="random",
@@ -218,6 +232,7 @@ def test_random_calibration_is_said_and_keep_float(mixed, tmp_path):
                        keep_float=["nope"])
 
 
+@qdq
 def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, monkeypatch):
     internal = [c for c in mixed["report"].quantization.checks if c.role == "internal"]
     worst = max(internal, key=lambda c: c.drop)
@@ -236,6 +251,7 @@ def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, 
     assert all(c.layer != worst.layer for c in quant.checks if c.status == "FAIL")
 
 
+@qdq
 def test_cli_int8_from_npz(mixed, tmp_path):
     from keras_convx.cli import main
 
@@ -279,6 +295,7 @@ def digits():
     return train_digits()
 
 
+@qdq
 def test_digits_int8_keeps_accuracy_within_one_point(digits, tmp_path):
     model, x, y = digits
     test_x, test_y = x[1400:], y[1400:]
@@ -473,6 +490,7 @@ def test_digits_model_quantize_keeps_accuracy_and_exports(digits, tmp_path):
     assert report.passed
 
 
+@qdq
 def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path, capsys):
     from keras_convx.cli import main
     from keras_convx.verification.quantized import QuantReport
@@ -493,6 +511,7 @@ def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path
     assert "verification (INT8): passed" in out and "top-1 agreement" in out
 
 
+@qdq
 def test_calibration_from_an_image_folder(mixed, tmp_path):
     from keras_convx.exporter.calibration_data import load
 
@@ -507,6 +526,7 @@ def test_calibration_from_an_image_folder(mixed, tmp_path):
         load(str(tmp_path / "notes.txt"), mixed["model"])
 
 
+@qdq
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_calibration_methods(mixed, digits, tmp_path, method):
     model, x, _ = digits
@@ -539,9 +559,10 @@ def test_calibration_method_refused():
         int8.quantize(onnx.ModelProto(), "/tmp", [], method="kl")
 
 
-def test_float16_graphs_are_also_compared_with_keras_in_float16(mixed, tmp_path):
+def test_float16_graphs_are_also_compared_with_keras_in_float16(tmp_path):
+    model = mixed_model()
     path = str(tmp_path / "h.onnx")
-    report = kc.export_onnx(mixed["model"], path, precision="float16")
+    report = kc.export_onnx(model, path, precision="float16")
     rows = [c for c in report.verify.checks if c.tensor.endswith("(Keras mixed_float16)")]
     assert report.passed and rows and all(c.status == "pass" for c in rows)
     # a weight 5% off: the float16 reference sees it too
@@ -550,6 +571,6 @@ def test_float16_graphs_are_also_compared_with_keras_in_float16(mixed, tmp_path)
     weight.CopyFrom(onnx.numpy_helper.from_array(
         onnx.numpy_helper.to_array(weight) * np.float16(1.05), weight.name))
     onnx.save(bad, str(tmp_path / "bad.onnx"))
-    verdict = kc.verify_onnx(mixed["model"], str(tmp_path / "bad.onnx"))
+    verdict = kc.verify_onnx(model, str(tmp_path / "bad.onnx"))
     assert any(c.status == "FAIL" for c in verdict.checks
                if c.tensor.endswith("(Keras mixed_float16)"))
