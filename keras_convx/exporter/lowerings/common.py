@@ -34,6 +34,21 @@ def reduce(b, op, name, axes, keepdims=1):
     return b.node(op, [name], axes=list(axes), keepdims=keepdims)
 
 
+def abs_max_round(b, name, axis, epsilon, bound=127.0):
+    """Keras's abs-max int8 rounding of `name` along `axis`, as the same float32 operations
+    in the same order (so the graph rounds exactly as the backends do): scale =
+    bound / (max|x| + epsilon), q = clip(round(x * scale), -bound, bound). Returns
+    (q, scale); q holds integers as float32."""
+    amax = reduce(b, "ReduceMax", b.node("Abs", [name]), [axis], keepdims=1)
+    scale = b.node("Div", [b.const(np.float32(bound), "int8_range"),
+                           b.node("Add", [amax, b.const(np.float32(epsilon), "epsilon")])],
+                   suffix="input_scale")
+    q = b.node("Clip", [b.node("Round", [b.node("Mul", [name, scale])]),
+                        b.const(np.float32(-bound), "int8_min"),
+                        b.const(np.float32(bound), "int8_max")])
+    return q, scale
+
+
 def slice_axis(b, name, axis, start, end, step=1):
     return b.node("Slice", [name, b.ints([start], "starts"), b.ints([end], "ends"),
                             b.ints([axis], "axes"), b.ints([step], "steps")])

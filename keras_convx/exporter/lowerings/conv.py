@@ -7,7 +7,7 @@ import keras_convx as kc
 from keras_convx import interop
 from keras_convx import ops as cops
 from keras_convx.exporter.graph import Unsupported, float_array
-from keras_convx.exporter.lowerings.common import pad_spatial, reduce, spatial_lengths
+from keras_convx.exporter.lowerings.common import abs_max_round, pad_spatial, spatial_lengths
 from keras_convx.exporter.registry import CHANNELS_FIRST, lowering
 from keras_convx.utils import args as A
 from keras_convx.utils import shapes as S
@@ -20,18 +20,11 @@ def _int8(layer):
 
 
 def _int8_input(b, layer, name):
-    """An int8 layer's input quantization (`Int8Mixin`), as the same float32 operations
-    in the same order, so both sides round alike: abs-max over channels (axis 1 here),
-    scale = 127 / (max + eps), round(x * scale) clipped to +-127, divided by the scale."""
+    """An int8 layer's input quantization (`Int8Mixin`): rounded per position over the
+    channels (axis 1 here), then divided by the scale again."""
     from keras_convx.layers.int8 import EPSILON, RANGE
 
-    amax = reduce(b, "ReduceMax", b.node("Abs", [name]), [1], keepdims=1)
-    scale = b.node("Div", [b.const(np.float32(RANGE), "int8_range"),
-                           b.node("Add", [amax, b.const(np.float32(EPSILON), "epsilon")])],
-                   suffix="input_scale")
-    q = b.node("Clip", [b.node("Round", [b.node("Mul", [name, scale])]),
-                        b.const(np.float32(-RANGE), "int8_min"),
-                        b.const(np.float32(RANGE), "int8_max")])
+    q, scale = abs_max_round(b, name, 1, EPSILON, RANGE)
     return b.node("Div", [q, scale], suffix="input_quantized")
 
 

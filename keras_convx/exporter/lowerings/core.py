@@ -96,7 +96,7 @@ def _quantized_dense(b, layer, ctx):
     int8 kernel (exact in float32 below 2**24), divided by kernel_scale * input scale."""
     from keras.src.quantizers.quantizers import AbsMaxQuantizer
 
-    from keras_convx.exporter.lowerings.common import reduce
+    from keras_convx.exporter.lowerings.common import abs_max_round
 
     mode, quantizer = layer.quantization_mode, getattr(layer, "inputs_quantizer", None)
     if mode != "int8" or getattr(layer, "lora_enabled", False) or not isinstance(
@@ -104,12 +104,7 @@ def _quantized_dense(b, layer, ctx):
         raise Unsupported(f"Dense quantized as {mode!r} with inputs quantizer {quantizer!r}: "
                           f"only Keras's default int8 (abs-max, -127..127, no LoRA) is lowered")
     x = b.to_perm(ctx.x, tuple(range(ctx.x.ndim)))
-    eps = np.float32(getattr(quantizer, "epsilon", 1e-7))
-    amax = reduce(b, "ReduceMax", b.node("Abs", [x.name]), [-1], keepdims=1)
-    scale = b.node("Div", [b.const(np.float32(127), "int8_range"),
-                           b.node("Add", [amax, b.const(eps, "epsilon")])], suffix="input_scale")
-    q = b.node("Clip", [b.node("Round", [b.node("Mul", [x.name, scale])]),
-                        b.const(np.float32(-127), "int8_min"), b.const(np.float32(127), "int8_max")])
+    q, scale = abs_max_round(b, x.name, -1, getattr(quantizer, "epsilon", 1e-7))
     kernel = np.asarray(keras.ops.convert_to_numpy(layer._kernel), np.int8)
     weight = b.node("Cast", [b.const(kernel, "kernel")], to=onnx.TensorProto.FLOAT)
     y = b.node("Div", [b.node("MatMul", [q, weight]),
