@@ -260,7 +260,9 @@ def _batch_arithmetic():
 
 
 REFUSED = {
-    "batch_size_arithmetic": (_batch_arithmetic, r"half \(Div\): computes with the dynamic batch size"),
+    # half the batch truly depends on its value: the Reshape that reads it is named
+    "batch_size_arithmetic": (_batch_arithmetic, r"the_reshape \(Reshape\): input 1 \(shape\) "
+                              r"is computed from the dynamic batch size \(entries \[0\]"),
     "resize_linear_asymmetric": (lambda: single(
         "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="linear",
         coordinate_transformation_mode="asymmetric"), r"the_resize.*asymmetric.*accepted"),

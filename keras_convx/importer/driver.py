@@ -86,12 +86,19 @@ class Context:
 
     def const(self, index, what, optional=False, batch_ok=False):
         """Input `index` as a NumPy constant; `what` names it in errors. A value computed
-        from a dynamic batch size (0 stands for it) only where `batch_ok`."""
+        from a dynamic batch size (0 stands for it) is refused, except with `batch_ok`
+        a 1-D value whose first entry is exactly the batch size and whose others are
+        static (a target shape keeping the batch)."""
         value = self.inputs[index] if index < len(self.inputs) else None
-        if not batch_ok and index < len(self.node.inputs) and \
-                self.node.inputs[index] in self.walk.graph.batch_tainted:
+        name = self.node.inputs[index] if index < len(self.node.inputs) else ""
+        graph = self.walk.graph
+        if name and graph.batch_dependent(name) and not (
+                batch_ok and np.ndim(value) == 1 and graph.batch_first_only(name)):
+            marks = np.asarray(graph.batch_marks[name]).reshape(-1).tolist()
             raise Unsupported(f"input {index} ({what}) is computed from the dynamic batch "
-                              f"size (export with a static batch, or flatten with Flatten)")
+                              f"size (entries {[i for i, m in enumerate(marks) if m]} of "
+                              f"{np.asarray(value).reshape(-1).tolist()}, 0 standing for "
+                              f"the batch): export with a static batch")
         if value is None:
             if optional:
                 return None
@@ -100,6 +107,12 @@ class Context:
             raise Unsupported(f"input {index} ({what}) must be a constant (an initializer or "
                               f"a folded subgraph), got a computed tensor")
         return value
+
+    def keeps_batch(self, index):
+        """Whether constant input `index`'s first entry is the dynamic batch size."""
+        name = self.node.inputs[index] if index < len(self.node.inputs) else ""
+        marks = self.walk.graph.batch_marks.get(name)
+        return marks is not None and np.asarray(marks).reshape(-1)[:1].tolist() == [1]
 
     def tensor_inputs(self):
         return [v for v in self.inputs if isinstance(v, Value)]
@@ -247,9 +260,9 @@ class Walk:
                         raise Unsupported(f"attribute {key}={value!r} is not finite")
                 self._prepare(ctx, entry)
                 if ctx.x is None:
-                    if any(i in graph.batch_tainted for i in node.inputs):
-                        raise Unsupported("computes with the dynamic batch size (export with "
-                                          "a static batch, or flatten with Flatten)")
+                    if any(graph.batch_dependent(i) for i in node.inputs):
+                        raise Unsupported("computes with the dynamic batch size on constants "
+                                          "alone (export with a static batch)")
                     raise Unsupported("needs at least one computed (non-constant) input")
                 result = entry.fn(ctx)
             except Unsupported as err:

@@ -24,9 +24,18 @@ MAX_ELEMENTS = 2 ** 28
 MAX_DIM = 2 ** 24
 # Largest constant folded at import (elements); bigger constant results are refused.
 MAX_FOLD_ELEMENTS = 2 ** 24
-# Ops that may fold a shape holding the dynamic batch's stand-in 0: they move entries
-# without computing with them; Reshape checks where the 0 landed.
-BATCH_SAFE = ("Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity")
+# A dynamic batch size is folded as 0 and each folded integer carries a mark (see
+# `Graph.batch_marks`): ops that move entries move the marks (run on the marks, with these
+# inputs holding data); arithmetic on a marked entry marks the result COMPUTED.
+MOVES_ENTRIES = {"Gather": (0,), "Unsqueeze": (0,), "Squeeze": (0,), "Concat": None,
+                 "Slice": (0,), "Cast": (0,), "Identity": (0,), "Reshape": (0,),
+                 "Flatten": (0,)}
+ARITHMETIC = ("Add", "Sub", "Mul", "Div", "Mod", "Neg", "Abs", "Floor", "Ceil", "Max", "Min",
+              "Sqrt", "Pow", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+              "Where", "Not", "And", "Or", "Sign", "Round")
+STATIC, BATCH, COMPUTED = 0, 1, 2
+# Rounds of folding and shape inference before giving up on a fixed point.
+MAX_FOLD_ROUNDS = 64
 # Ops never folded: not deterministic.
 NOT_FOLDED = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
               "Multinomial", "Bernoulli")
@@ -71,9 +80,21 @@ class Graph:
     opset: dict  # domain -> version
     shapes: dict  # tensor name -> inferred shape (None where unknown)
     path: str = None
-    # folded values holding 0 for a dynamic batch size (from Shape): only a Reshape's
-    # target may read them, with the 0 first (copy the batch)
-    batch_tainted: set = dataclasses.field(default_factory=set)
+    # folded values computed from a dynamic batch size (Shape holds 0 for it): tensor ->
+    # int array of its shape, per entry STATIC, BATCH (exactly the batch size) or COMPUTED
+    # (a function of it). Only entries marked BATCH in first place are accepted, where a
+    # conversion can keep the batch symbolic (a Reshape's target, an Expand's shape).
+    batch_marks: dict = dataclasses.field(default_factory=dict)
+
+    def batch_dependent(self, name):
+        """Whether any entry of the folded value `name` depends on the batch size."""
+        marks = self.batch_marks.get(name)
+        return marks is not None and bool(np.any(marks))
+
+    def batch_first_only(self, name):
+        """Whether `name`'s only batch-dependent entry is its first, exactly the batch."""
+        marks = np.asarray(self.batch_marks.get(name, np.zeros(1, np.int8))).reshape(-1)
+        return marks.size > 0 and marks[0] in (STATIC, BATCH) and not np.any(marks[1:])
 
     def consumers(self, name):
         return [n for n in self.nodes if name in n.inputs]
@@ -249,33 +270,98 @@ def _fold_guard(node, values):
     return max([int(np.size(v)) for v in values] + [0])
 
 
-def _fold(graph, model, shapes):
-    """Evaluates nodes whose inputs are all constant (and Shape of static tensors) with
-    onnx's reference evaluator, one node at a time; sizes are checked first."""
+def _run_single(node, model, feeds):
+    """One node through onnx's reference evaluator."""
     from onnx.reference import ReferenceEvaluator
 
+    proto = node.extra["proto"]
+    single = helper.make_model(
+        helper.make_graph([proto], "fold",
+                          [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
+                              v.dtype), v.shape) for i, v in feeds.items()],
+                          [helper.make_value_info(o, onnx.TypeProto()) for o in node.outputs
+                           if o]),
+        opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    return ReferenceEvaluator(single).run(None, feeds)
+
+
+def _marks(graph, node, model, values):
+    """The batch marks of a foldable node's outputs, or None when it can't be folded
+    without losing track of the batch (the node is then kept)."""
+    marks = [graph.batch_marks.get(i) if i else None for i in node.inputs]
+    if not any(m is not None and np.any(m) for m in marks):
+        return []
+    if node.op_type in ARITHMETIC:
+        shapes = [np.shape(v) for v in values]
+        try:
+            out = np.zeros(np.broadcast_shapes(*shapes), np.int8)
+        except ValueError:
+            return None
+        for m in marks:
+            if m is not None:
+                out = np.maximum(out, np.where(np.broadcast_to(m, out.shape) > 0, COMPUTED,
+                                               STATIC).astype(np.int8))
+        return [out] * len([o for o in node.outputs if o])
+    if node.op_type not in MOVES_ENTRIES:
+        return None
+    data = MOVES_ENTRIES[node.op_type] or range(len(node.inputs))
+    if any(m is not None and np.any(m) for i, m in enumerate(marks) if i not in data):
+        return None  # indices, starts, axes... computed from the batch
+    feeds = {}
+    for i, name in enumerate(node.inputs):
+        if not name:
+            continue
+        if i in data:
+            m = marks[i] if marks[i] is not None else np.zeros(np.shape(graph.constants[name]))
+            feeds[name] = np.asarray(m, np.int64).reshape(np.shape(graph.constants[name]))
+        else:
+            feeds[name] = graph.constants[name]
+    if node.op_type == "Cast":
+        return [np.asarray(feeds[node.inputs[0]], np.int8)]
+    try:
+        return [np.asarray(r).astype(np.int8) for r in _run_single(node, model, feeds)]
+    except Exception:
+        return None
+
+
+def _fold_shape(graph, node, shapes):
+    """Shape of a tensor whose non-batch dims are static -> a constant (0 and a BATCH mark
+    for a dynamic batch); True when folded."""
+    shape = shapes.get(node.inputs[0])
+    if shape is None or None in shape[1:] or set(node.attrs) - {"start", "end"}:
+        return False
+    value = np.asarray([0 if d is None else d for d in shape], np.int64)
+    marks = np.asarray([BATCH if d is None else STATIC for d in shape], np.int8)
+    n = len(shape)
+    start = int(node.attrs.get("start", 0))
+    end = node.attrs.get("end")
+    start = min(max(start + n if start < 0 else start, 0), n)
+    end = n if end is None else min(max(int(end) + n if int(end) < 0 else int(end), 0), n)
+    graph.constants[node.outputs[0]] = value[start:end]
+    if np.any(marks[start:end]):
+        graph.batch_marks[node.outputs[0]] = marks[start:end]
+    return True
+
+
+def _fold(graph, model, shapes):
+    """Evaluates nodes whose inputs are all constant (and Shape of tensors whose shape is
+    static after the batch) with onnx's reference evaluator, one node at a time; sizes
+    are checked first. Returns whether anything was folded."""
     kept = []
     for node in graph.nodes:
-        if node.op_type == "Shape" and node.domain in ("", "ai.onnx") and len(node.inputs) == 1:
-            shape = shapes.get(node.inputs[0])
-            if shape is not None and None not in shape[1:] and not node.attrs:
-                if shape[0] is None:
-                    # a dynamic batch: 0 stands for it, which a Reshape reads as "copy
-                    # the batch"; see BATCH_SAFE for what may consume it
-                    shape = (0,) + tuple(shape[1:])
-                    graph.batch_tainted.add(node.outputs[0])
-                graph.constants[node.outputs[0]] = np.asarray(shape, np.int64)
-                continue
-        tainted = any(i in graph.batch_tainted for i in node.inputs)
+        if (node.op_type == "Shape" and node.domain in ("", "ai.onnx")
+                and len(node.inputs) == 1 and _fold_shape(graph, node, shapes)):
+            continue
         if (node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDED
                 or any(isinstance(v, onnx.AttributeProto) for v in node.attrs.values())
-                or not all(i == "" or i in graph.constants for i in node.inputs)
-                or tainted and node.op_type not in BATCH_SAFE):
+                or not all(i == "" or i in graph.constants for i in node.inputs)):
             kept.append(node)
             continue
-        if tainted:
-            graph.batch_tainted.update(node.outputs)
         values = [graph.constants[i] for i in node.inputs if i]
+        marks = _marks(graph, node, model, values)
+        if marks is None:
+            kept.append(node)
+            continue
         count = _fold_guard(node, values)
         for out in node.outputs:
             shape = shapes.get(out)
@@ -285,27 +371,40 @@ def _fold(graph, model, shapes):
             _fail(f"{node.label()}: constant result of {count} elements exceeds the "
                   f"{MAX_FOLD_ELEMENTS} folded at import")
         feeds = {i: graph.constants[i] for i in node.inputs if i}
-        proto = node.extra["proto"]
-        single = helper.make_model(
-            helper.make_graph([proto], "fold",
-                              [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(
-                                  graph.constants[i].dtype), graph.constants[i].shape)
-                               for i in feeds],
-                              [helper.make_value_info(o, onnx.TypeProto()) for o in node.outputs
-                               if o]),
-            opset_imports=list(model.opset_import), ir_version=model.ir_version)
         try:
-            results = ReferenceEvaluator(single).run(None, feeds)
+            results = _run_single(node, model, feeds)
         except Exception as err:
             _fail(f"{node.label()}: constant folding failed ({type(err).__name__}: "
                   f"{str(err).splitlines()[0][:200] if str(err) else ''})")
-        for out, value in zip([o for o in node.outputs if o], results):
+        for i, (out, value) in enumerate(zip([o for o in node.outputs if o], results)):
             value = np.asarray(value)
             if value.size > MAX_FOLD_ELEMENTS:
                 _fail(f"{node.label()}: constant result of {value.size} elements exceeds the "
                       f"{MAX_FOLD_ELEMENTS} folded at import")
             graph.constants[out] = value
+            if i < len(marks) and np.any(marks[i]):
+                graph.batch_marks[out] = np.broadcast_to(marks[i], value.shape).copy()
+    changed = len(kept) != len(graph.nodes)
     graph.nodes = kept
+    return changed
+
+
+def _check_versions(opset, ir_version):
+    """Refuses an opset or IR version that onnx and the installed onnxruntime don't both
+    support (verification runs the file in onnxruntime), naming the fix."""
+    from keras_convx.utils.runtime import supported_range
+
+    oldest, newest, newest_ir = supported_range()
+    if opset < oldest:
+        _fail(f"opset {opset} of the default domain is older than the supported range "
+              f"{oldest}..{newest}: convert it with onnx.version_converter.convert_version("
+              f"model, {oldest}) or re-export at opset >= {oldest}")
+    if opset > newest or ir_version > newest_ir:
+        _fail(f"opset {opset} at IR version {ir_version} is newer than the installed "
+              f"onnxruntime loads (opsets {oldest}..{newest}, IR version <= {newest_ir}): "
+              f"convert it with onnx.version_converter.convert_version(model, {newest}) and "
+              f"set model.ir_version = {newest_ir}, or re-export at opset <= {newest} (onnx's "
+              f"helper.make_model writes its newest opset and IR version unless told)")
 
 
 def read(source):
@@ -321,8 +420,7 @@ def read(source):
         opset["" if imp.domain == "ai.onnx" else imp.domain] = imp.version
     if "" not in opset:
         _fail("the model imports no version of the default ONNX domain (opset_import)")
-    if not 7 <= opset[""] <= 23:
-        _fail(f"opset {opset['']} of the default domain is not supported (7..23)")
+    _check_versions(opset[""], model.ir_version)
     if graph_proto.sparse_initializer:
         _fail(f"sparse initializer {graph_proto.sparse_initializer[0].values.name!r}: sparse "
               f"tensors are not supported")
@@ -378,9 +476,11 @@ def read(source):
               + list(inferred.graph.output) + list(inferred.graph.input)}
     _check_shapes(shapes, nodes)
     graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
-    before = len(graph.nodes)
-    _fold(graph, model, shapes)
-    if len(graph.nodes) != before:
+    # To a fixed point: a folded size makes the next tensor's shape static, whose Shape
+    # folds in the next round (TF-style "same" pads computed from intermediate sizes).
+    for _ in range(MAX_FOLD_ROUNDS):
+        if not _fold(graph, model, graph.shapes):
+            break
         graph.shapes = _reinfer(graph, model)
     return graph
 

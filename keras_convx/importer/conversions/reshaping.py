@@ -111,20 +111,21 @@ def convert_flatten(ctx):
     return flatten(ctx, ctx.x)
 
 
-def _reshape_target(shape, target, allowzero, batch):
+def _reshape_target(shape, target, allowzero, batch, batch_first=False):
     """The ONNX target shape resolved against the input `shape` (batch None when dynamic);
-    the batch axis must stay: target[0] is 0 (copy), -1, or the static batch size."""
+    the batch axis must stay: target[0] is 0 (copy), -1, the static batch size, or (with
+    `batch_first`) computed as exactly the dynamic batch size."""
     if not target:
         raise Unsupported("shape=[] removes the batch axis")
     first, rest = target[0], list(target[1:])
-    if first not in (0, -1) and first != batch or first == 0 and allowzero:
+    if not batch_first and (first not in (0, -1) and first != batch or first == 0 and allowzero):
         raise Unsupported(f"shape={target} changes the batch axis (batch {batch})")
     for i, t in enumerate(rest, 1):
         if t == 0 and not allowzero:
             if i >= len(shape):
                 raise Unsupported(f"shape={target}: 0 at axis {i} beyond the input's rank")
             rest[i - 1] = shape[i]
-    if first == -1 and -1 in rest or sum(1 for t in rest if t == -1) > 1 or any(
+    if first == -1 and not batch_first and -1 in rest or sum(1 for t in rest if t == -1) > 1 or any(
             t < -1 for t in rest):
         raise Unsupported(f"shape={target}: at most one -1 and no other negative values")
     total = int(np.prod(shape[1:]))
@@ -146,13 +147,10 @@ def convert_reshape(ctx):
         target = [int(t) for t in ctx.attr("shape")]
     else:
         target = [int(t) for t in np.asarray(ctx.const(1, "shape", batch_ok=True)).reshape(-1)]
-        if ctx.node.inputs[1] in ctx.walk.graph.batch_tainted and (
-                target[:1] != [0] or 0 in target[1:] or ctx.flag("allowzero")):
-            raise Unsupported(f"shape {target} is computed from the dynamic batch size "
-                              f"somewhere other than its first entry")
     inferred = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
     batch = inferred[0] if inferred else None
-    out = _reshape_target(list(x.shape), target, int(ctx.flag("allowzero", 0)), batch)
+    out = _reshape_target(list(x.shape), target, int(ctx.flag("allowzero", 0)), batch,
+                          batch_first=ctx.attr("shape") is None and ctx.keeps_batch(1))
     if x.flat is not None:
         raise Unsupported("reshaping a flattened tensor in Keras order")
     if len(out) == 2 and x.ndim > 2:
