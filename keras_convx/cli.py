@@ -360,7 +360,7 @@ def _plot(path, verify):
 
 def cmd_import(args):
     import keras_convx as kc
-    from keras_convx.importer import ImportVerificationError, OnnxImportError
+    from keras_convx.importer import ImportVerificationError, OnnxImportError, UnsupportedOps
 
     out = args.output or os.path.splitext(args.model)[0] + ".keras"
     if not out.endswith(".keras"):
@@ -381,6 +381,11 @@ def cmd_import(args):
         print(err.report.summary())
         print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)
         return 1
+    except UnsupportedOps as err:
+        # one node per line: a user fixes them all in one go
+        print(f"keras-convx: error: {str(err).replace('import_onnx: ', '', 1)}",
+              file=sys.stderr)
+        return 2
     except OnnxImportError as err:
         raise BadInput(str(err).replace("import_onnx: ", "", 1).replace("\n", "; ")) from None
     seconds = time.perf_counter() - start

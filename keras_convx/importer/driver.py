@@ -236,61 +236,18 @@ class Walk:
             tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
             model_inputs.append(tensor)
             self.values[name] = Value(tensor, perm)
-        failures, poisoned = [], set()
+        failures, poisoned, self.stand_ins = [], set(), 0
         for node in graph.nodes:
             if any(i in poisoned for i in node.inputs):
                 poisoned.update(node.outputs)
                 continue
-            opset = graph.opset.get(node.domain if node.domain != "ai.onnx" else "", 1)
-            entry = registry.find(node.domain, node.op_type, opset)
-            if entry is None:
-                domain = node.domain or "ai.onnx"
-                if node.domain not in registry.ONNX_DOMAINS + (registry.FUSED_DOMAIN,):
-                    reason = f"unknown domain {domain!r} (accepted: ai.onnx)"
-                else:
-                    reason = f"no conversion for {domain} {node.op_type} at opset {opset}"
+            reason = self._convert(node)
+            if reason is not None:
                 failures.append((node.name, node.op_type, reason))
-                poisoned.update(node.outputs)
-                continue
-            ctx = Context(self, node, entry)
-            try:
-                for key, value in node.attrs.items():
-                    values = value if isinstance(value, list) else [value]
-                    if any(isinstance(v, float) and not np.isfinite(v) for v in values):
-                        raise Unsupported(f"attribute {key}={value!r} is not finite")
-                self._prepare(ctx, entry)
-                if ctx.x is None:
-                    if any(graph.batch_dependent(i) for i in node.inputs):
-                        raise Unsupported("computes with the dynamic batch size on constants "
-                                          "alone (export with a static batch)")
-                    raise Unsupported("needs at least one computed (non-constant) input")
-                result = entry.fn(ctx)
-            except Unsupported as err:
-                failures.append((node.name, node.op_type, str(err)))
-                poisoned.update(node.outputs)
-                continue
-            except OnnxImportError:
-                raise
-            except (ValueError, TypeError) as err:  # a Keras layer refused the arguments
-                failures.append((node.name, node.op_type, f"{type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else ''}"))
-                poisoned.update(node.outputs)
-                continue
-            results = result if isinstance(result, list) else [result]
-            for out, r in zip(node.outputs, results):
-                if out and not isinstance(r, Value):
-                    perm = ctx.x.perm if len(ctx.x.perm) == len(r.shape) else tuple(
-                        range(len(r.shape)))
-                    r = Value(r, perm)
-                if out:
-                    self.values[out] = r
-            for out in node.outputs[len(results):]:
-                if out and graph.consumers(out) or out in graph.outputs:
-                    failures.append((node.name, node.op_type,
-                                     f"output {out!r} is used but not supported"))
-                    poisoned.add(out)
+                self._stand_in(node, poisoned)
         if failures:
-            raise UnsupportedOps(failures)
+            raise UnsupportedOps(failures, not_tried=len(
+                [n for n in graph.nodes if any(o in poisoned for o in n.outputs)]))
         outputs = []
         for name in graph.outputs:
             if name in graph.constants:
@@ -298,8 +255,72 @@ class Walk:
                                       f"does not depend on any input)")
             value = self.values[name]
             try:
-                value = self.move(value, self.standard_perm(value.ndim), name + "_output")
+                value = self.move(value, self._output_perm(name, value), name + "_output")
             except Unsupported as err:
                 raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
             outputs.append(value.tensor)
         return model_inputs, outputs
+
+    def _stand_in(self, node, poisoned):
+        """After a refused node, a placeholder of each output's inferred shape lets the
+        walk go on, so every unsupported node is listed at once; outputs of unknown
+        shape poison what reads them."""
+        for out in node.outputs:
+            shape = self.graph.shapes.get(out)
+            if not out:
+                continue
+            if shape is None or len(shape) < 1 or None in shape[1:]:
+                poisoned.add(out)
+                continue
+            perm = self.standard_perm(len(shape))
+            tensor = keras.Input(shape=tuple(shape[p] for p in perm)[1:],
+                                 name=self.unique_name(f"stand_in_{out}"))
+            self.values[out] = Value(tensor, perm)
+            self.stand_ins += 1
+
+    def _convert(self, node):
+        """Converts one node into `self.values`; returns the reason it can't, or None."""
+        graph = self.graph
+        opset = graph.opset.get(node.domain if node.domain != "ai.onnx" else "", 1)
+        entry = registry.find(node.domain, node.op_type, opset)
+        if entry is None:
+            domain = node.domain or "ai.onnx"
+            if node.domain not in registry.ONNX_DOMAINS + (registry.FUSED_DOMAIN,):
+                return f"unknown domain {domain!r} (accepted: ai.onnx)"
+            return f"no conversion for {domain} {node.op_type} at opset {opset}"
+        ctx = Context(self, node, entry)
+        try:
+            for key, value in node.attrs.items():
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, float) and not np.isfinite(v) for v in values):
+                    raise Unsupported(f"attribute {key}={value!r} is not finite")
+            self._prepare(ctx, entry)
+            if ctx.x is None:
+                if any(graph.batch_dependent(i) for i in node.inputs):
+                    raise Unsupported("computes with the dynamic batch size on constants "
+                                      "alone (export with a static batch)")
+                raise Unsupported("needs at least one computed (non-constant) input")
+            result = entry.fn(ctx)
+        except Unsupported as err:
+            return str(err)
+        except OnnxImportError:
+            raise
+        except (ValueError, TypeError) as err:  # a Keras layer refused the arguments
+            return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        results = result if isinstance(result, list) else [result]
+        for out, r in zip(node.outputs, results):
+            if out and not isinstance(r, Value):
+                perm = ctx.x.perm if len(ctx.x.perm) == len(r.shape) else tuple(
+                    range(len(r.shape)))
+                r = Value(r, perm)
+            if out:
+                self.values[out] = r
+        unused = [out for out in node.outputs[len(results):]
+                  if out and (graph.consumers(out) or out in graph.outputs)]
+        if unused:
+            return f"output {unused[0]!r} is used but not supported"
+        return None
+
+    def _output_perm(self, name, value):
+        return self.standard_perm(value.ndim)
+

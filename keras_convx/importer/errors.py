@@ -9,13 +9,20 @@ class OnnxImportError(ValueError):
 class UnsupportedOps(OnnxImportError):
     """Nodes the importer has no exact conversion for, all listed at once.
 
+    Nodes after a refused one are still tried (on a placeholder of the refused output's
+    inferred shape), so fixing one op does not reveal the next only on the next run.
+
     Attributes:
         nodes: list of `(node name, op type, reason)`.
+        not_tried: nodes that could not be tried (they read an output of unknown shape).
     """
 
-    def __init__(self, nodes):
-        self.nodes = list(nodes)
+    def __init__(self, nodes, not_tried=0):
+        self.nodes, self.not_tried = list(nodes), int(not_tried)
         lines = [f"  {name} ({op}): {reason}" for name, op, reason in self.nodes]
+        if self.not_tried:
+            lines.append(f"  ... and {self.not_tried} node(s) after them not tried (they read "
+                         f"an output of unknown shape)")
         super().__init__(f"import_onnx: {len(self.nodes)} node(s) can't be imported exactly:\n"
                          + "\n".join(lines))
 

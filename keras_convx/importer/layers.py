@@ -1,6 +1,7 @@
 """The few layers an imported model needs beyond keras_convx's and Keras's own: an
 elementwise operation with a stored constant, a tensor-by-tensor division, a strided
-slice, a clip, an elementwise function, a reduction over axes and a tile. Native Keras layers (no Lambda): they save, load in `safe_mode` and
+slice, a clip, an elementwise function, a reduction over axes, a tile, a broadcast, a product of two
+tensors (MatMul, Einsum) and a select (Where). Native Keras layers (no Lambda): they save, load in `safe_mode` and
 serialize to YAML."""
 
 import keras
@@ -36,7 +37,14 @@ _OPERATIONS = {
     "maximum": kops.maximum,
     "minimum": kops.minimum,
     "power": kops.power,
+    "equal": kops.equal,
+    "not_equal": kops.not_equal,
+    "greater": kops.greater,
+    "greater_equal": kops.greater_equal,
+    "less": kops.less,
+    "less_equal": kops.less_equal,
 }
+_COMPARISONS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")
 
 
 @register
@@ -46,7 +54,9 @@ class ConstantOperation(keras.layers.Layer):
     Args:
         operation: one of `"add"`, `"subtract"`, `"multiply"`, `"divide"`,
             `"reverse_subtract"` (constant - x), `"reverse_divide"` (constant / x),
-            `"maximum"`, `"minimum"`, `"power"`.
+            `"maximum"`, `"minimum"`, `"power"`, or a comparison giving a boolean
+            tensor: `"equal"`, `"not_equal"`, `"greater"`, `"greater_equal"`, `"less"`,
+            `"less_equal"` (x compared to the constant).
         shape: the constant's shape; it broadcasts against the input including the
             batch axis (NumPy rules).
         trainable_constant: whether `fit` updates the constant.
@@ -71,6 +81,10 @@ class ConstantOperation(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return _broadcast(input_shape, self.shape)
+
+    def compute_output_spec(self, inputs):
+        dtype = "bool" if self.operation in _COMPARISONS else inputs.dtype
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -164,7 +178,8 @@ class Clip(keras.layers.Layer):
 
 
 _UNARY = {"abs": kops.abs, "negative": kops.negative, "sqrt": kops.sqrt, "erf": kops.erf,
-          "reciprocal": kops.reciprocal, "log": kops.log}
+          "reciprocal": kops.reciprocal, "log": kops.log, "floor": kops.floor,
+          "ceil": kops.ceil, "round": kops.round, "sign": kops.sign}
 
 
 @register
@@ -172,7 +187,8 @@ class UnaryOperation(keras.layers.Layer):
     """An elementwise function Keras has no layer for.
 
     Args:
-        operation: one of `"abs"`, `"negative"`, `"sqrt"`, `"erf"`, `"reciprocal"`, `"log"`.
+        operation: one of `"abs"`, `"negative"`, `"sqrt"`, `"erf"`, `"reciprocal"`, `"log"`,
+            `"floor"`, `"ceil"`, `"round"` (half to even), `"sign"`.
     """
 
     def __init__(self, operation, **kwargs):
@@ -261,10 +277,134 @@ class Tile(keras.layers.Layer):
         return config
 
 
+@register
+class BroadcastTo(keras.layers.Layer):
+    """Broadcasts the non-batch axes to `shape` (NumPy rules; ONNX Expand, `expand_as`).
+
+    Args:
+        shape: the target shape after the batch axis; the input's rank may be lower
+            after the batch axis only by leading axes of size 1 it gains.
+    """
+
+    def __init__(self, shape, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(int(n) for n in shape)
+        if any(n < 1 for n in self.shape):
+            raise ValueError(f"BroadcastTo: shape must hold positive ints, got {shape!r}")
+
+    def call(self, inputs):
+        return kops.broadcast_to(inputs, (kops.shape(inputs)[0],) + self.shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + _broadcast(tuple(input_shape[1:]), self.shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["shape"] = list(self.shape)
+        return config
+
+
+@register
+class MatMul(keras.layers.Layer):
+    """`inputs[0] @ inputs[1]` of two computed tensors, batched over the leading axes
+    (ONNX MatMul; attention's scores and weighted sums)."""
+
+    def call(self, inputs):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"MatMul: expects a list of 2 tensors, got {inputs!r}")
+        return kops.matmul(inputs[0], inputs[1])
+
+    def compute_output_shape(self, input_shape):
+        a, b = tuple(input_shape[0]), tuple(input_shape[1])
+        return _broadcast(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+
+@register
+class Einsum(keras.layers.Layer):
+    """`keras.ops.einsum(equation, *inputs)` of computed tensors; the batch letter stays
+    first in every operand and the result.
+
+    Args:
+        equation: an explicit einsum equation (`"bhid,bhjd->bhij"`).
+    """
+
+    def __init__(self, equation, **kwargs):
+        super().__init__(**kwargs)
+        self.equation = str(equation).replace(" ", "")
+        lhs, arrow, out = self.equation.partition("->")
+        operands = lhs.split(",")
+        if not arrow or "." in self.equation or not out or any(
+                not op or op[0] != out[0] for op in operands):
+            raise ValueError(f"Einsum: equation must be explicit ('->'), without '...', with "
+                             f"the batch letter first everywhere, got {equation!r}")
+
+    def call(self, inputs):
+        inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return kops.einsum(self.equation, *inputs)
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, list) and isinstance(
+            input_shape[0], (list, tuple)) else [input_shape]
+        lhs, _, out = self.equation.partition("->")
+        sizes = {}
+        for letters, shape in zip(lhs.split(","), shapes):
+            for letter, n in zip(letters, shape):
+                if n is not None and n != 1 or letter not in sizes:
+                    sizes[letter] = n if sizes.get(letter) in (None, 1) else sizes[letter]
+        return tuple(sizes.get(letter) for letter in out)
+
+    def get_config(self):
+        config = super().get_config()
+        config["equation"] = self.equation
+        return config
+
+
+@register
+class Where(keras.layers.Layer):
+    """`where(condition, x, y)` (ONNX Where): each of the three is a computed input or a
+    stored constant.
+
+    Args:
+        constants: for each of condition, x and y, the shape of its stored constant, or
+            None where it is a computed input (passed in that order as a list).
+    """
+
+    def __init__(self, constants=(None, None, None), **kwargs):
+        super().__init__(**kwargs)
+        if len(constants) != 3 or all(c is not None for c in constants):
+            raise ValueError(f"Where: constants needs 3 entries (a shape or None), at least "
+                             f"one None, got {constants!r}")
+        self.constants = [None if c is None else tuple(int(n) for n in c) for c in constants]
+        self.stored = [None if c is None else self.add_weight(
+            shape=c, initializer="zeros", name=f"constant_{i}", trainable=False)
+            for i, c in enumerate(self.constants)]
+
+    def _operands(self, inputs):
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        return [inputs.pop(0) if c is None else c for c in self.stored]
+
+    def call(self, inputs):
+        cond, x, y = self._operands(inputs)
+        return kops.where(kops.cast(cond, "bool"), kops.cast(x, self.compute_dtype),
+                          kops.cast(y, self.compute_dtype))
+
+    def compute_output_shape(self, input_shape):
+        shapes = list(input_shape) if isinstance(input_shape, list) and isinstance(
+            input_shape[0], (list, tuple)) else [input_shape]
+        full = [shapes.pop(0) if c is None else c for c in self.constants]
+        return _broadcast(_broadcast(full[0], full[1]), full[2])
+
+    def get_config(self):
+        config = super().get_config()
+        config["constants"] = [None if c is None else list(c) for c in self.constants]
+        return config
+
+
 def _register_with_configs():
     from keras_convx.model_config import register_layer
 
-    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile):
+    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile,
+                BroadcastTo, MatMul, Einsum, Where):
         register_layer(cls)
 
 

@@ -130,7 +130,83 @@ def fuse_matmul_add(graph):
         graph.nodes.remove(mm)
 
 
-PASSES = (fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add)
+def _replace(graph, group, op_type, x, name):
+    """`group` (in graph order, the last one producing the result) becomes one fused node."""
+    last = group[-1]
+    fused = Node(name, op_type, FUSED_DOMAIN, [x], list(last.outputs), {},
+                 fused=[n.name for n in group if n.name != name])
+    graph.nodes[graph.nodes.index(last)] = fused
+    for node in group[:-1]:
+        graph.nodes.remove(node)
+
+
+def fuse_mish(graph):
+    """x -> Softplus -> Tanh -> Mul(x): PyTorch's F.mish before opset 18."""
+    for softplus in list(graph.nodes):
+        if softplus.op_type != "Softplus" or softplus.domain not in ONNX:
+            continue
+        x = softplus.inputs[0]
+        tanh = _single_user(graph, softplus.outputs[0])
+        if tanh is None or tanh.op_type != "Tanh":
+            continue
+        mul = _single_user(graph, tanh.outputs[0])
+        if mul is None or mul.op_type != "Mul" or _other(mul, tanh.outputs[0]) != x:
+            continue
+        _replace(graph, [softplus, tanh, mul], "Mish", x, softplus.name)
+
+
+def _clip_bounds(graph, clip):
+    if "min" in clip.attrs or "max" in clip.attrs:
+        return clip.attrs.get("min"), clip.attrs.get("max")
+    bounds = [_const_scalar(graph, i) if i else None for i in clip.inputs[1:3]]
+    return tuple(bounds + [None] * (2 - len(bounds)))
+
+
+def _is_sixth(graph, node, name):
+    """Whether `node` divides `name` by 6 or multiplies it by 1/6."""
+    if node is None or node.domain not in ONNX:
+        return False
+    if node.op_type == "Div" and node.inputs[:1] == [name]:
+        return _const_scalar(graph, node.inputs[1]) == 6.0
+    value = _const_scalar(graph, _other(node, name) or "") if node.op_type == "Mul" else None
+    return value is not None and abs(value - 1 / 6) < 1e-7
+
+
+def fuse_hard_swish(graph):
+    """x * HardSigmoid(x) (alpha 1/6, beta 0.5), and x * relu6(x + 3) / 6 in either order
+    of the product and the division: one Activation("hard_silu")."""
+    for first in list(graph.nodes):
+        if first not in graph.nodes or first.domain not in ONNX:
+            continue
+        if first.op_type == "HardSigmoid":
+            x = first.inputs[0]
+            if abs(float(first.attrs.get("alpha", 0.2)) - 1 / 6) > 1e-6 or abs(
+                    float(first.attrs.get("beta", 0.5)) - 0.5) > 1e-6:
+                continue
+            mul = _single_user(graph, first.outputs[0])
+            if mul is not None and mul.op_type == "Mul" and _other(mul, first.outputs[0]) == x:
+                _replace(graph, [first, mul], "HardSwish", x, first.name)
+            continue
+        if first.op_type != "Add" or len(first.inputs) != 2:
+            continue
+        x = next((i for i in first.inputs if i not in graph.constants), None)
+        if x is None or _const_scalar(graph, _other(first, x) or "") != 3.0:
+            continue
+        clip = _single_user(graph, first.outputs[0])
+        if clip is None or clip.op_type != "Clip" or _clip_bounds(graph, clip) != (0.0, 6.0):
+            continue
+        nxt = _single_user(graph, clip.outputs[0])
+        if _is_sixth(graph, nxt, clip.outputs[0]):
+            mul = _single_user(graph, nxt.outputs[0])
+            if mul is not None and mul.op_type == "Mul" and _other(mul, nxt.outputs[0]) == x:
+                _replace(graph, [first, clip, nxt, mul], "HardSwish", x, clip.name)
+        elif nxt is not None and nxt.op_type == "Mul" and _other(nxt, clip.outputs[0]) == x:
+            last = _single_user(graph, nxt.outputs[0])
+            if _is_sixth(graph, last, nxt.outputs[0]):
+                _replace(graph, [first, clip, nxt, last], "HardSwish", x, clip.name)
+
+
+PASSES = (fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add, fuse_mish, fuse_hard_swish)
 
 
 def run(graph):

@@ -41,9 +41,13 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     rank = len(scales)
     mode = attrs.get("mode", "nearest")
     ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
-    for name, default in (("antialias", 0), ("exclude_outside", 0)):
-        if attrs.get(name, default) != default:
-            raise ValueError(f"{name}={attrs[name]} is not supported (only {default})")
+    if attrs.get("antialias", 0) != 0:
+        raise ValueError(f"antialias={attrs['antialias']} is not supported (only 0)")
+    # exclude_outside renormalizes taps outside the input: only cubic has any (linear and
+    # nearest sample inside after clamping)
+    if attrs.get("exclude_outside", 0) != 0 and mode == "cubic":
+        raise ValueError(f"exclude_outside={attrs['exclude_outside']} with cubic is not "
+                         f"supported (keras_convx's bicubic clamps taps at the edge)")
     if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         raise ValueError("keep_aspect_ratio_policy must be 'stretch'")
     if ctm == "tf_crop_and_resize":

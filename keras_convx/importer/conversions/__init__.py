@@ -2,4 +2,4 @@
 importing this package registers them."""
 
 from keras_convx.importer.conversions import (activations, conv, core, merging,  # noqa: F401
-                                              normalization, pooling, reshaping)
+                                              normalization, pooling, reshaping, tensors)

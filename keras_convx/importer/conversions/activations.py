@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import Clip, UnaryOperation
+from keras_convx.importer.layers import Clip, ConstantOperation, UnaryOperation
 from keras_convx.importer.registry import FUSED_DOMAIN, conversion
 
 L = keras.layers
@@ -61,7 +61,8 @@ def _unary(operation):
 
 
 for _op, _name in (("Abs", "abs"), ("Neg", "negative"), ("Sqrt", "sqrt"), ("Erf", "erf"),
-                   ("Reciprocal", "reciprocal"), ("Log", "log")):
+                   ("Reciprocal", "reciprocal"), ("Log", "log"), ("Floor", "floor"),
+                   ("Ceil", "ceil"), ("Round", "round"), ("Sign", "sign")):
     conversion(_op)(_unary(_name))
 
 
@@ -72,11 +73,34 @@ def convert_elu(ctx):
 
 @conversion("HardSigmoid")
 def convert_hard_sigmoid(ctx):
+    """alpha=1/6, beta=0.5 (PyTorch's Hardsigmoid) is Keras's hard_sigmoid; other slopes
+    (ONNX's default 0.2, TensorFlow 1's) are max(0, min(1, alpha * x + beta)) in three
+    layers."""
     alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
-    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
-        raise Unsupported(f"alpha={alpha}, beta={beta}: Keras's hard_sigmoid is alpha=1/6, "
-                          f"beta=0.5 (PyTorch's Hardsigmoid)")
-    return ctx.layer(L.Activation, "hard_sigmoid")
+    if abs(alpha - 1 / 6) <= 1e-6 and abs(beta - 0.5) <= 1e-6:
+        return ctx.layer(L.Activation, "hard_sigmoid")
+    scaled = ctx.layer(ConstantOperation, "multiply", suffix="alpha")
+    ctx.last_layer.constant.assign(np.float32(alpha))
+    shifted = ctx.layer(ConstantOperation, "add", inputs=scaled, suffix="beta")
+    ctx.last_layer.constant.assign(np.float32(beta))
+    return ctx.layer(Clip, min_value=0.0, max_value=1.0, inputs=shifted)
+
+
+@conversion("Mish", since=18)
+def convert_mish(ctx):
+    return ctx.layer(L.Activation, "mish")
+
+
+@conversion("Mish", domain=FUSED_DOMAIN)
+def convert_fused_mish(ctx):
+    """x * tanh(softplus(x)), as PyTorch exports F.mish before opset 18."""
+    return ctx.layer(L.Activation, "mish")
+
+
+@conversion("HardSwish", domain=FUSED_DOMAIN)
+def convert_fused_hard_swish(ctx):
+    """x * relu6(x + 3) / 6 or x * HardSigmoid(x) (alpha 1/6), written out by exporters."""
+    return ctx.layer(L.Activation, "hard_silu")
 
 
 def _softmax(ctx, since13):

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from keras_convx.importer.conversions.common import float32
+from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.registry import FUSED_DOMAIN, ONNX_ORDER, conversion
 
@@ -52,6 +53,12 @@ def convert_gemm(ctx):
 
 @conversion("MatMul", since=1, layout=ONNX_ORDER)
 def convert_matmul(ctx):
+    from keras_convx.importer.conversions.tensors import matmul_of_tensors
+
+    if all(isinstance(v, Value) for v in ctx.inputs):
+        return matmul_of_tensors(ctx)
+    if not isinstance(ctx.inputs[0], Value):
+        raise Unsupported("a constant A times a computed B is not supported")
     b = ctx.const(1, "B")
     b = float32(b, "B")
     if b.ndim != 2:

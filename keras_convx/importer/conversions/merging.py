@@ -1,8 +1,10 @@
-"""Add, Sub, Mul, Div, Pow, Max, Min and Concat. Two tensors -> keras.layers.Add / Subtract /
+"""Add, Sub, Mul, Div, Pow, Max, Min, Sum, Mean and Concat (Max, Min, Sum of any number
+of inputs). Two tensors -> keras.layers.Add / Subtract /
 Multiply / Concatenate (Divide: the importer's); a tensor and a constant -> the importer's
 ConstantOperation, the constant moved to the tensor's layout once."""
 
 import keras
+import numpy as np
 
 from keras_convx import interop
 from keras_convx.importer.conversions.common import float32
@@ -21,6 +23,7 @@ BINARY = {
     "Pow": (None, "power", None),
     "Max": (L.Maximum, "maximum", "maximum"),
     "Min": (L.Minimum, "minimum", "minimum"),
+    "Sum": (L.Add, "add", "add"),
 }
 
 
@@ -28,6 +31,8 @@ def _binary(op):
     merge, with_const, const_first = BINARY[op]
 
     def convert(ctx):
+        if op in VARIADIC and len(ctx.inputs) != 2:
+            return _variadic(ctx, op)
         if len(ctx.inputs) != 2:
             raise Unsupported(f"{len(ctx.inputs)} inputs: only 2 are supported")
         a, b = ctx.inputs
@@ -61,6 +66,48 @@ def _binary(op):
 
 for _op in BINARY:
     conversion(_op, since=1)(_binary(_op))
+
+# ONNX's variadic ops -> (Keras merge layer, NumPy reduction of the constants among them)
+VARIADIC = {"Max": (L.Maximum, np.maximum), "Min": (L.Minimum, np.minimum),
+            "Sum": (L.Add, np.add)}
+
+
+def _variadic(ctx, op):
+    """Max/Min/Sum of 1 or 3+ inputs: the computed ones merged by one Keras layer, the
+    constants reduced to one and applied after (the ops are associative)."""
+    merge, reduce = VARIADIC[op]
+    tensors = ctx.tensor_inputs()
+    constants = [v for v in ctx.inputs if v is not None and not isinstance(v, Value)]
+    if len({v.ndim for v in tensors}) != 1:
+        raise Unsupported("computed inputs of different ranks: broadcasting between them "
+                          "needs equal ranks")
+    first = tensors[0]
+    moved = [v if v.perm == first.perm else ctx.move(v, first.perm) for v in tensors]
+    out = first.tensor if len(moved) == 1 else ctx.layer(merge, inputs=[v.tensor for v in moved])
+    if constants:
+        constant = float32(constants[0], "a constant input")
+        for c in constants[1:]:
+            constant = reduce(constant, float32(c, "a constant input"))
+        if constant.ndim > first.ndim or constant.ndim == first.ndim and constant.shape[0] != 1:
+            raise Unsupported(f"constant of shape {list(constant.shape)} varies along the "
+                              f"batch axis")
+        operation = BINARY[op][1] if op != "Sum" else "add"
+        array = interop.constant_in_layout(constant, first.perm)
+        out = ctx.layer(ConstantOperation, operation, shape=array.shape, inputs=out,
+                        suffix="constant")
+        ctx.last_layer.constant.assign(array)
+    return Value(out, first.perm)
+
+
+@conversion("Mean", since=1)
+def convert_mean(ctx):
+    tensors = ctx.tensor_inputs()
+    if len(tensors) != len(ctx.inputs) or len({v.ndim for v in tensors}) != 1:
+        raise Unsupported("computed inputs of one rank only")
+    if len(tensors) == 1:
+        return tensors[0]
+    moved = [v if v.perm == tensors[0].perm else ctx.move(v, tensors[0].perm) for v in tensors]
+    return Value(ctx.layer(L.Average, inputs=[v.tensor for v in moved]), tensors[0].perm)
 
 
 @conversion("Concat", since=1)

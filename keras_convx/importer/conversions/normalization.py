@@ -73,9 +73,7 @@ def convert_group_normalization(ctx):
 
 @conversion("LayerNormalization", since=17)
 def convert_layer_normalization(ctx):
-    x = ctx.x
-    if len([o for o in ctx.node.outputs if o]) > 1:
-        raise Unsupported("Mean/InvStdDev outputs are not supported")
+    x = ctx.x  # Mean/InvStdDev outputs: the walk refuses them only where something reads them
     axis = int(ctx.attr("axis", -1)) % x.ndim
     if axis == 0:
         raise Unsupported("normalizing over the batch axis is not supported")

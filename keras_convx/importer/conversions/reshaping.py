@@ -20,9 +20,6 @@ DENSE_OPS = ("Gemm", "MatMul", "Dense")
 def convert_resize(ctx):
     x = ctx.x
     rank = x.ndim - 2
-    if ctx.attr("axes") is not None and sorted(int(a) % x.ndim for a in ctx.attr("axes")) != \
-            list(range(x.ndim)):
-        raise Unsupported(f"axes={ctx.attr('axes')}: only all axes are supported")
     inputs = ctx.inputs
     scales = sizes = None
     if len(inputs) == 2:  # opset 10: X, scales
@@ -33,6 +30,21 @@ def convert_resize(ctx):
         if len(inputs) > 3 and inputs[3] is not None:
             sizes = ctx.const(3, "sizes", batch_ok=True)  # sizes[0] is not read
             sizes = sizes if np.size(sizes) else None
+    if ctx.attr("axes") is not None:  # opset 18: scales/sizes of these axes only
+        axes = [int(a) % x.ndim for a in ctx.attr("axes")]
+        if len(set(axes)) != len(axes):
+            raise Unsupported(f"axes={ctx.attr('axes')} repeat an axis")
+        given = scales if scales is not None else sizes
+        given = [float(v) for v in np.asarray(given if given is not None else []).reshape(-1)]
+        if len(given) != len(axes):
+            raise Unsupported(f"axes={axes} need one scale or size each, got {given}")
+        full = [1.0] * x.ndim if scales is not None else [float(n or 0) for n in x.shape]
+        for a, v in zip(axes, given):
+            full[a] = v
+        if scales is not None:
+            scales = np.asarray(full, np.float32)
+        else:
+            sizes = np.asarray(full, np.int64)
     lengths = x.shape[2:]
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
