@@ -393,9 +393,13 @@ def _random_batchnorm(model, seed=0):
 
 
 def _round_trip(model, tmp_path, name):
+    """Export with the defaults (NHWC in and out), import: the same signature (layout
+    inference keeps the file's NHWC), the same values."""
     path = str(tmp_path / f"{name}.onnx")
-    kc.export_onnx(model, path, verify=False, nchw_io=True)
+    kc.export_onnx(model, path, verify=False)
     back = kc.import_onnx(path)
+    assert tuple(back.input.shape) == tuple(model.input.shape)
+    assert tuple(back.output.shape) == tuple(model.output.shape)
     x = np.random.default_rng(1).standard_normal((2,) + tuple(model.input.shape[1:]))
     x = x.astype(np.float32)
     expected = keras.ops.convert_to_numpy(model(x, training=False))
@@ -415,7 +419,7 @@ def test_zoo_round_trip_export_import(config, tmp_path):
     assert not any(isinstance(layer, keras.layers.Permute) for layer in back.layers)
     # re-export: the same ONNX ops (a Dropout's Identity is dropped on import, and a
     # flattening Reshape comes back as Flatten)
-    kc.export_onnx(back, str(tmp_path / "again.onnx"), verify=False, nchw_io=True)
+    kc.export_onnx(back, str(tmp_path / "again.onnx"), verify=False)
     assert _op_multiset(tmp_path / f"{config}.onnx") == _op_multiset(tmp_path / "again.onnx")
 
 

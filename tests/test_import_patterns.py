@@ -346,3 +346,60 @@ def test_opset_range_comes_from_onnxruntime():
     for part in (f"opset {latest.opset_import[0].version} at IR version {latest.ir_version}",
                  "opsets 7..26", "IR version <= 13", "version_converter", "re-export"):
         assert part in message, message
+
+
+# ---- layout inference: export -> import keeps Keras's NHWC signature -------------------
+
+def _signature_round_trip(model, path):
+    """Exported with keras_convx's defaults (NHWC in and out, a Transpose or a one-channel
+    Reshape inside), imported: the same input and output shapes, no Permute, the same
+    values, and verification against onnxruntime passes."""
+    from helpers import assert_close
+
+    kc.export_onnx(model, path, verify=False)
+    back = kc.import_onnx(path)
+    assert tuple(back.input.shape) == tuple(model.input.shape)
+    assert tuple(back.output.shape) == tuple(model.output.shape)
+    assert not any(isinstance(layer, keras.layers.Permute) for layer in back.layers)
+    x = np.random.default_rng(2).standard_normal((2,) + tuple(model.input.shape[1:]))
+    x = x.astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    assert_close(back(x, training=False), expected, RTOL_SCALE)
+    # every tensor, logits before a softmax included, against onnxruntime
+    report = kc.verify_import(back, onnx.load(path))
+    assert report.passed and len(report.tensors) >= 5, report.summary()
+    return back
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "EfficientNetB0"])
+def test_applications_export_import_keep_nhwc_signature(name, tmp_path):
+    """EfficientNetB0 starts with Rescaling and Normalization: the input is moved to NCHW
+    only after them."""
+    if keras.backend.backend() == "jax":
+        pytest.skip("JAX compiles each random initializer of the build (CI time)")
+    from test_import import _random_batchnorm
+
+    model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
+                                              classifier_activation=None)
+    _random_batchnorm(model)
+    _signature_round_trip(model, str(tmp_path / f"{name}.onnx"))
+
+
+def test_nhwc_input_kept_only_when_every_reader_moves_it():
+    """An input read both by a Transpose to NCHW and by a Relu in its own order stays in
+    ONNX's layout (NCHW taken as N, C, H, W -> channels last)."""
+    proto = graph([node("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2]),
+                   node("Conv", ["t", "w"], ["y"], name="conv"),
+                   node("Relu", ["x"], ["z"], name="relu")],
+                  {"x": (2, 9, 10, 4)}, {"w": _w(3, 4, 3, 3)}, outputs=("y", "z"))
+    model = kc.import_onnx(proto)
+    assert tuple(model.inputs[0].shape) == (None, 10, 4, 9)
+    assert kc.verify_import(model, proto).passed
+    kept = graph([node("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2]),
+                  node("Conv", ["t", "w"], ["c"], name="conv"),
+                  node("Transpose", ["c"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1])],
+                 {"x": (2, 9, 10, 4)}, {"w": _w(3, 4, 3, 3)})
+    model = kc.import_onnx(kept)
+    assert tuple(model.inputs[0].shape) == (None, 9, 10, 4)
+    assert tuple(model.outputs[0].shape) == (None, 7, 8, 3)
+    assert kc.verify_import(model, kept).passed

@@ -13,6 +13,11 @@ from keras_convx.importer import registry
 from keras_convx.importer.errors import OnnxImportError, Unsupported, UnsupportedOps
 
 DATA_FORMATS = ("channels_last", "channels_first")
+# Ops that keep any layout (constants are moved to the tensor's): layout inference looks
+# through them from an input to its NHWC -> NCHW move, and from an output back to its move.
+ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "Identity",
+               "Neg", "Abs", "Max", "Min", "Cast", "LeakyRelu", "HardSigmoid", "Sqrt", "Exp")
+MAX_LAYOUT_DEPTH = 16
 
 
 @dataclasses.dataclass
@@ -230,11 +235,16 @@ class Walk:
         graph = self.graph
         self.values = {}
         model_inputs = []
+        # each input's and output's Keras axis order (ONNX axes), for verification's feeds
+        self.input_perms, self.output_perms = [], []
         for name, shape in graph.inputs:
             perm = self.standard_perm(len(shape))
+            if self._arrives_channels_last(name, shape):
+                perm = tuple(range(len(shape)))  # keep the file's NHWC signature
             keras_shape = tuple(shape[p] for p in perm)[1:]
             tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
             model_inputs.append(tensor)
+            self.input_perms.append(perm)
             self.values[name] = Value(tensor, perm)
         failures, poisoned, self.stand_ins = [], set(), 0
         for node in graph.nodes:
@@ -256,6 +266,7 @@ class Walk:
             value = self.values[name]
             try:
                 value = self.move(value, self._output_perm(name, value), name + "_output")
+                self.output_perms.append(value.perm)
             except Unsupported as err:
                 raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
             outputs.append(value.tensor)
@@ -321,6 +332,56 @@ class Walk:
             return f"output {unused[0]!r} is used but not supported"
         return None
 
+    def _moves_channels(self, node, source, perm):
+        """Whether `node` lays `source` out by `perm` (a Transpose, or a Reshape that only
+        moves an axis of size 1, as exporters write it for one channel)."""
+        if node.inputs[:1] != [source]:
+            return False
+        if node.op_type == "Transpose":
+            return tuple(int(p) for p in node.attrs.get("perm", ())) == perm
+        shape, out = self.graph.shapes.get(source), self.graph.shapes.get(node.outputs[0])
+        return (node.op_type == "Reshape" and shape is not None and out is not None
+                and len(shape) == len(perm) and tuple(out[1:]) ==
+                tuple(shape[p] for p in perm)[1:] and interop.unit_axes_relabel(
+                    (None,) + tuple(shape[1:]), (None,) + tuple(out[1:])) is not None)
+
+    def _leads_to(self, name, perm, depth=0):
+        """Whether every reader of `name` lays it out by `perm`, directly or after
+        elementwise ops with constant operands (a Rescaling or Normalization first)."""
+        users = self.graph.consumers(name)
+        if not users or name in self.graph.outputs or depth > MAX_LAYOUT_DEPTH:
+            return False
+        for user in users:
+            if self._moves_channels(user, name, perm):
+                continue
+            if not (user.op_type in ELEMENTWISE and user.domain in registry.ONNX_DOMAINS
+                    and all(i == name or i in self.graph.constants for i in user.inputs)
+                    and len(user.outputs) == 1
+                    and len(self.graph.shapes.get(user.outputs[0]) or ()) == len(perm)
+                    and self._leads_to(user.outputs[0], perm, depth + 1)):
+                return False
+        return True
+
+    def _arrives_channels_last(self, name, shape):
+        """An input that every reader moves NHWC -> NCHW first (Keras, TensorFlow, tf2onnx
+        and keras_convx's exporter write that): kept NHWC in Keras."""
+        ndim = len(shape)
+        return (self.data_format == "channels_last" and ndim >= 3
+                and self._leads_to(name, interop.channels_first_perm(ndim)))
+
     def _output_perm(self, name, value):
+        """Channels last for an ONNX NCHW output; ONNX's order as is for one the graph
+        itself moved NCHW -> NHWC last (Keras's layout in the file)."""
+        producers = {o: n for n in self.graph.nodes for o in n.outputs}
+        producer, perm = producers.get(name), interop.channels_last_perm(value.ndim)
+        for _ in range(MAX_LAYOUT_DEPTH):  # back through elementwise ops (a Softmax last)
+            if (producer is None or producer.op_type not in ELEMENTWISE + ("Softmax",)
+                    or len([i for i in producer.inputs if i in producers]) != 1):
+                break
+            producer = producers[next(i for i in producer.inputs if i in producers)]
+        if (self.data_format == "channels_last" and value.ndim >= 3 and producer is not None
+                and producer.inputs and self._moves_channels(producer, producer.inputs[0],
+                                                             perm)):
+            return tuple(range(value.ndim))
         return self.standard_perm(value.ndim)
 

@@ -97,7 +97,7 @@ def _session(onnx_model, provider="CPUExecutionProvider", level=INSPECT_LEVEL):
     return session(onnx_model.SerializeToString(), provider, level)
 
 
-def _inputs(session, data_format, seed, model=None):
+def _inputs(session, data_format, seed, model=None, perms=None):
     """Inputs at the model's scale (as the export draws them: 0..255 before a Rescaling,
     a Normalization's statistics, else N(0, 1)): (ONNX feeds, the same arrays in the Keras
     layout, batch)."""
@@ -109,7 +109,7 @@ def _inputs(session, data_format, seed, model=None):
         batch = shape[0] if shape and shape[0] is not None else batch
     for i, spec in enumerate(session.get_inputs()):
         shape = [d if isinstance(d, int) else batch for d in spec.shape]
-        perm = standard_perm(len(shape), data_format)
+        perm = perms[i] if perms else standard_perm(len(shape), data_format)
         kind, a, b = ("normal", 0.0, 1.0) if model is None else input_distribution(model, i)
         keras_shape = [shape[p] for p in perm]
         x = rng.uniform(a, b, keras_shape) if kind == "uniform" else \
@@ -128,30 +128,35 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     model holds (unoptimised, on CPU); returns an `ImportVerifyReport`."""
     import keras
 
+    from keras_convx.importer.api import build
+
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
     providers = available_providers(providers)
     outputs, batch = {}, 2
+    built = build(onnx_model, data_format)  # the layouts the import chose, and its tensors
+    walk = built[1]
     for provider in providers:
         session = _session(onnx_model, provider, optimization_level)
-        feeds, keras_inputs, batch = _inputs(session, data_format, seed, model)
+        feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
+                                             walk.input_perms)
         expected = session.run(None, feeds)
         actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
                                           else keras_inputs[0], training=False))
         if len(actual) != len(expected):
             raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the "
                                   f"ONNX model {len(expected)}")
-        for spec, a, e in zip(session.get_outputs(), actual, expected):
+        for spec, a, e, perm in zip(session.get_outputs(), actual, expected,
+                                    walk.output_perms):
             a = np.asarray(keras.ops.convert_to_numpy(a))
-            # back to ONNX order: the inverse of the standard layout
-            a = np.transpose(a, np.argsort(standard_perm(a.ndim, data_format)))
+            a = np.transpose(a, np.argsort(perm))  # back to ONNX order
             name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
             outputs[name] = stats.tensor_error(a, e)
-    tensors = diagnose_import(onnx_model, data_format, seed, model=model)
+    tensors = diagnose_import(onnx_model, data_format, seed, model=model, _built=built)
     return ImportVerifyReport(outputs, tolerance, batch, tensors)
 
 
 def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None,
-                    model=None):
+                    model=None, _built=None):
     """Every tensor the imported model holds, against onnxruntime's: a list of
     `(node name, op type, ONNX tensor name, stats.TensorError)` in graph order, so the
     first node that disagrees is the first row failing `tolerance`.
@@ -169,7 +174,7 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     if not isinstance(onnx_model, onnx.ModelProto):
         build(onnx_model, data_format)  # the checks (external data) before onnx loads it
         onnx_model = onnx.load(onnx_model)
-    built, walk, graph = build(onnx_model, data_format)
+    built, walk, graph = _built or build(onnx_model, data_format)
     rows, tensors = [], []
     for node in graph.nodes:
         for out in node.outputs:
@@ -187,7 +192,7 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     known = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.ValueInfoProto(name=r[2]) for r in rows if r[2] not in known)
     session = _session(probe)
-    feeds, keras_inputs, _ = _inputs(session, data_format, seed, model)
+    feeds, keras_inputs, _ = _inputs(session, data_format, seed, model, walk.input_perms)
     names = [o.name for o in session.get_outputs()]
     expected = dict(zip(names, session.run(None, feeds)))
     inner = keras.Model(model.inputs, tensors)

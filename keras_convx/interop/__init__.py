@@ -8,7 +8,7 @@ Keras, no onnx.
 from keras_convx.interop.kernels import (depthwise_from_onnx, depthwise_to_onnx, kernel_from_onnx,
                                          kernel_to_onnx)
 from keras_convx.interop.layouts import (channels_first_perm, channels_last_perm, compose,
-                                         constant_in_layout, inverse)
+                                         constant_in_layout, inverse, unit_axes_relabel)
 from keras_convx.interop.resize import resize_attributes, upsampling_from_resize
 from keras_convx.interop.transpose import conv_transpose_padding, crops_to_onnx
 
@@ -16,5 +16,5 @@ __all__ = [
     "channels_first_perm", "channels_last_perm", "compose", "constant_in_layout",
     "conv_transpose_padding", "crops_to_onnx", "depthwise_from_onnx", "depthwise_to_onnx",
     "inverse", "kernel_from_onnx", "kernel_to_onnx", "resize_attributes",
-    "upsampling_from_resize",
+    "unit_axes_relabel", "upsampling_from_resize",
 ]

@@ -33,3 +33,23 @@ def constant_in_layout(array, perm):
     if array.ndim < len(perm):
         array = array.reshape((1,) * (len(perm) - array.ndim) + array.shape)
     return np.ascontiguousarray(np.transpose(array, perm))
+
+
+def unit_axes_relabel(in_shape, out_shape):
+    """The permutation `perm` with `out_shape == [in_shape[p] for p in perm]` that moves
+    only axes of size 1 (the others keep their order), or None when a reshape from
+    `in_shape` to `out_shape` moves data. Such a reshape is a relabeling of axes: no
+    transpose, no copy. Unknown sizes (None) count as larger than 1."""
+    if len(in_shape) != len(out_shape):
+        return None
+    big_in = [i for i, n in enumerate(in_shape) if n != 1]
+    big_out = [i for i, n in enumerate(out_shape) if n != 1]
+    if [in_shape[i] for i in big_in] != [out_shape[i] for i in big_out]:
+        return None
+    perm = [None] * len(out_shape)
+    for o, i in zip(big_out, big_in):
+        perm[o] = i
+    ones_in = [i for i, n in enumerate(in_shape) if n == 1]
+    for o, i in zip([i for i, n in enumerate(out_shape) if n == 1], ones_in):
+        perm[o] = i
+    return tuple(perm)

@@ -165,6 +165,11 @@ def convert_reshape(ctx):
                           batch_first=ctx.attr("shape") is None and ctx.keeps_batch(1))
     if x.flat is not None:
         raise Unsupported("reshaping a flattened tensor in Keras order")
+    relabel = interop.unit_axes_relabel(tuple(x.shape), tuple(out))
+    if relabel is not None and relabel[0] == 0:
+        # only size-1 axes move (NHWC <-> NCHW of one channel): relabel, no layer
+        inverse = interop.inverse(relabel)
+        return Value(x.tensor, tuple(inverse[p] for p in x.perm))
     if len(out) == 2 and x.ndim > 2:
         return flatten(ctx, x)
     if not same_memory_order(x):
