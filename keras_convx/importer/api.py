@@ -31,7 +31,13 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
             the model holds, by the export's rule (`verify_import`); the report is
             `model.import_report`.
         tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
-        output: a `.keras` path to save the model to, atomically, once verified. When
+        output: a `.keras` path to save the model to, atomically, once verified.
+
+    A QDQ graph (onnxruntime's static quantization, PyTorch's) imports as a float model:
+    weights dequantized exactly (`(q - zero_point) * scale`), each activation
+    QuantizeLinear -> DequantizeLinear pair removed. `model.import_quantization` (and
+    the verification report) lists every pair's scale, zero point and axis; verification
+    compares against the same graph without the activation pairs. When
             verification fails, the model is kept as `<stem>.failed.keras` with its report
             `<stem>.failed.json`, and nothing appears at `output`.
 
@@ -50,7 +56,9 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     """
     if output is not None and not str(output).endswith(".keras"):
         raise ValueError(f"import_onnx: output={output!r} must end in .keras")
-    model = build(path_or_model, data_format, name)[0]
+    model, _, graph = build(path_or_model, data_format, name)
+    # a QDQ file imports as its float model; what it quantized, and how, is kept here
+    model.import_quantization = graph.quantization
     if verify:
         from keras_convx.importer.errors import ImportVerificationError
         from keras_convx.importer.verify import verify_import

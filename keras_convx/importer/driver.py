@@ -17,6 +17,7 @@ DATA_FORMATS = ("channels_last", "channels_first")
 # through them from an input to its NHWC -> NCHW move, and from an output back to its move.
 ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "Identity",
                "Neg", "Abs", "Max", "Min", "Cast", "LeakyRelu", "HardSigmoid", "Sqrt", "Exp")
+FUSED_ELEMENTWISE = ("Saturate", "Gelu", "Mish", "HardSwish")
 MAX_LAYOUT_DEPTH = 16
 
 
@@ -354,8 +355,10 @@ class Walk:
         for user in users:
             if self._moves_channels(user, name, perm):
                 continue
-            if not (user.op_type in ELEMENTWISE and user.domain in registry.ONNX_DOMAINS
-                    and all(i == name or i in self.graph.constants for i in user.inputs)
+            elementwise = (user.op_type in ELEMENTWISE and user.domain in registry.ONNX_DOMAINS
+                           or user.op_type in FUSED_ELEMENTWISE
+                           and user.domain == registry.FUSED_DOMAIN)
+            if not (elementwise and all(i == name or i in self.graph.constants for i in user.inputs)
                     and len(user.outputs) == 1
                     and len(self.graph.shapes.get(user.outputs[0]) or ()) == len(perm)
                     and self._leads_to(user.outputs[0], perm, depth + 1)):
@@ -375,7 +378,8 @@ class Walk:
         producers = {o: n for n in self.graph.nodes for o in n.outputs}
         producer, perm = producers.get(name), interop.channels_last_perm(value.ndim)
         for _ in range(MAX_LAYOUT_DEPTH):  # back through elementwise ops (a Softmax last)
-            if (producer is None or producer.op_type not in ELEMENTWISE + ("Softmax",)
+            if (producer is None or producer.op_type not in ELEMENTWISE + FUSED_ELEMENTWISE
+                    + ("Softmax",)
                     or len([i for i in producer.inputs if i in producers]) != 1):
                 break
             producer = producers[next(i for i in producer.inputs if i in producers)]

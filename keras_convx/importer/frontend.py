@@ -85,6 +85,9 @@ class Graph:
     # (a function of it). Only entries marked BATCH in first place are accepted, where a
     # conversion can keep the batch symbolic (a Reshape's target, an Expand's shape).
     batch_marks: dict = dataclasses.field(default_factory=dict)
+    # QuantizeLinear/DequantizeLinear of the file (a QDQ graph): the import is float
+    # (weights dequantized exactly, activation pairs removed); their parameters are kept
+    quantization: list = dataclasses.field(default_factory=list)
 
     def batch_dependent(self, name):
         """Whether any entry of the folded value `name` depends on the batch size."""
@@ -270,9 +273,30 @@ def _fold_guard(node, values):
     return max([int(np.size(v)) for v in values] + [0])
 
 
+def _dequantize(node, feeds):
+    """DequantizeLinear of constants as onnxruntime computes it, `float(q - zero_point) *
+    scale` in float32 (onnx's reference evaluator has it from opset 19 only)."""
+    q = np.asarray(feeds[node.inputs[0]])
+    scale = np.asarray(feeds[node.inputs[1]])
+    zero = np.asarray(feeds[node.inputs[2]]) if len(node.inputs) > 2 and node.inputs[2] else \
+        np.zeros((), q.dtype)
+    if scale.ndim == 1 and scale.size > 1:  # per axis
+        axis = int(node.attrs.get("axis", 1)) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    elif scale.ndim > 1 or int(node.attrs.get("block_size", 0)):
+        raise ValueError("blocked quantization is not folded")
+    diff = q.astype(np.int64) - zero.astype(np.int64)
+    return [(diff.astype(np.float32) * scale.astype(np.float32)).astype(scale.dtype)]
+
+
 def _run_single(node, model, feeds):
     """One node through onnx's reference evaluator."""
     from onnx.reference import ReferenceEvaluator
+
+    if node.op_type == "DequantizeLinear" and node.inputs[0] in feeds:
+        return _dequantize(node, feeds)
 
     proto = node.extra["proto"]
     single = helper.make_model(
@@ -389,6 +413,31 @@ def _fold(graph, model, shapes):
     return changed
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _quantization_params(nodes, constants):
+    """Scale, zero point and axis of every QuantizeLinear/DequantizeLinear with constant
+    parameters, as plain lists (before folding dequantizes the weights)."""
+    params = []
+    for node in nodes:
+        if node.op_type not in QDQ_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        scale = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        zero = constants.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if scale is None:
+            continue
+        params.append({
+            "node": node.name, "op": node.op_type,
+            "tensor": node.inputs[0] if node.op_type == "QuantizeLinear" else node.outputs[0],
+            "weight": node.inputs[0] in constants,
+            "scale": np.asarray(scale, np.float64).reshape(-1).tolist(),
+            "zero_point": None if zero is None else np.asarray(zero).reshape(-1).tolist(),
+            "dtype": None if zero is None else str(np.asarray(zero).dtype),
+            "axis": int(node.attrs.get("axis", 1)) if np.size(scale) > 1 else None})
+    return params
+
+
 def _check_versions(opset, ir_version):
     """Refuses an opset or IR version that onnx and the installed onnxruntime don't both
     support (verification runs the file in onnxruntime), naming the fix."""
@@ -476,6 +525,7 @@ def read(source):
               + list(inferred.graph.output) + list(inferred.graph.input)}
     _check_shapes(shapes, nodes)
     graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
+    graph.quantization = _quantization_params(nodes, constants)
     # To a fixed point: a folded size makes the next tensor's shape static, whose Shape
     # folds in the next round (TF-style "same" pads computed from intermediate sizes).
     for _ in range(MAX_FOLD_ROUNDS):

@@ -206,7 +206,60 @@ def fuse_hard_swish(graph):
                 _replace(graph, [first, clip, nxt, last], "HardSwish", x, clip.name)
 
 
-PASSES = (fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add, fuse_mish, fuse_hard_swish)
+def qdq_pairs(nodes, constants, outputs):
+    """(QuantizeLinear, DequantizeLinear) pairs on computed tensors whose quantized value
+    only feeds the DequantizeLinear: the float graph is the one without them."""
+    users = {}
+    for node in nodes:
+        for name in node.inputs:
+            users.setdefault(name, []).append(node)
+    pairs = []
+    for q in nodes:
+        if q.op_type != "QuantizeLinear" or q.domain not in ONNX or q.inputs[0] in constants:
+            continue
+        readers = users.get(q.outputs[0], [])
+        if (len(readers) == 1 and readers[0].op_type == "DequantizeLinear"
+                and readers[0].inputs[0] == q.outputs[0] and q.outputs[0] not in outputs):
+            pairs.append((q, readers[0]))
+    return pairs
+
+
+def saturation_range(q, constants):
+    """The float range a QuantizeLinear -> DequantizeLinear pair lets through,
+    `[(qmin - zero_point) * scale, (qmax - zero_point) * scale]`; None when its
+    parameters aren't per-tensor constants. The pair is that clip and a rounding: the
+    clip stays (onnxruntime's quantizer drops a Relu or Clip whose range the
+    quantization already clamps to), the rounding goes."""
+    scale = constants.get(q.inputs[1]) if len(q.inputs) > 1 else None
+    zero = constants.get(q.inputs[2]) if len(q.inputs) > 2 and q.inputs[2] else None
+    if scale is None or np.size(scale) != 1 or zero is not None and np.size(zero) != 1:
+        return None
+    dtype = np.dtype(zero.dtype) if zero is not None else np.dtype(np.uint8)
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    info = np.iinfo(dtype)
+    zp = 0 if zero is None else int(np.asarray(zero).reshape(-1)[0])
+    s = float(np.asarray(scale, np.float32).reshape(-1)[0])
+    return float(np.float32((info.min - zp) * s)), float(np.float32((info.max - zp) * s))
+
+
+def remove_activation_qdq(graph):
+    """A QDQ graph (onnxruntime's static quantization, PyTorch's) imports as the float
+    model: weights were dequantized exactly by constant folding, and each activation
+    QuantizeLinear -> DequantizeLinear pair becomes the clip to its range (no
+    rounding); `graph.quantization` keeps the parameters."""
+    for q, dq in qdq_pairs(graph.nodes, graph.constants, graph.outputs):
+        bounds = saturation_range(q, graph.constants)
+        if bounds is None:
+            continue  # per-channel activations: DequantizeLinear has no conversion, named
+        graph.nodes[graph.nodes.index(dq)] = Node(
+            dq.name, "Saturate", FUSED_DOMAIN, [q.inputs[0]], list(dq.outputs), {},
+            fused=[q.name], extra={"range": bounds})
+        graph.nodes.remove(q)
+
+
+PASSES = (remove_activation_qdq, fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add,
+          fuse_mish, fuse_hard_swish)
 
 
 def run(graph):

@@ -26,6 +26,9 @@ class ImportVerifyReport:
     tolerance: float
     batch: int
     tensors: list = dataclasses.field(default_factory=list)
+    # a QDQ file: the quantization parameters it held (the import and the comparison are
+    # of its float graph: weights dequantized, activation pairs removed)
+    quantization: list = dataclasses.field(default_factory=list)
 
     @property
     def informative(self):
@@ -67,6 +70,7 @@ class ImportVerifyReport:
         return json.dumps({
             "passed": self.passed, "reason": self.reason(), "tolerance": self.tolerance,
             "batch": self.batch, "rule": stats.TOLERANCE_RULE,
+            "quantization": self.quantization,
             "outputs": {n: dataclasses.asdict(e) for n, e in self.outputs.items()},
             "tensors": [{"node": n, "op": op, "tensor": t, **dataclasses.asdict(e)}
                         for n, op, t, e in self.tensors]}, indent=2, default=str)
@@ -77,6 +81,9 @@ class ImportVerifyReport:
             status = "FAIL" if e.failed(self.tolerance) else (
                 "ok" if e.informative else "uninformative")
             lines.append(f"{name}: {status} (rel {e.rel:.2e}, shape {list(e.shape)})")
+        if self.quantization:
+            lines.append(f"a QDQ graph: compared as float ({len(self.quantization)} "
+                         f"quantize/dequantize parameter sets kept in the report)")
         compared = [r for r in self.tensors if r[3].informative]
         lines.append(f"{len(self.tensors)} tensors compared ({len(compared)} informative), "
                      f"{len(self.failed)} failing")
@@ -89,6 +96,65 @@ class ImportVerifyReport:
             lines.append("an output is constant or zero: nothing proves it (an uninformative "
                          "tensor never passes)")
         return "\n".join(lines)
+
+
+def float_graph(onnx_model):
+    """The float graph a QDQ file imports as: `onnx_model` with its weights dequantized
+    into float initializers (as the import folds them; onnxruntime would otherwise fuse a
+    weight's DequantizeLinear into an integer kernel at ENABLE_ALL) and each activation
+    QuantizeLinear -> DequantizeLinear pair replaced by the Clip to its range; the model
+    itself when it has no QDQ nodes."""
+    import onnx
+    from onnx import numpy_helper
+
+    from keras_convx.importer.frontend import Node, _dequantize
+    from keras_convx.importer.passes import qdq_pairs, saturation_range
+
+    proto = onnx_model.graph
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.node):
+        return onnx_model
+    initializers = {t.name: t for t in proto.initializer}
+    nodes = [Node(n.name, n.op_type, n.domain, list(n.input), list(n.output),
+                  {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+             for n in proto.node]
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(onnx_model)
+    drop, clips, folded = set(), {}, []
+    values = {name: numpy_helper.to_array(t) for name, t in initializers.items()}
+    for node in nodes:
+        if node.op_type == "DequantizeLinear" and all(i in initializers for i in node.inputs
+                                                      if i):
+            feeds = {i: values[i] for i in node.inputs if i}
+            folded.append(numpy_helper.from_array(_dequantize(node, feeds)[0], node.outputs[0]))
+            drop.add(id(node))
+    for q, dq in qdq_pairs(nodes, set(initializers), [o.name for o in proto.output]):
+        bounds = saturation_range(q, values)
+        if bounds is not None:  # the import's clip, as ONNX (opset >= 11: bounds as inputs)
+            low, high = (numpy_helper.from_array(np.float32(b), f"{dq.outputs[0]}_{side}")
+                         for b, side in zip(bounds, ("low", "high")))
+            folded += [low, high]
+            opset = next((o.version for o in onnx_model.opset_import
+                          if o.domain in ("", "ai.onnx")), 11)
+            clips[id(dq)] = onnx.helper.make_node(
+                "Clip", [q.inputs[0], low.name, high.name], dq.outputs, name=dq.name) \
+                if opset >= 11 else onnx.helper.make_node(
+                    "Clip", [q.inputs[0]], dq.outputs, name=dq.name, min=bounds[0],
+                    max=bounds[1])
+            drop.add(id(q))
+    kept = []
+    for node, proto_node in zip(nodes, stripped.graph.node):
+        if id(node) in clips:
+            kept.append(clips[id(node)])
+        elif id(node) not in drop:
+            kept.append(proto_node)
+    del stripped.graph.node[:]
+    stripped.graph.node.extend(kept)
+    stripped.graph.initializer.extend(folded)
+    used = {i for n in kept for i in n.input}
+    unused = [t for t in stripped.graph.initializer if t.name not in used]
+    for tensor in unused:
+        stripped.graph.initializer.remove(tensor)
+    return stripped
 
 
 def _session(onnx_model, provider="CPUExecutionProvider", level=INSPECT_LEVEL):
@@ -134,6 +200,7 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     providers = available_providers(providers)
     outputs, batch = {}, 2
     built = build(onnx_model, data_format)  # the layouts the import chose, and its tensors
+    onnx_model = float_graph(onnx_model)
     walk = built[1]
     for provider in providers:
         session = _session(onnx_model, provider, optimization_level)
@@ -152,7 +219,7 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
             name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
             outputs[name] = stats.tensor_error(a, e)
     tensors = diagnose_import(onnx_model, data_format, seed, model=model, _built=built)
-    return ImportVerifyReport(outputs, tolerance, batch, tensors)
+    return ImportVerifyReport(outputs, tolerance, batch, tensors, built[2].quantization)
 
 
 def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None,
@@ -175,6 +242,7 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
         build(onnx_model, data_format)  # the checks (external data) before onnx loads it
         onnx_model = onnx.load(onnx_model)
     built, walk, graph = _built or build(onnx_model, data_format)
+    onnx_model = float_graph(onnx_model)
     rows, tensors = [], []
     for node in graph.nodes:
         for out in node.outputs:

@@ -156,3 +156,13 @@ def convert_prelu(ctx):
     out = ctx.layer(L.PReLU, shared_axes=shared or None)
     ctx.last_layer.set_weights([np.broadcast_to(moved, ctx.last_layer.alpha.shape)])
     return out
+
+
+@conversion("Saturate", domain=FUSED_DOMAIN)
+def convert_saturate(ctx):
+    """An activation QuantizeLinear -> DequantizeLinear pair of a QDQ graph, imported as
+    float: the clip to the range it can represent (a ReLU when it starts at 0)."""
+    low, high = ctx.node.extra["range"]
+    if low == 0.0:
+        return ctx.layer(L.ReLU, max_value=high)
+    return ctx.layer(Clip, min_value=low, max_value=high)
