@@ -121,8 +121,8 @@ def test_unknown_domain_is_named():
 
 
 @pytest.mark.parametrize("dims,pattern", [
-    ((2, 4, 10 ** 9, 10), r"graph input 'x': shape .* static dimensions in \[1, 16777216\]"),
-    ((2, 4, 0, 10), r"graph input 'x': shape .* static dimensions"),
+    ((2, 4, 10 ** 9, 10), r"graph input 'x': shape .* dimensions in \[1, 16777216\]"),
+    ((2, 4, 0, 10), r"graph input 'x': shape .* dimensions in"),
     ((2, 4096, 4096, 4096), r"graph input 'x': shape .* exceeds 268435456 elements"),
 ])
 def test_absurd_input_shapes_are_refused(dims, pattern):

@@ -507,12 +507,12 @@ def read(source):
         if shape is None or len(shape) < 1:
             _fail(f"graph input {vi.name!r}: needs a known shape with a batch axis, got "
                   f"{shape}")
-        if any(d is None or d <= 0 or d > MAX_DIM for d in shape[1:]):
-            _fail(f"graph input {vi.name!r}: shape {list(shape)} must have static dimensions "
-                  f"in [1, {MAX_DIM}] after the batch axis")
+        if any(d is not None and (d <= 0 or d > MAX_DIM) for d in shape[1:]):
+            _fail(f"graph input {vi.name!r}: shape {list(shape)} must have dimensions in "
+                  f"[1, {MAX_DIM}] (or symbolic) after the batch axis")
         if shape[0] is not None and not 0 < shape[0] <= MAX_DIM:
             _fail(f"graph input {vi.name!r}: batch dimension {shape[0]} is out of range")
-        if _elements(shape[1:]) > MAX_ELEMENTS:
+        if _elements([d or 1 for d in shape[1:]]) > MAX_ELEMENTS:
             _fail(f"graph input {vi.name!r}: shape {list(shape)} exceeds {MAX_ELEMENTS} "
                   f"elements per sample")
         inputs.append((vi.name, shape))

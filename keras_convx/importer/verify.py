@@ -163,10 +163,16 @@ def _session(onnx_model, provider="CPUExecutionProvider", level=INSPECT_LEVEL):
     return session(onnx_model.SerializeToString(), provider, level)
 
 
-def _inputs(session, data_format, seed, model=None, perms=None):
+# Sizes dynamic height/width (any symbolic axis after the batch) are verified at: the
+# i-th symbolic axis of an input gets size + 8 * i (16x24 and 32x40 for H and W), so
+# the axes differ and both sizes are multiples of 8 (a U-Net's pools and up-samplings).
+DYNAMIC_SIZES = (16, 32)
+
+
+def _inputs(session, data_format, seed, model=None, perms=None, size=DYNAMIC_SIZES[0]):
     """Inputs at the model's scale (as the export draws them: 0..255 before a Rescaling,
     a Normalization's statistics, else N(0, 1)): (ONNX feeds, the same arrays in the Keras
-    layout, batch)."""
+    layout, batch). Symbolic axes after the batch get `size` (+ 8 per further axis)."""
     rng = np.random.default_rng(seed)
     feeds, keras_inputs = {}, []
     batch = 2
@@ -174,7 +180,11 @@ def _inputs(session, data_format, seed, model=None, perms=None):
         shape = [d if isinstance(d, int) else None for d in spec.shape]
         batch = shape[0] if shape and shape[0] is not None else batch
     for i, spec in enumerate(session.get_inputs()):
-        shape = [d if isinstance(d, int) else batch for d in spec.shape]
+        shape = [d if isinstance(d, int) else batch for d in spec.shape[:1]]
+        extra = 0
+        for d in spec.shape[1:]:
+            shape.append(d if isinstance(d, int) else size + 8 * extra)
+            extra += not isinstance(d, int)
         perm = perms[i] if perms else standard_perm(len(shape), data_format)
         kind, a, b = ("normal", 0.0, 1.0) if model is None else input_distribution(model, i)
         keras_shape = [shape[p] for p in perm]
@@ -187,11 +197,14 @@ def _inputs(session, data_format, seed, model=None, perms=None):
 
 
 def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None,
-                  providers=None, optimization_level="all"):
+                  providers=None, optimization_level="all", sizes=DYNAMIC_SIZES):
     """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
     external data loaded) on the same inputs, drawn at the model's scale, and compares
     the outputs (at `optimization_level`, on every provider) and every tensor the Keras
-    model holds (unoptimised, on CPU); returns an `ImportVerifyReport`."""
+    model holds (unoptimised, on CPU); returns an `ImportVerifyReport`.
+
+    A graph with symbolic axes after the batch (dynamic height/width) is compared at each
+    of `sizes`: the i-th symbolic axis of an input gets `size + 8 * i`."""
     import keras
 
     from keras_convx.importer.api import build
@@ -202,22 +215,27 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     built = build(onnx_model, data_format)  # the layouts the import chose, and its tensors
     onnx_model = float_graph(onnx_model)
     walk = built[1]
-    for provider in providers:
-        session = _session(onnx_model, provider, optimization_level)
-        feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
-                                             walk.input_perms)
-        expected = session.run(None, feeds)
-        actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
-                                          else keras_inputs[0], training=False))
-        if len(actual) != len(expected):
-            raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, the "
-                                  f"ONNX model {len(expected)}")
-        for spec, a, e, perm in zip(session.get_outputs(), actual, expected,
-                                    walk.output_perms):
-            a = np.asarray(keras.ops.convert_to_numpy(a))
-            a = np.transpose(a, np.argsort(perm))  # back to ONNX order
-            name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
-            outputs[name] = stats.tensor_error(a, e)
+    dynamic = any(not isinstance(d, int) for spec in _session(onnx_model).get_inputs()
+                  for d in spec.shape[1:])
+    for size in sizes if dynamic else sizes[:1]:
+        for provider in providers:
+            session = _session(onnx_model, provider, optimization_level)
+            feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
+                                                 walk.input_perms, size)
+            expected = session.run(None, feeds)
+            actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
+                                              else keras_inputs[0], training=False))
+            if len(actual) != len(expected):
+                raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, "
+                                      f"the ONNX model {len(expected)}")
+            for spec, a, e, perm in zip(session.get_outputs(), actual, expected,
+                                        walk.output_perms):
+                a = np.asarray(keras.ops.convert_to_numpy(a))
+                a = np.transpose(a, np.argsort(perm))  # back to ONNX order
+                name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
+                if dynamic:
+                    name += " @ " + "x".join(str(n) for n in e.shape[2:] or e.shape[1:])
+                outputs[name] = stats.tensor_error(a, e)
     tensors = diagnose_import(onnx_model, data_format, seed, model=model, _built=built)
     return ImportVerifyReport(outputs, tolerance, batch, tensors, built[2].quantization)
 

@@ -36,7 +36,7 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     Args:
         attrs: the Resize node's attributes as a dict (defaults as in the ONNX spec).
         scales: spatial scale per axis (from `scales`, or output/input from `sizes`).
-        in_lengths, out_lengths: spatial lengths (static).
+        in_lengths, out_lengths: spatial lengths (None where dynamic).
     """
     rank = len(scales)
     mode = attrs.get("mode", "nearest")
@@ -53,7 +53,7 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     if ctm == "tf_crop_and_resize":
         raise ValueError("coordinate_transformation_mode='tf_crop_and_resize' is not supported")
     for n, s, m in zip(in_lengths, scales, out_lengths):
-        if int(n * s + 1e-9) != m:
+        if n is not None and int(n * s + 1e-9) != m:
             raise ValueError(f"output length {m} is not floor({n} * {s}) (scales and sizes "
                              f"disagree)")
     if mode == "nearest":

@@ -35,7 +35,7 @@ def conv_transpose_padding(lengths, kernel_size, strides, dilations, pads=None,
         raise ValueError(f"auto_pad must be NOTSET, VALID, SAME_UPPER or SAME_LOWER, got "
                          f"{auto_pad!r}")
     if output_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        output_shape = [n * s for n, s in zip(lengths, strides)]
+        output_shape = [None if n is None else n * s for n, s in zip(lengths, strides)]
     if output_shape is not None:
         if len(output_shape) != rank or any(n is None for n in lengths):
             raise ValueError(f"output_shape {list(output_shape)} needs {rank} spatial lengths "

@@ -30,13 +30,25 @@ def positive(name, values):
     return values
 
 
+# `spatial_pads`'s answer for SAME_UPPER over unknown lengths with a stride: the pads
+# depend on each input's size, which Keras's padding="same" computes at run time.
+RUNTIME_SAME = "same"
+
+
 def spatial_pads(ctx, lengths, kernel, strides, dilations):
-    """(before, after) per spatial axis from `pads`/`auto_pad`, as ONNX Conv/Pool define them."""
+    """(before, after) per spatial axis from `pads`/`auto_pad`, as ONNX Conv/Pool define
+    them; `RUNTIME_SAME` for SAME_UPPER when they depend on a dynamic length."""
     rank = len(kernel)
     auto_pad = ctx.attr("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pairs = [S.same_pads(n, k, s, d) for n, k, s, d in zip(lengths, kernel, strides,
                                                                dilations)]
+        if None in pairs:
+            if auto_pad == "SAME_LOWER":
+                raise Unsupported("auto_pad=SAME_LOWER with a stride over a dynamic length: "
+                                  "its pads depend on the size (Keras's 'same' is "
+                                  "SAME_UPPER)")
+            return RUNTIME_SAME
         return [p[::-1] for p in pairs] if auto_pad == "SAME_LOWER" else [tuple(p) for p in pairs]
     if auto_pad == "VALID":
         return [(0, 0)] * rank

@@ -4,8 +4,9 @@ PaddingND (a Pad feeding only a Conv is fused into it by `passes.fuse_pad_into_c
 import numpy as np
 
 from keras_convx import interop, weights
-from keras_convx.importer.conversions.common import (PAD_MODES, float32, ints, pad_layer,
-                                                     positive, spatial_layer, spatial_pads)
+from keras_convx.importer.conversions.common import (PAD_MODES, RUNTIME_SAME, float32, ints,
+                                                     pad_layer, positive, spatial_layer,
+                                                     spatial_pads)
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.registry import SPATIAL, conversion
 
@@ -45,10 +46,13 @@ def convert_conv(ctx):
     pairs = spatial_pads(ctx, x.shape[2:], kernel, strides, dilations)
     mode = "zeros"
     fused = ctx.node.extra.get("pad")
+    if fused is not None and pairs == RUNTIME_SAME:
+        raise Unsupported("a fused Pad and auto_pad=SAME_UPPER over a dynamic length")
     if fused is not None:  # a Pad fused in by passes.fuse_pad_into_conv
         fused_pairs, mode = fused
         pairs = [(a + c, b_ + d) for (a, b_), (c, d) in zip(pairs, fused_pairs)]
-    common = dict(kernel_size=kernel, strides=strides, padding=tuple(pairs),
+    common = dict(kernel_size=kernel, strides=strides,
+                  padding=pairs if pairs == RUNTIME_SAME else tuple(pairs),
                   dilation_rate=dilations, data_format=ctx.data_format,
                   use_bias=b is not None, padding_mode=mode)
     if group > 1 and group == channels:

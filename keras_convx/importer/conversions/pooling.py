@@ -5,7 +5,8 @@ keras_convx PaddingND first where ONNX pads (or ceil_mode) need it; ReduceMean/M
 import keras
 import numpy as np
 
-from keras_convx.importer.conversions.common import ints, pad_layer, positive, spatial_pads
+from keras_convx.importer.conversions.common import (RUNTIME_SAME, ints, pad_layer, positive,
+                                                     spatial_pads)
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.driver import Value
 from keras_convx.importer.layers import ConstantOperation, Reduce
@@ -41,6 +42,10 @@ def _window(ctx):
     # extra padding at the end.
     want = ctx.output_shape()
     extra = [0] * rank
+    if pairs == RUNTIME_SAME:
+        if ctx.flag("ceil_mode"):
+            raise Unsupported("ceil_mode=1 with auto_pad=SAME_UPPER over a dynamic length")
+        return rank, kernel, strides, pairs, extra
     if ctx.flag("ceil_mode"):
         if want is None or None in want[2:]:
             raise Unsupported("ceil_mode=1 needs the inferred output shape")
@@ -60,8 +65,9 @@ def convert_max_pool(ctx):
         raise Unsupported("storage_order=1 is not supported")
     rank, kernel, strides, pairs, extra = _window(ctx)
     x = ctx.x.tensor
-    same = [tuple(S.same_pads(n, k, s, 1)) for n, k, s in zip(ctx.x.shape[2:], kernel, strides)]
-    if not any(extra) and any(any(p) for p in pairs) and [tuple(p) for p in pairs] == same:
+    same = _same(ctx, kernel, strides)
+    if pairs == RUNTIME_SAME or not any(extra) and any(any(p) for p in pairs) and [
+            tuple(p) for p in pairs] == same:
         # Keras's "same" max pooling is ONNX's pads filled with -inf: one layer
         return ctx.layer(_keras_pool("MaxPooling", rank), pool_size=kernel, strides=strides,
                          padding="same", data_format=ctx.data_format)
@@ -78,11 +84,14 @@ def convert_average_pool(ctx):
     include = int(ctx.flag("count_include_pad", 0))
     x = ctx.x.tensor
     cls = _keras_pool("AveragePooling", rank)
-    if not any(extra) and not any(b or a for b, a in pairs):
+    if pairs != RUNTIME_SAME and not any(extra) and not any(b or a for b, a in pairs):
         return ctx.layer(cls, pool_size=kernel, strides=strides, padding="valid",
                          data_format=ctx.data_format)
-    same = [tuple(S.same_pads(n, k, s, 1)) for n, k, s in zip(ctx.x.shape[2:], kernel, strides)]
-    if not include and not any(extra) and [tuple(p) for p in pairs] == same:
+    same = _same(ctx, kernel, strides)
+    if pairs == RUNTIME_SAME and include:
+        raise Unsupported("count_include_pad=1 with auto_pad=SAME_UPPER over a dynamic length")
+    if pairs == RUNTIME_SAME or not include and not any(extra) and [
+            tuple(p) for p in pairs] == same:
         # Keras's "same" averages over the valid pixels only: count_include_pad=0.
         return ctx.layer(cls, pool_size=kernel, strides=strides, padding="same",
                          data_format=ctx.data_format)
@@ -96,11 +105,20 @@ def convert_average_pool(ctx):
     if include:
         return y
     # count_include_pad=0: rescale each window's mean by window size / pixels inside
+    if None in ctx.x.shape[2:]:
+        raise Unsupported(f"count_include_pad=0 with pads={total} over a dynamic length (the "
+                          f"divisor at the edges depends on the size)")
     scale = _window_size_over_count(ctx.x.shape[2:], kernel, strides, total)
     shape = (1,) + scale.shape + (1,) if ctx.data_format == "channels_last" else (1, 1) + scale.shape
     out = ctx.layer(ConstantOperation, "multiply", shape=shape, inputs=y)
     ctx.last_layer.constant.assign(scale.reshape(shape))
     return out
+
+
+def _same(ctx, kernel, strides):
+    """Keras's "same" pads over the static lengths (None over a dynamic one)."""
+    pads = [S.same_pads(n, k, s, 1) for n, k, s in zip(ctx.x.shape[2:], kernel, strides)]
+    return None if None in pads else [tuple(p) for p in pads]
 
 
 def _window_size_over_count(lengths, kernel, strides, pads):

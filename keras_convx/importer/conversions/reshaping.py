@@ -46,6 +46,9 @@ def convert_resize(ctx):
         else:
             sizes = np.asarray(full, np.int64)
     lengths = x.shape[2:]
+    if None in lengths and (sizes is not None or scales is None):
+        raise Unsupported("sizes over a dynamic height/width: the scale depends on the "
+                          "input's size (resize by constant scales instead)")
     if sizes is not None:
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
         if len(sizes) != x.ndim or sizes[1] != x.shape[1]:
@@ -62,7 +65,7 @@ def convert_resize(ctx):
         if any(not np.isfinite(s) or s <= 0 or s > 1024 for s in scales):
             raise Unsupported(f"scales={scales} must be in (0, 1024]")
         factors = scales[2:]
-        out = [int(n * s + 1e-9) for n, s in zip(lengths, factors)]
+        out = [None if n is None else int(n * s + 1e-9) for n, s in zip(lengths, factors)]
     else:
         raise Unsupported("needs constant scales or sizes")
     try:
