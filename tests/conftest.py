@@ -24,7 +24,9 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests import oracle/helpers as 
 
 # JAX compiles every op for every new shape in eager mode, so its run of the big parameter
 # grids keeps a deterministic share of each: `@pytest.mark.thin_on_jax(n)` on a test keeps
-# one case in n there (TF and torch run them whole; each use says why it may).
+# one case in n there, which one rotating by day (the UTC date's ordinal), so n days cover
+# the grid; TF and torch run them whole (each use says why it may). KC_THIN_OFFSET=k
+# picks the share of day k (to rerun a failure from another day).
 
 
 def pytest_configure(config):
@@ -35,6 +37,10 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     if BACKEND != "jax":
         return
+    import datetime
+
+    offset = int(os.environ.get("KC_THIN_OFFSET",
+                                datetime.datetime.now(datetime.timezone.utc).date().toordinal()))
     counters, keep, drop = {}, [], []
     for item in items:
         marker = item.get_closest_marker("thin_on_jax")
@@ -46,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
             raise ValueError(f"thin_on_jax: n must be a positive int, got {n!r} on {item.nodeid}")
         key = (item.module.__name__, getattr(item, "originalname", item.name))
         counters[key] = counters.get(key, 0) + 1
-        (keep if counters[key] % n == 1 % n else drop).append(item)
+        (keep if (counters[key] + offset) % n == 0 else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
