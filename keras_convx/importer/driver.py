@@ -222,7 +222,7 @@ class Walk:
         elif entry.layout == registry.ONNX_ORDER and first is not None:
             values = [self.move(v, tuple(range(v.ndim)), ctx.node.name + "_to_onnx_order")
                       if isinstance(v, Value) and v.flat is None else v for v in values]
-        elif first is not None:
+        elif first is not None and entry.layout == registry.SAME:
             values = [self.move(v, first.perm, ctx.node.name + "_align")
                       if isinstance(v, Value) and v is not first and v.ndim == first.ndim
                       else v for v in values]

@@ -258,8 +258,64 @@ def remove_activation_qdq(graph):
         graph.nodes.remove(q)
 
 
+def _per_channel(graph, node, name, channels, ndim):
+    """The constant operand of `node` (other than `name`) as one value per channel, when
+    it broadcasts as (C, 1, ...) against an N, C, spatial... tensor; else None."""
+    value = graph.constants.get(_other(node, name) or "")
+    if value is None or value.size != channels or value.ndim >= ndim:
+        return None
+    shape = (1,) * (ndim - value.ndim) + value.shape
+    return value.reshape(-1) if shape[1] == channels else None
+
+
+def fuse_group_norm(graph):
+    """Reshape(N, G, -1) -> InstanceNormalization(ones, zeros) -> Reshape(back) [-> Mul
+    (gamma) -> Add (beta)]: PyTorch's GroupNorm before opset 18, as one
+    GroupNormalization (no move to ONNX's memory order and back)."""
+    for first in list(graph.nodes):
+        if first.op_type != "Reshape" or first.domain not in ONNX or first not in graph.nodes:
+            continue
+        x, target = first.inputs[0], graph.constants.get(first.inputs[1])
+        shape = graph.shapes.get(x)
+        if target is None or target.size != 3 or shape is None or len(shape) < 3 or \
+                shape[1] is None:
+            continue
+        groups, channels = int(target.reshape(-1)[1]), shape[1]
+        norm = _single_user(graph, first.outputs[0])
+        if norm is None or norm.op_type != "InstanceNormalization" or groups < 1 or \
+                channels % groups:
+            continue
+        scale, bias = (graph.constants.get(i) for i in norm.inputs[1:3])
+        if scale is None or bias is None or not np.all(scale == 1) or np.any(bias):
+            continue
+        back = _single_user(graph, norm.outputs[0])
+        if back is None or back.op_type != "Reshape" or graph.shapes.get(back.outputs[0]) != shape:
+            continue
+        group, last = [first, norm, back], back
+        gamma = beta = None
+        mul = _single_user(graph, back.outputs[0])
+        if mul is not None and mul.op_type == "Mul":
+            gamma = _per_channel(graph, mul, back.outputs[0], channels, len(shape))
+            if gamma is not None:
+                group, last = group + [mul], mul
+                add = _single_user(graph, mul.outputs[0])
+                if add is not None and add.op_type == "Add":
+                    beta = _per_channel(graph, add, mul.outputs[0], channels, len(shape))
+                    if beta is not None:
+                        group, last = group + [add], add
+        fused = Node(norm.name, "GroupNorm", FUSED_DOMAIN, [x], list(last.outputs), {},
+                     fused=[n.name for n in group if n is not norm],
+                     extra={"groups": groups, "epsilon": float(norm.attrs.get("epsilon", 1e-5)),
+                            "gamma": np.ones(channels, np.float32) if gamma is None else gamma,
+                            "beta": np.zeros(channels, np.float32) if beta is None else beta})
+        graph.nodes[graph.nodes.index(last)] = fused
+        for node in group:
+            if node is not last:
+                graph.nodes.remove(node)
+
+
 PASSES = (remove_activation_qdq, fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add,
-          fuse_mish, fuse_hard_swish)
+          fuse_mish, fuse_hard_swish, fuse_group_norm)
 
 
 def run(graph):

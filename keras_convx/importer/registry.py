@@ -15,7 +15,9 @@ ONNX_ORDER = "onnx_order"
 # Elementwise and axis-parameterised ops: any layout; tensor inputs of the same rank are
 # laid out like the first.
 SAME = "same"
-LAYOUTS = (SPATIAL, ONNX_ORDER, SAME)
+# Ops that read each input's axis order themselves (Einsum rewrites its subscripts): no move.
+ANY = "any"
+LAYOUTS = (SPATIAL, ONNX_ORDER, SAME, ANY)
 # Ops produced by the importer's own fusion passes (Erf-based GELU, MatMul + Add...).
 FUSED_DOMAIN = "keras_convx.fused"
 ONNX_DOMAINS = ("", "ai.onnx")
@@ -55,7 +57,8 @@ def conversion(op_type, since=1, *, domain="", layout=SAME):
             `since_version` in the ONNX spec); the newest one not above the model's
             opset is used. Registering the same (domain, op_type, since) twice is an error.
         domain: "" (ai.onnx) or a custom domain.
-        layout: how the driver hands over tensor inputs: `SPATIAL`, `ONNX_ORDER` or `SAME`.
+        layout: how the driver hands over tensor inputs: `SPATIAL`, `ONNX_ORDER`, `SAME`
+            or `ANY` (as they are; the conversion reads each `Value.perm`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"importer: layout must be one of {LAYOUTS}, got {layout!r}")

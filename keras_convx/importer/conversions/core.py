@@ -7,7 +7,7 @@ import numpy as np
 from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.registry import FUSED_DOMAIN, ONNX_ORDER, conversion
+from keras_convx.importer.registry import ANY, FUSED_DOMAIN, ONNX_ORDER, conversion
 
 L = keras.layers
 
@@ -51,14 +51,18 @@ def convert_gemm(ctx):
     return _dense(ctx, np.ascontiguousarray(kernel, np.float32), bias)
 
 
-@conversion("MatMul", since=1, layout=ONNX_ORDER)
+@conversion("MatMul", since=1, layout=ANY)
 def convert_matmul(ctx):
+    """Two computed tensors: an einsum in their own layouts; a constant B: Dense on the
+    last ONNX axis (the input moved to ONNX order, or read through a flatten's order)."""
     from keras_convx.importer.conversions.tensors import matmul_of_tensors
 
     if all(isinstance(v, Value) for v in ctx.inputs):
         return matmul_of_tensors(ctx)
     if not isinstance(ctx.inputs[0], Value):
         raise Unsupported("a constant A times a computed B is not supported")
+    if ctx.x.flat is None:
+        ctx.x = ctx.inputs[0] = ctx.move(ctx.x, tuple(range(ctx.x.ndim)), "to_onnx_order")
     b = ctx.const(1, "B")
     b = float32(b, "B")
     if b.ndim != 2:

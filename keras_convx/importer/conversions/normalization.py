@@ -7,7 +7,7 @@ import numpy as np
 from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.registry import conversion
+from keras_convx.importer.registry import FUSED_DOMAIN, conversion
 
 L = keras.layers
 
@@ -55,6 +55,16 @@ def convert_instance_normalization(ctx):
         raise Unsupported("needs at least one spatial axis")
     return _group_norm(ctx, channels, _per_channel(ctx, 1, "scale", channels),
                        _per_channel(ctx, 2, "B", channels))
+
+
+@conversion("GroupNorm", domain=FUSED_DOMAIN)
+def convert_fused_group_norm(ctx):
+    """PyTorch's GroupNorm as exported before opset 18 (fused by passes.fuse_group_norm)."""
+    extra = ctx.node.extra
+    out = ctx.layer(L.GroupNormalization, groups=extra["groups"], axis=_channel_axis(ctx),
+                    epsilon=extra["epsilon"])
+    ctx.last_layer.set_weights([float32(extra["gamma"], "gamma"), float32(extra["beta"], "beta")])
+    return out
 
 
 @conversion("GroupNormalization", since=21)

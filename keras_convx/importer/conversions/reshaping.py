@@ -175,9 +175,62 @@ def convert_reshape(ctx):
         return Value(x.tensor, tuple(inverse[p] for p in x.perm))
     if len(out) == 2 and x.ndim > 2:
         return flatten(ctx, x)
+    grouped = _reshape_in_layout(ctx, x, out)
+    if grouped is not None:
+        return grouped
     if not same_memory_order(x):
         x = ctx.move(x, tuple(range(x.ndim)))
     return Value(ctx.layer(L.Reshape, tuple(out[1:]), inputs=x.tensor), tuple(range(len(out))))
+
+
+def reshape_groups(in_shape, out_shape):
+    """How a reshape regroups axes: `[(input axes, output axes)]` of equal products over
+    the axes larger than 1 (batch excluded), in ONNX order; None when a size is unknown
+    or the products never meet."""
+    ins = [i for i in range(1, len(in_shape)) if in_shape[i] != 1]
+    outs = [j for j in range(1, len(out_shape)) if out_shape[j] != 1]
+    if any(in_shape[i] is None for i in ins) or any(out_shape[j] is None for j in outs):
+        return None
+    groups, i, j = [], 0, 0
+    while i < len(ins) and j < len(outs):
+        gi, gj = [ins[i]], [outs[j]]
+        pi, pj = in_shape[ins[i]], out_shape[outs[j]]
+        i, j = i + 1, j + 1
+        while pi != pj:
+            if pi < pj and i < len(ins):
+                gi.append(ins[i])
+                pi, i = pi * in_shape[ins[i]], i + 1
+            elif pj < pi and j < len(outs):
+                gj.append(outs[j])
+                pj, j = pj * out_shape[outs[j]], j + 1
+            else:
+                return None
+        groups.append((gi, gj))
+    return groups if i == len(ins) and j == len(outs) else None
+
+
+def _reshape_in_layout(ctx, x, out):
+    """The reshape done in the tensor's own layout: each group of axes it merges or splits
+    is made contiguous and in ONNX order in Keras's memory (a Permute only when some
+    group isn't), the groups keep their Keras order, and the result's axes are labelled
+    accordingly. Channel shuffle on channels-last data is one Permute this way; a split
+    of the channels (attention heads) or a merge of height and width none."""
+    shape = x.shape
+    groups = reshape_groups(shape, out)
+    if groups is None or same_memory_order(x):
+        return None
+    group_of = {a: k for k, (gi, _) in enumerate(groups) for a in gi}
+    order = []
+    for a in x.perm[1:]:
+        if a in group_of and group_of[a] not in order:
+            order.append(group_of[a])
+    ones_in = [a for a in x.perm[1:] if shape[a] == 1]
+    target = (0,) + tuple(a for k in order for a in groups[k][0]) + tuple(ones_in)
+    x = ctx.move(x, target)
+    ones_out = [j for j in range(1, len(out)) if out[j] == 1]
+    perm = (0,) + tuple(b for k in order for b in groups[k][1]) + tuple(ones_out)
+    keras_shape = tuple(out[p] for p in perm[1:])
+    return Value(ctx.layer(L.Reshape, keras_shape, inputs=x.tensor), perm)
 
 
 @conversion("Transpose", since=1)

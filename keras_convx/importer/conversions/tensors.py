@@ -11,7 +11,7 @@ from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.layers import BroadcastTo, ConstantOperation, Einsum, MatMul, Slice, Where
-from keras_convx.importer.registry import ONNX_ORDER, conversion
+from keras_convx.importer.registry import ANY, conversion
 
 # ONNX comparison -> (ConstantOperation with the constant second, with the constant first)
 COMPARISONS = {"Equal": ("equal", "equal"), "Greater": ("greater", "less"),
@@ -87,21 +87,53 @@ def convert_expand(ctx):
                           f"{list(x.shape)}") from None
     if out[1:] == tuple(x.shape[1:]):
         return x
-    return Value(ctx.layer(BroadcastTo, [out[p] for p in x.perm[1:]]), x.perm)
+    want = ctx.standard_perm(x.ndim)
+    moved = [p for p in want if x.shape[p] != 1] == [p for p in x.perm if x.shape[p] != 1]
+    if moved and x.perm != want:
+        # a gate (N, C, 1, 1) broadcast to the feature map: laid out like the map first
+        # (only size-1 axes move: a Reshape), so the product needs no Permute
+        x = ctx.move(x, want, "to_" + ctx.data_format)
+    return Value(ctx.layer(BroadcastTo, [out[p] for p in x.perm[1:]], inputs=x.tensor), x.perm)
+
+
+def _einsum_in_layout(ctx, operands, subscripts, out):
+    """`einsum` of computed tensors in their own Keras layouts: each operand's subscripts
+    are read in its Keras axis order, and the result's axes are ordered after the first
+    operand's (a contracted axis's place taken by the axes the others bring), so attention
+    on channels-last maps needs no Permute."""
+    first = [subscripts[0][p] for p in operands[0].perm]
+    new = [c for c in out if c not in subscripts[0]]
+    order = []
+    for c in first:
+        if c in out:
+            order.append(c)
+        elif new:
+            order += new
+            new = []
+    order += [c for c in out if c not in order]
+    lhs = ",".join("".join(sub[p] for p in v.perm) for v, sub in zip(operands, subscripts))
+    equation = f"{lhs}->{''.join(order)}"
+    result = ctx.layer(Einsum, equation, inputs=[v.tensor for v in operands])
+    return Value(result, tuple(out.index(c) for c in order))
 
 
 def matmul_of_tensors(ctx):
-    """MatMul of two computed tensors (both in ONNX order, batch first)."""
+    """MatMul of two computed tensors (batch first, same rank): an einsum in their layouts
+    where the leading axes agree, else the product in ONNX order."""
     a, b = ctx.inputs
     if a.ndim != b.ndim or a.ndim < 3:
         raise Unsupported(f"computed inputs of rank {a.ndim} and {b.ndim}: both need the "
                           f"batch axis and the same rank >= 3")
     if a.flat is not None or b.flat is not None:
         raise Unsupported("a flattened tensor in Keras order")
+    lead = "zyxwvu"[:a.ndim - 2][::-1]
+    if a.shape[1:-2] == b.shape[1:-2]:
+        return _einsum_in_layout(ctx, [a, b], [lead + "ij", lead + "jk"], lead + "ik")
+    a, b = (ctx.move(v, tuple(range(v.ndim)), "to_onnx_order") for v in (a, b))
     return Value(ctx.layer(MatMul, inputs=[a.tensor, b.tensor]), tuple(range(a.ndim)))
 
 
-@conversion("Einsum", since=12, layout=ONNX_ORDER)
+@conversion("Einsum", since=12, layout=ANY)
 def convert_einsum(ctx):
     if not all(isinstance(v, Value) for v in ctx.inputs):
         raise Unsupported("constant operands are not supported (computed tensors only)")
@@ -109,15 +141,14 @@ def convert_einsum(ctx):
     lhs, arrow, out = equation.partition("->")
     operands = lhs.split(",")
     if not arrow or "." in equation or len(operands) != len(ctx.inputs) or not out or any(
-            not op or op[0] != out[0] or len(op) != v.ndim
+            not op or op[0] != out[0] or len(op) != v.ndim or len(set(op)) != len(op)
             for op, v in zip(operands, ctx.inputs)):
         raise Unsupported(f"equation={equation!r}: accepted are explicit equations ('->'), "
-                          f"no '...', one subscript per axis, the batch letter first in "
-                          f"every operand and the output")
+                          f"no '...', one distinct subscript per axis, the batch letter "
+                          f"first in every operand and the output")
     if any(v.flat is not None for v in ctx.inputs):
         raise Unsupported("a flattened tensor in Keras order")
-    result = ctx.layer(Einsum, equation, inputs=[v.tensor for v in ctx.inputs])
-    return Value(result, tuple(range(len(out))))
+    return _einsum_in_layout(ctx, ctx.inputs, operands, out)
 
 
 def _constant_operand(value, like, what):
