@@ -403,3 +403,14 @@ def test_nhwc_input_kept_only_when_every_reader_moves_it():
     assert tuple(model.inputs[0].shape) == (None, 9, 10, 4)
     assert tuple(model.outputs[0].shape) == (None, 7, 8, 3)
     assert kc.verify_import(model, kept).passed
+
+
+@pytest.mark.parametrize("name", ["where_mask_from_comparison", "where_constant_condition_less_first",
+                                  "equal_and_less_or_equal", "matmul_two_tensors_attention",
+                                  "einsum_two_tensors", "expand_lower_rank_shape",
+                                  "hard_sigmoid_onnx_default_slope", "split_num_outputs_uneven"])
+def test_imported_layers_export_again(name, protos, tmp_path):
+    """Where, comparisons, products and broadcasts go back to ONNX and verify."""
+    model = kc.import_onnx(protos[name])
+    report = kc.export_onnx(model, str(tmp_path / f"{name}.onnx"))
+    assert report.passed, report.verify.summary()

@@ -18,6 +18,11 @@ DATA_FORMATS = ("channels_last", "channels_first")
 ELEMENTWISE = ("Mul", "Add", "Sub", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "Identity",
                "Neg", "Abs", "Max", "Min", "Cast", "LeakyRelu", "HardSigmoid", "Sqrt", "Exp")
 FUSED_ELEMENTWISE = ("Saturate", "Gelu", "Mish", "HardSwish")
+# Ops reading or writing N, C, spatial... data: a move to or from NCHW counts as a layout
+# change (not a transpose of the model's own) only next to one of them.
+CHANNELS_FIRST_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                      "GlobalMaxPool", "BatchNormalization", "InstanceNormalization", "Resize",
+                      "Pad", "LpPool", "GroupNormalization", "GroupNorm")
 MAX_LAYOUT_DEPTH = 16
 
 
@@ -346,6 +351,25 @@ class Walk:
                 tuple(shape[p] for p in perm)[1:] and interop.unit_axes_relabel(
                     (None,) + tuple(shape[1:]), (None,) + tuple(out[1:])) is not None)
 
+    def _near_channels_first(self, name, readers, depth=0):
+        """Whether `name` is read (`readers`) or written by an op of N, C, spatial... data,
+        looking through elementwise ops."""
+        if depth > MAX_LAYOUT_DEPTH:
+            return False
+        if readers:
+            nodes = self.graph.consumers(name)
+        else:
+            nodes = [n for n in self.graph.nodes if name in n.outputs]
+        for node in nodes:
+            if node.op_type in CHANNELS_FIRST_OPS:
+                return True
+            if node.op_type in ELEMENTWISE + FUSED_ELEMENTWISE + ("Softmax", "LogSoftmax"):
+                nxt = node.outputs[:1] if readers else [
+                    i for i in node.inputs if i and i not in self.graph.constants]
+                if any(self._near_channels_first(n, readers, depth + 1) for n in nxt):
+                    return True
+        return False
+
     def _leads_to(self, name, perm, depth=0):
         """Whether every reader of `name` lays it out by `perm`, directly or after
         elementwise ops with constant operands (a Rescaling or Normalization first)."""
@@ -354,6 +378,8 @@ class Walk:
             return False
         for user in users:
             if self._moves_channels(user, name, perm):
+                if not self._near_channels_first(user.outputs[0], readers=True):
+                    return False  # a transpose of the model's own, not a layout move
                 continue
             elementwise = (user.op_type in ELEMENTWISE and user.domain in registry.ONNX_DOMAINS
                            or user.op_type in FUSED_ELEMENTWISE
@@ -384,8 +410,8 @@ class Walk:
                 break
             producer = producers[next(i for i in producer.inputs if i in producers)]
         if (self.data_format == "channels_last" and value.ndim >= 3 and producer is not None
-                and producer.inputs and self._moves_channels(producer, producer.inputs[0],
-                                                             perm)):
+                and producer.inputs and self._moves_channels(producer, producer.inputs[0], perm)
+                and self._near_channels_first(producer.inputs[0], readers=False)):
             return tuple(range(value.ndim))
         return self.standard_perm(value.ndim)
 

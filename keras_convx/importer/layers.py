@@ -38,13 +38,12 @@ _OPERATIONS = {
     "minimum": kops.minimum,
     "power": kops.power,
     "equal": kops.equal,
-    "not_equal": kops.not_equal,
     "greater": kops.greater,
     "greater_equal": kops.greater_equal,
     "less": kops.less,
     "less_equal": kops.less_equal,
 }
-_COMPARISONS = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")
+_COMPARISONS = ("equal", "greater", "greater_equal", "less", "less_equal")
 
 
 @register
@@ -55,8 +54,8 @@ class ConstantOperation(keras.layers.Layer):
         operation: one of `"add"`, `"subtract"`, `"multiply"`, `"divide"`,
             `"reverse_subtract"` (constant - x), `"reverse_divide"` (constant / x),
             `"maximum"`, `"minimum"`, `"power"`, or a comparison giving a boolean
-            tensor: `"equal"`, `"not_equal"`, `"greater"`, `"greater_equal"`, `"less"`,
-            `"less_equal"` (x compared to the constant).
+            tensor: `"equal"`, `"greater"`, `"greater_equal"`, `"less"`, `"less_equal"`
+            (x compared to the constant).
         shape: the constant's shape; it broadcasts against the input including the
             batch axis (NumPy rules).
         trainable_constant: whether `fit` updates the constant.

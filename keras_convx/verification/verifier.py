@@ -54,9 +54,9 @@ class Verifier:
             largest = model_inputs(model, self.io, max(sizes), rng)
             runs = [[a[:batch] for a in largest] for batch in sizes]
         except ValueError:
-            if not samples:
+            if samples is None or len(samples) == 0:
                 raise  # unknown spatial dims: the user's samples are the runs
-        for sample in samples or []:
+        for sample in [] if samples is None else samples:
             sample = sample if isinstance(sample, (list, tuple)) else [sample]
             runs.append(integer_pixels([np.asarray(s, np.float32) for s in sample],
                                        self.io.get("input_dtypes")))

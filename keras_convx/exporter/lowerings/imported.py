@@ -7,12 +7,10 @@ from keras_convx.exporter.graph import float_array
 from keras_convx.exporter.lowerings.common import INT_MAX, INT_MIN, const_in_layout
 from keras_convx.exporter.lowerings.operations import reduction
 from keras_convx.exporter.registry import lowering
-from keras_convx.importer.layers import (Clip, ConstantOperation, Divide, Reduce, Slice, Tile,
-                                         UnaryOperation)
-
-_ONNX_OPS = {"add": "Add", "subtract": "Sub", "multiply": "Mul", "divide": "Div",
-             "reverse_subtract": "Sub", "reverse_divide": "Div", "maximum": "Max",
-             "minimum": "Min", "power": "Pow"}
+from keras_convx.exporter.registry import KERAS_ORDER
+from keras_convx.importer.layers import (BroadcastTo, Clip, ConstantOperation, Divide, Einsum,
+                                         MatMul, Reduce, Slice, Tile, UnaryOperation, Where)
+from keras_convx.interop import elementwise
 
 
 @lowering(ConstantOperation)
@@ -20,7 +18,7 @@ def lower_constant_operation(b, layer, ctx):
     x = ctx.x
     constant = b.const(const_in_layout(float_array(layer.constant), x.perm), "constant")
     inputs = [constant, x.name] if layer.operation.startswith("reverse_") else [x.name, constant]
-    return b.node(_ONNX_OPS[layer.operation], inputs)
+    return b.node(elementwise.onnx_op(layer.operation), inputs)
 
 
 @lowering(Divide)
@@ -45,13 +43,9 @@ def lower_slice(b, layer, ctx):
                             b.ints(axes, "axes"), b.ints(layer.step, "steps")])
 
 
-_UNARY_OPS = {"abs": "Abs", "negative": "Neg", "sqrt": "Sqrt", "erf": "Erf",
-              "reciprocal": "Reciprocal", "log": "Log"}
-
-
 @lowering(UnaryOperation)
 def lower_unary_operation(b, layer, ctx):
-    return b.node(_UNARY_OPS[layer.operation], [ctx.x.name])
+    return b.node(elementwise.onnx_op(layer.operation), [ctx.x.name])
 
 
 @lowering(Reduce)
@@ -65,3 +59,37 @@ def lower_tile(b, layer, ctx):
     # repeats in the ONNX value's axis order: value axis j holds Keras axis perm[j]
     multiples = [1] + list(layer.multiples)
     return b.node("Tile", [ctx.x.name, b.ints([multiples[k] for k in ctx.x.perm], "repeats")])
+
+
+@lowering(BroadcastTo)
+def lower_broadcast_to(b, layer, ctx):
+    # the target in the ONNX value's axis order (value axis j holds Keras axis perm[j]);
+    # 1 for the batch, which Expand keeps
+    full = (1,) + tuple(layer.shape)
+    return b.node("Expand", [ctx.x.name, b.ints([full[k] for k in ctx.x.perm], "shape")])
+
+
+@lowering(MatMul, layout=KERAS_ORDER)
+def lower_matmul(b, layer, ctx):
+    return b.node("MatMul", [v.name for v in ctx.inputs])
+
+
+@lowering(Einsum, layout=KERAS_ORDER)
+def lower_einsum(b, layer, ctx):
+    return b.node("Einsum", [v.name for v in ctx.inputs], equation=layer.equation)
+
+
+@lowering(Where, layout=KERAS_ORDER)
+def lower_where(b, layer, ctx):
+    computed = iter(ctx.inputs)
+    names = []
+    for i, (shape, stored) in enumerate(zip(layer.constants, layer.stored)):
+        if shape is None:
+            names.append(next(computed).name)
+        elif i == 0:
+            names.append(b.const(float_array(stored) != 0, "condition"))
+        else:
+            names.append(b.const(float_array(stored), "constant"))
+    if layer.constants[0] is None:  # a computed condition may arrive as float (0/1)
+        names[0] = b.node("Cast", [names[0]], to=9)
+    return b.node("Where", names)

@@ -5,6 +5,7 @@ Reciprocal, Log) -> the importer's UnaryOperation."""
 import keras
 import numpy as np
 
+from keras_convx import interop
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.layers import Clip, ConstantOperation, UnaryOperation
 from keras_convx.importer.registry import FUSED_DOMAIN, conversion
@@ -60,9 +61,7 @@ def _unary(operation):
     return convert
 
 
-for _op, _name in (("Abs", "abs"), ("Neg", "negative"), ("Sqrt", "sqrt"), ("Erf", "erf"),
-                   ("Reciprocal", "reciprocal"), ("Log", "log"), ("Floor", "floor"),
-                   ("Ceil", "ceil"), ("Round", "round"), ("Sign", "sign")):
+for _name, _op in interop.elementwise.UNARY.items():
     conversion(_op)(_unary(_name))
 
 

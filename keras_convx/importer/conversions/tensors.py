@@ -14,9 +14,8 @@ from keras_convx.importer.layers import BroadcastTo, ConstantOperation, Einsum, 
 from keras_convx.importer.registry import ANY, conversion
 
 # ONNX comparison -> (ConstantOperation with the constant second, with the constant first)
-COMPARISONS = {"Equal": ("equal", "equal"), "Greater": ("greater", "less"),
-               "Less": ("less", "greater"), "GreaterOrEqual": ("greater_equal", "less_equal"),
-               "LessOrEqual": ("less_equal", "greater_equal")}
+COMPARISONS = {op: (name, interop.elementwise.SWAPPED[name])
+               for name, op in interop.elementwise.COMPARISONS.items()}
 
 
 def _split_sizes(ctx, length, count):
