@@ -66,7 +66,10 @@ def _build(source, name):
 
     module = {"tv": torchvision.models, "tv_seg": torchvision.models.segmentation,
               "tv_video": torchvision.models.video}[source]
-    kwargs = {"aux_loss": False} if source == "tv_seg" and "lraspp" not in name else {}
+    # no backbone weights either (they would be downloaded)
+    kwargs = {"weights_backbone": None} if source == "tv_seg" else {}
+    if source == "tv_seg" and "lraspp" not in name:
+        kwargs["aux_loss"] = False
     if name in ("googlenet", "inception_v3"):
         kwargs.update(aux_logits=False, init_weights=False)
     return getattr(module, name)(weights=None, **kwargs)

@@ -124,6 +124,11 @@ CASES = {
         [node("Relu", ["x"], ["r"], name="relu"), node("Sigmoid", ["x"], ["s"], name="sig"),
          node("Sum", ["x", "r", "s"], ["t"], name="sum3"),
          node("Mean", ["t", "x"], ["y"], name="mean2")], {"x": X4}),
+    # a class token: a constant, the same for every sample, concatenated to the sequence
+    "concat_batch_constant_token": lambda: graph(
+        [node("Relu", ["x"], ["r"], name="relu"),
+         node("Concat", ["cls", "r"], ["y"], name="with_token", axis=1)],
+        {"x": (2, 6, 4)}, {"cls": np.repeat(_w(1, 1, 4), 2, axis=0)}),
     # extra outputs nobody reads
     "layer_norm_unused_mean_invstd": lambda: graph(
         [node("LayerNormalization", ["x", "g", "b"], ["y", "mean", "inv"], name="ln", axis=-1)],
@@ -305,6 +310,14 @@ def test_fixed_point_folding_needs_more_than_one_round(protos):
     assert {n.op_type for n in kept.nodes} == {"Pad", "Conv"}, [n.op_type for n in kept.nodes]
 
 
+def test_concat_constant_varying_over_the_batch_refused_by_name():
+    proto = graph([node("Concat", ["c", "x"], ["y"], name="the_concat", axis=1)],
+                  {"x": (2, 6, 4)}, {"c": _w(2, 1, 4)})
+    with pytest.raises(UnsupportedOps, match=r"the_concat \(Concat\): constant input of shape "
+                                             r"\[2, 1, 4\] differs between samples"):
+        kc.import_onnx(proto)
+
+
 def test_resize_cubic_exclude_outside_refused_by_name():
     """onnxruntime accepts exclude_outside=1 with cubic only; keras_convx's bicubic clamps
     its taps at the edge instead of renormalizing."""
@@ -408,7 +421,8 @@ def test_nhwc_input_kept_only_when_every_reader_moves_it():
 @pytest.mark.parametrize("name", ["where_mask_from_comparison", "where_constant_condition_less_first",
                                   "equal_and_less_or_equal", "matmul_two_tensors_attention",
                                   "einsum_two_tensors", "expand_lower_rank_shape",
-                                  "hard_sigmoid_onnx_default_slope", "split_num_outputs_uneven"])
+                                  "hard_sigmoid_onnx_default_slope", "split_num_outputs_uneven",
+                                  "concat_batch_constant_token"])
 def test_imported_layers_export_again(name, protos, tmp_path):
     """Where, comparisons, products and broadcasts go back to ONNX and verify."""
     model = kc.import_onnx(protos[name])

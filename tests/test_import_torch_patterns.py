@@ -17,7 +17,7 @@ from torch_patterns import PATTERNS, export_patterns  # noqa: E402
 # Permutes the import needs: channel shuffle is one (reshaping channels-last data,
 # swapping the group axes, reshaping back); attention's head split, its products (einsums
 # in the tensors' own layouts) and GroupNorm (fused) need none.
-MAX_PERMUTES = {"csp_split": 0, "eca_expand_as": 0, "channel_shuffle_dynamic_batch": 1,
+MAX_PERMUTES = {"csp_split": 0, "eca_expand_as": 0, "eca_expand_as_dynamic_batch": 0, "channel_shuffle_dynamic_batch": 1,
                 "tf_same_padding": 0, "tf_same_padding_dynamic_batch": 0,
                 "unet_dynamic_hw": 0, "attention": 0}
 

@@ -34,20 +34,25 @@ class CSPBlock(nn.Module):
 
 
 class ECABlock(nn.Module):
-    """ECA-Net's channel attention: a 1-D conv across the pooled channels, a sigmoid gate
-    broadcast back with `expand_as`."""
+    """ECA-Net's channel attention, twice: a 1-D conv across the pooled channels, a
+    sigmoid gate broadcast back with `expand_as` (the second block reads shapes computed
+    after the first's gate)."""
 
     def __init__(self, c=8):
         super().__init__()
         self.stem = nn.Conv2d(3, c, 3, stride=2, padding=1)
-        self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.convs = nn.ModuleList(nn.Conv1d(1, 1, 3, padding=1, bias=False) for _ in range(2))
+        self.mid = nn.Conv2d(c, c, 3, padding=1)
         self.head = nn.Conv2d(c, 4, 1)
 
+    def eca(self, x, conv):
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)  # as timm's EcaModule writes it
+        y = torch.sigmoid(conv(y)).view(x.shape[0], -1, 1, 1)
+        return x * y.expand_as(x)
+
     def forward(self, x):
-        x = F.relu(self.stem(x))
-        y = F.adaptive_avg_pool2d(x, 1)
-        y = self.conv(y.squeeze(-1).transpose(-1, -2)).transpose(-1, -2).unsqueeze(-1)
-        return self.head(x * torch.sigmoid(y).expand_as(x))
+        x = self.eca(F.relu(self.stem(x)), self.convs[0])
+        return self.head(self.eca(F.relu(self.mid(x)), self.convs[1]))
 
 
 class ShuffleBlock(nn.Module):
@@ -146,6 +151,7 @@ class AttentionBlock(nn.Module):
 PATTERNS = {
     "csp_split": (CSPBlock, [(2, 3, 16, 16)], {}),
     "eca_expand_as": (ECABlock, [(2, 3, 16, 16)], {}),
+    "eca_expand_as_dynamic_batch": (ECABlock, [(2, 3, 16, 16), (3, 3, 16, 16)], {0: "batch"}),
     "channel_shuffle_dynamic_batch": (ShuffleBlock, [(2, 3, 12, 12), (1, 3, 12, 12),
                                                      (5, 3, 12, 12)], {0: "batch"}),
     "tf_same_padding": (TFSameNet, [(2, 3, 17, 23)], {}),

@@ -545,11 +545,18 @@ def _reinfer(graph, model):
     folded.graph.node.extend(n.extra["proto"] for n in graph.nodes)
     del folded.graph.initializer[:]
     del folded.graph.value_info[:]
+    # a value computed from the dynamic batch (0 stands for it) is no number shape
+    # inference may read: it goes in as an input of unknown value
+    marked = {name for name in used if graph.batch_dependent(name)}
     folded.graph.initializer.extend(numpy_helper.from_array(graph.constants[name], name)
-                                    for name in sorted(used))
+                                    for name in sorted(used - marked))
     kept = [vi for vi in folded.graph.input if vi.name not in graph.constants or vi.name in used]
     del folded.graph.input[:]
     folded.graph.input.extend(kept)
+    folded.graph.input.extend(
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(
+            graph.constants[name].dtype), graph.constants[name].shape)
+        for name in sorted(marked) if name not in {vi.name for vi in kept})
     try:
         inferred = onnx.shape_inference.infer_shapes(folded, check_type=True, strict_mode=True,
                                                       data_prop=True)

@@ -399,11 +399,41 @@ class Where(keras.layers.Layer):
         return config
 
 
+@register
+class BatchConstant(keras.layers.Layer):
+    """A stored constant repeated for each sample of the input's batch (a class token
+    concatenated to every sample's sequence). The input gives the batch size only.
+
+    Args:
+        shape: the constant's shape after the batch axis.
+        trainable_constant: whether `fit` updates it.
+    """
+
+    def __init__(self, shape, trainable_constant=False, **kwargs):
+        super().__init__(**kwargs)
+        self.shape = tuple(int(n) for n in shape)
+        self.trainable_constant = bool(trainable_constant)
+        self.constant = self.add_weight(shape=self.shape, initializer="zeros", name="constant",
+                                        trainable=self.trainable_constant)
+
+    def call(self, inputs):
+        value = kops.cast(self.constant, self.compute_dtype)[None]
+        return kops.broadcast_to(value, (kops.shape(inputs)[0],) + self.shape)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self.shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"shape": list(self.shape), "trainable_constant": self.trainable_constant})
+        return config
+
+
 def _register_with_configs():
     from keras_convx.model_config import register_layer
 
     for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile,
-                BroadcastTo, MatMul, Einsum, Where):
+                BroadcastTo, MatMul, Einsum, Where, BatchConstant):
         register_layer(cls)
 
 

@@ -8,7 +8,7 @@ from keras_convx.exporter.lowerings.common import INT_MAX, INT_MIN, const_in_lay
 from keras_convx.exporter.lowerings.operations import reduction
 from keras_convx.exporter.registry import lowering
 from keras_convx.exporter.registry import KERAS_ORDER
-from keras_convx.importer.layers import (BroadcastTo, Clip, ConstantOperation, Divide, Einsum,
+from keras_convx.importer.layers import (BatchConstant, BroadcastTo, Clip, ConstantOperation, Divide, Einsum,
                                          MatMul, Reduce, Slice, Tile, UnaryOperation, Where)
 from keras_convx.interop import elementwise
 
@@ -93,3 +93,12 @@ def lower_where(b, layer, ctx):
     if layer.constants[0] is None:  # a computed condition may arrive as float (0/1)
         names[0] = b.node("Cast", [names[0]], to=9)
     return b.node("Where", names)
+
+
+@lowering(BatchConstant, layout=KERAS_ORDER)
+def lower_batch_constant(b, layer, ctx):
+    # the constant expanded to the input's (dynamic) batch
+    shape = b.node("Shape", [ctx.x.name])
+    batch = b.node("Slice", [shape, b.ints([0], "starts"), b.ints([1], "ends")])
+    dims = b.node("Concat", [batch, b.ints(layer.shape, "dims")], axis=0)
+    return b.node("Expand", [b.const(float_array(layer.constant)[None], "constant"), dims])

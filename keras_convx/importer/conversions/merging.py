@@ -10,7 +10,7 @@ from keras_convx import interop
 from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import ConstantOperation, Divide
+from keras_convx.importer.layers import BatchConstant, ConstantOperation, Divide
 from keras_convx.importer.registry import conversion
 
 L = keras.layers
@@ -110,11 +110,27 @@ def convert_mean(ctx):
     return Value(ctx.layer(L.Average, inputs=[v.tensor for v in moved]), tensors[0].perm)
 
 
+def _batch_constant(ctx, value, like):
+    """A constant input of a Concat, the same for every sample (a class token expanded to
+    the batch), as a BatchConstant laid out like `like`."""
+    array = float32(value, "a constant input")
+    if array.ndim != like.ndim:
+        raise Unsupported(f"constant input of shape {list(array.shape)} next to a tensor of "
+                          f"rank {like.ndim}")
+    if array.shape[0] != 1 and not np.all(array == array[:1]):
+        raise Unsupported(f"constant input of shape {list(array.shape)} differs between "
+                          f"samples of the batch")
+    moved = interop.constant_in_layout(array[:1], like.perm)[0]
+    out = ctx.layer(BatchConstant, moved.shape, inputs=like.tensor, suffix="constant")
+    ctx.last_layer.constant.assign(moved)
+    return Value(out, like.perm)
+
+
 @conversion("Concat", since=1)
 def convert_concat(ctx):
-    tensors = ctx.inputs
-    if not all(isinstance(v, Value) for v in tensors):
-        raise Unsupported("constant inputs to Concat are not supported")
+    like = ctx.x
+    tensors = [v if isinstance(v, Value) else _batch_constant(ctx, v, like)
+               for v in ctx.inputs]
     first = tensors[0]
     axis = int(ctx.attr("axis")) % first.ndim
     if axis == 0:
