@@ -535,6 +535,10 @@ def read(source):
     return graph
 
 
+# (op, input index) -> what a batch-size entry of a folded shape reads as in re-inference
+_BATCH_STAND_IN = {("Reshape", 1): 0, ("Expand", 1): 1}
+
+
 def _reinfer(graph, model):
     """Shape inference again with folded values as initializers: shapes that depended on
     a computed pads/shape/scales input become static."""
@@ -542,14 +546,28 @@ def _reinfer(graph, model):
     folded = onnx.ModelProto()
     folded.CopyFrom(model)
     del folded.graph.node[:]
-    folded.graph.node.extend(n.extra["proto"] for n in graph.nodes)
+    # A value computed from the dynamic batch (0 stands for it) is no number shape
+    # inference may read as it is: a Reshape's target keeps 0 first (copy the batch), an
+    # Expand's shape gets 1 there (broadcast keeps the batch), anything else reads it as
+    # an input of unknown value.
+    marked = {name for name in used if graph.batch_dependent(name)}
+    extra = {}
+    for node in graph.nodes:
+        proto = onnx.NodeProto()
+        proto.CopyFrom(node.extra["proto"])
+        for i, name in enumerate(proto.input):
+            stand_in = _BATCH_STAND_IN.get((node.op_type, i))
+            if name in marked and stand_in is not None and graph.batch_first_only(name):
+                value = np.array(graph.constants[name]).reshape(-1)
+                value[0] = stand_in
+                proto.input[i] = f"{name}__{node.op_type}"
+                extra[proto.input[i]] = value
+        folded.graph.node.append(proto)
     del folded.graph.initializer[:]
     del folded.graph.value_info[:]
-    # a value computed from the dynamic batch (0 stands for it) is no number shape
-    # inference may read: it goes in as an input of unknown value
-    marked = {name for name in used if graph.batch_dependent(name)}
     folded.graph.initializer.extend(numpy_helper.from_array(graph.constants[name], name)
                                     for name in sorted(used - marked))
+    folded.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in extra.items())
     kept = [vi for vi in folded.graph.input if vi.name not in graph.constants or vi.name in used]
     del folded.graph.input[:]
     folded.graph.input.extend(kept)
