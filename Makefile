@@ -38,7 +38,8 @@ test: $(STAMP)
 # keras.applications against Keras's own export (section 6; needs the bench extra);
 # a model past protobuf's 2 GiB limit (section 7); CLI start-up (section 8);
 # keras.applications through kc.convert and to_yaml (section 9); ONNX import of the PyTorch
-# test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10);
+# test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10),
+# torchvision/timm nets when TV_VENV names one (10b);
 # keras-hub vision models, native vs Keras's export (section 11); what verification costs
 # (section 12); INT8 thresholds against the fault kinds (13); INT8/float16 latency (14).
 bench: $(STAMP)
@@ -73,6 +74,13 @@ bench: $(STAMP)
 		--install "pip install onnx2tf into $(ONNX2TF_VENV)"; fi
 	$(PY) benchmarks/import_models.py --update-results $(BACKENDS:%=benchmarks/runs/i-%.json) \
 		$(if $(ONNX2TF_VENV),benchmarks/runs/o2t.json)
+	# torchvision and timm nets (section 10b) when TV_VENV names a venv holding them
+	# (torch 2.14.1 + torchvision 0.29.1 + timm: the machine notes say why not this venv)
+	if [ -n "$(TV_VENV)" ]; then $(TV_VENV)/bin/python benchmarks/import_survey.py \
+		--export benchmarks/runs/survey_onnx && KERAS_BACKEND=torch $(PY) \
+		benchmarks/import_survey.py --import benchmarks/runs/survey_onnx \
+		--json benchmarks/runs/survey-torch.json && $(PY) benchmarks/import_survey.py \
+		--update-results benchmarks/runs/survey-torch.json; fi
 	@set -e; for b in $(BACKENDS); do \
 		KERAS_BACKEND=$$b $(PY) benchmarks/verify_cost.py --out benchmarks/runs/cost-$$b.json; \
 	done

@@ -1,4 +1,5 @@
-"""ONNX import of the PyTorch test models (tests/test_import_torch.py, exported with
+"""ONNX import of the PyTorch test models (tests/test_import_torch.py and the issue-24
+patterns of tests/torch_patterns.py, exported with
 `torch.onnx.export(..., dynamo=False)` at the tests' shapes): import time, layer count,
 Permute layers and error vs PyTorch, per Keras backend; and, from a separate environment,
 onnx2tf's Transpose count on the same files. RESULTS.md section 10.
@@ -36,11 +37,19 @@ def measure(folder, repeats):
     import numpy as np
     import onnx
 
+    import torch
+
     import keras_convx as kc
     from test_import_torch import export_models
+    from torch_patterns import export_patterns
 
+    models = export_models(folder)
+    for name, (path, module, shapes) in export_patterns(folder).items():
+        x = torch.randn(shapes[0], generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            models[name] = (path, x.numpy(), module(x).numpy())
     rows = []
-    for name, (path, x, expected) in export_models(folder).items():
+    for name, (path, x, expected) in models.items():
         graph = onnx.load(path).graph
         times = []
         for _ in range(repeats):
@@ -144,7 +153,7 @@ def render(results):
              "benchmarks/runs/i-b.json --onnx-dir benchmarks/runs/import_onnx` for b in "
              + ", ".join(backends) + ", then `python benchmarks/import_models.py "
              "--update-results benchmarks/runs/i-*.json` and the onnx2tf JSON below. The models "
-             "are tests/test_import_torch.py's (seeded weights, BatchNorm statistics as after "
+             "are tests/test_import_torch.py's and tests/torch_patterns.py's (CSP split, ECA, channel shuffle and TF-same padding with a dynamic batch, a U-Net of any size, attention; seeded weights, BatchNorm statistics as after "
              "training), exported by `torch.onnx.export(..., dynamo=False)` at opset 17 and the "
              f"tests' input shapes; `kc.import_onnx` time is the median of {imports[0]['repeats']} "
              "imports in one process (channels_last; on a shared 2-core machine single rows "
