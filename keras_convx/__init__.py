@@ -66,13 +66,13 @@ def __dir__():
 
 
 def _register_layers():
-    """Imports our layers (and the importer's few), which registers them with Keras."""
+    """Imports our layers (the tensor-operation ones too), which registers them with Keras."""
     from importlib import import_module
 
-    # (keras_convx.layers imports the importer's layers at its end)
+    # (keras_convx.layers imports its tensor_ops module at its end)
     # either in sys.modules: imported, or being imported now (and registering)
     if "keras_convx.layers" not in _sys.modules and \
-            "keras_convx.importer.layers" not in _sys.modules:
+            "keras_convx.layers.tensor_ops" not in _sys.modules:
         import_module("keras_convx.layers")
 
 

@@ -110,8 +110,7 @@ class GraphBuilder:
         if key not in self._transposes:
             rel = compose(inverse(value.perm), perm)
             target = [value.shape[p] for p in perm]
-            moved = [a for a in value.perm if value.shape[a] != 1]
-            if moved == [a for a in perm if value.shape[a] != 1] and \
+            if interop.only_unit_axes_move(value.shape, value.perm, perm) and \
                     sum(d is None for d in target[1:]) <= 1 and perm[0] == value.perm[0] == 0:
                 # Only size-1 axes move (e.g. a 1-channel image): the memory order is the
                 # same, so a Reshape (no copy) does it (batch copied, one unknown inferred).

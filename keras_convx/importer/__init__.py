@@ -2,8 +2,9 @@
 (domain, op type, since-version), a front end that checks untrusted files and folds
 constants, fusion passes, and a graph walk building a Functional Keras model.
 
-Importing `keras_convx.importer.layers` (as `import keras_convx` does, so that saved
-imported models load) stays light: onnx and the rest load on first use of a public name.
+Its layers live in `keras_convx.layers.tensor_ops` (registered when `keras_convx.layers`
+is, so that saved imported models load); importing this package stays light: onnx and
+the rest load on first use of a public name.
 """
 
 import importlib

@@ -197,8 +197,7 @@ class Walk:
         if value.perm[0] != 0 or perm[0] != 0:
             raise Unsupported(f"moving the batch axis (axis order {perm}) is not supported")
         shape = value.shape
-        moved = [p for p in perm if shape[p] != 1]
-        if moved == [p for p in value.perm if shape[p] != 1]:
+        if interop.only_unit_axes_move(shape, value.perm, perm):
             # only size-1 axes move: a reshape, no data movement
             layer = keras.layers.Reshape(tuple(shape[p] for p in perm[1:]),
                                          name=self.unique_name(name))

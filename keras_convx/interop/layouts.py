@@ -35,6 +35,13 @@ def constant_in_layout(array, perm):
     return np.ascontiguousarray(np.transpose(array, perm))
 
 
+def only_unit_axes_move(shape, source, target):
+    """Whether laying out a tensor of `shape` by axis order `target` instead of `source`
+    moves only axes of size 1: the memory order is the same, so a reshape (no copy) or
+    nothing at all does it (a channels-first (N, C, 1, 1) is (N, 1, 1, C) in memory)."""
+    return ([a for a in source if shape[a] != 1] == [a for a in target if shape[a] != 1])
+
+
 def unit_axes_relabel(in_shape, out_shape):
     """The permutation `perm` with `out_shape == [in_shape[p] for p in perm]` that moves
     only axes of size 1 (the others keep their order), or None when a reshape from

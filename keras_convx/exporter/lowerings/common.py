@@ -7,8 +7,9 @@ from keras_convx.exporter.graph import Unsupported, Value, channels_first_perm
 
 INT_MAX = np.iinfo(np.int64).max
 INT_MIN = np.iinfo(np.int64).min
-ONNX_PAD_MODES = {"zeros": "constant", "constant": "constant", "reflect": "reflect",
-                  "replicate": "edge"}
+# keras_convx modes with an ONNX Pad mode at every opset the exporter writes (wrap: 19+)
+ONNX_PAD_MODES = {mode: onnx for mode, onnx in interop.PAD_MODE_TO_ONNX.items()
+                  if onnx != "wrap"}
 
 
 def spatial_in(b, value, data_format):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import onnx
 
+from keras_convx import interop
 from keras_convx.exporter.graph import Unsupported, Value, compose, float_array, inverse
 from keras_convx.exporter.registry import KERAS_ORDER, SAME, lowering
 
@@ -48,10 +49,7 @@ def in_order(b, value, perm):
     A Transpose that only moves size-1 axes leaves the memory order unchanged, so the
     value is used as is (a channels-first (N, C, 1, 1) is already (N, 1, 1, C) in memory).
     """
-    def order(p):
-        return [a for a in p if value.shape[a] != 1]
-
-    if order(value.perm) == order(perm):
+    if interop.only_unit_axes_move(value.shape, value.perm, perm):
         return value
     return b.to_perm(value, perm)
 

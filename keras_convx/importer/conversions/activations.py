@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_convx import interop
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import Clip, ConstantOperation, UnaryOperation
+from keras_convx.layers.tensor_ops import Clip, ConstantOperation, UnaryOperation
 from keras_convx.importer.registry import FUSED_DOMAIN, conversion
 
 L = keras.layers

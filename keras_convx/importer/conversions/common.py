@@ -2,14 +2,14 @@
 
 import numpy as np
 
+from keras_convx import interop
 from keras_convx.importer.errors import Unsupported
 from keras_convx.utils import shapes as S
 
 import keras_convx as kc
 
 # keras_convx padding modes of ONNX Pad modes (constant 0 is keras_convx's "zeros").
-PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate",
-             "wrap": "circular"}
+PAD_MODES = interop.PAD_MODE_FROM_ONNX
 
 
 def ints(ctx, name, rank, default):

@@ -10,7 +10,7 @@ from keras_convx import interop
 from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import BatchConstant, ConstantOperation, Divide
+from keras_convx.layers.tensor_ops import BatchConstant, ConstantOperation, Divide
 from keras_convx.importer.registry import conversion
 
 L = keras.layers

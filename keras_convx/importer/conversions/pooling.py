@@ -9,7 +9,7 @@ from keras_convx.importer.conversions.common import (RUNTIME_SAME, ints, pad_lay
                                                      spatial_pads)
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.driver import Value
-from keras_convx.importer.layers import ConstantOperation, Reduce
+from keras_convx.layers.tensor_ops import ConstantOperation, Reduce
 from keras_convx.importer.registry import SPATIAL, conversion
 from keras_convx.utils import shapes as S
 

@@ -10,7 +10,7 @@ from keras_convx import interop
 from keras_convx.importer.conversions.common import float32
 from keras_convx.importer.driver import Value
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.layers import BroadcastTo, ConstantOperation, Einsum, MatMul, Slice, Where
+from keras_convx.layers.tensor_ops import BroadcastTo, ConstantOperation, Einsum, MatMul, Slice, Where
 from keras_convx.importer.registry import ANY, conversion
 
 # ONNX comparison -> (ConstantOperation with the constant second, with the constant first)
@@ -87,8 +87,7 @@ def convert_expand(ctx):
     if out[1:] == tuple(x.shape[1:]):
         return x
     want = ctx.standard_perm(x.ndim)
-    moved = [p for p in want if x.shape[p] != 1] == [p for p in x.perm if x.shape[p] != 1]
-    if moved and x.perm != want:
+    if x.perm != want and interop.only_unit_axes_move(x.shape, x.perm, want):
         # a gate (N, C, 1, 1) broadcast to the feature map: laid out like the map first
         # (only size-1 axes move: a Reshape), so the product needs no Permute
         x = ctx.move(x, want, "to_" + ctx.data_format)

@@ -1,4 +1,4 @@
-"""ONNX lowerings of the importer's own layers (keras_convx/importer/layers.py), so an
+"""ONNX lowerings of keras_convx's tensor-operation layers (keras_convx/layers/tensor_ops.py), so an
 imported model exports again, also when a fresh process loads it from a .keras file."""
 
 import numpy as np
@@ -8,7 +8,7 @@ from keras_convx.exporter.lowerings.common import INT_MAX, INT_MIN, const_in_lay
 from keras_convx.exporter.lowerings.operations import reduction
 from keras_convx.exporter.registry import lowering
 from keras_convx.exporter.registry import KERAS_ORDER
-from keras_convx.importer.layers import (BatchConstant, BroadcastTo, Clip, ConstantOperation, Divide, Einsum,
+from keras_convx.layers.tensor_ops import (BatchConstant, BroadcastTo, Clip, ConstantOperation, Divide, Einsum,
                                          MatMul, Reduce, Slice, Tile, UnaryOperation, Where)
 from keras_convx.interop import elementwise
 
