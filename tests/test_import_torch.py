@@ -14,6 +14,7 @@ from torch.nn import functional as F  # noqa: E402
 
 import keras_convx as kc  # noqa: E402
 from helpers import RTOL_SCALE, assert_close  # noqa: E402
+from torch_patterns import randomize  # noqa: E402
 
 OPSET = 17
 
@@ -167,26 +168,13 @@ MODELS = {  # name -> (module, input shape NCHW-style)
 }
 
 
-def _randomize(module, seed):
-    """Non-trivial weights and BatchNorm statistics as after training."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return module.eval()
-
-
 def export_models(folder):
     """Each model of MODELS exported to `folder` (seeded): name -> (path, input, PyTorch
     output). benchmarks/import_models.py measures the same files."""
     out = {}
     for i, (name, (cls, shape)) in enumerate(MODELS.items()):
         torch.manual_seed(i)
-        module = _randomize(cls(), i)
+        module = randomize(cls(), i)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(100 + i))
         path = os.path.join(folder, f"{name}.onnx")
         # BatchNorm kept as a node (no folding into the convs) for the ResNet: both paths run
