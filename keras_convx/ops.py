@@ -493,13 +493,15 @@ INTERPOLATIONS = ("nearest", "linear", "bilinear", "trilinear", "bicubic", "lanc
 _CUBIC_A = -0.75  # PyTorch's and ONNX Resize's default cubic coefficient
 
 
-def resize_taps(length, scale, interpolation, align_corners):
+def resize_taps(length, scale, interpolation, align_corners, exclude_outside=False):
     """Integer source indices and float64 weights, one pair per tap, along one axis.
 
     The output length is floor(length * scale). Coordinates follow PyTorch's
     `interpolate(scale_factor=...)` and ONNX Resize: half-pixel centres
     (`align_corners=False`) or corner-aligned; linear clamps negative source
-    coordinates to 0; cubic uses a = -0.75 with edge-clamped taps.
+    coordinates to 0; cubic uses a = -0.75 with edge-clamped taps, or with
+    `exclude_outside` (ONNX Resize's attribute) taps outside the input weighted 0 and the
+    others renormalized to sum 1.
     """
     import numpy as np
 
@@ -529,8 +531,12 @@ def resize_taps(length, scale, interpolation, align_corners):
         ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
         ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a,
     ]
-    return [(np.clip(i0.astype(np.int64) + k, 0, length - 1), w)
-            for k, w in zip((-1, 0, 1, 2), weights)]
+    index = [i0.astype(np.int64) + k for k in (-1, 0, 1, 2)]
+    if exclude_outside:
+        weights = [np.where((j >= 0) & (j < length), w, 0.0) for j, w in zip(index, weights)]
+        total = np.sum(weights, axis=0)
+        weights = [w / total for w in weights]
+    return [(np.clip(j, 0, length - 1), w) for j, w in zip(index, weights)]
 
 
 def _lanczos_taps(length, out, radius):
@@ -557,7 +563,8 @@ def _lanczos_taps(length, out, radius):
             for j, w in zip(index, weights)]
 
 
-def resize(x, scale, interpolation="nearest", align_corners=False, data_format=None):
+def resize(x, scale, interpolation="nearest", align_corners=False, data_format=None,
+           exclude_outside=False):
     """Up- or down-samples the spatial axes by `scale` (output floor(L * scale)).
 
     Args:
@@ -569,6 +576,9 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
         align_corners: False for half-pixel centres (Keras's default), True for
             PyTorch's `align_corners=True`.
         data_format: `"channels_last"` or `"channels_first"`.
+        exclude_outside: with `"bicubic"`, taps outside the input get weight 0 and the
+            others are renormalized (ONNX Resize's `exclude_outside=1`); edge-clamped
+            otherwise.
     """
     owner = "resize"
     data_format = A.normalize_data_format(data_format, owner)
@@ -581,6 +591,9 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
     if align_corners and interpolation.startswith("lanczos"):
         raise ValueError(f"{owner}: align_corners applies to linear and cubic interpolation, "
                          f"not {interpolation!r}")
+    if exclude_outside and interpolation != "bicubic":
+        raise ValueError(f"{owner}: exclude_outside applies to 'bicubic' only, got "
+                         f"interpolation={interpolation!r}")
     if (len(axes) == 2 and interpolation == "bilinear" and not align_corners
             and all(isinstance(s, int) for s in scale) and None not in
             [x.shape[a] for a in axes]):
@@ -599,7 +612,7 @@ def resize(x, scale, interpolation="nearest", align_corners=False, data_format=N
                 f"{owner}: {interpolation!r} resizing needs known spatial sizes, got "
                 f"{tuple(x.shape)}"
             )
-        taps = resize_taps(int(length), s, interpolation, align_corners)
+        taps = resize_taps(int(length), s, interpolation, align_corners, exclude_outside)
         shape = [1] * len(x.shape)
         shape[axis] = -1
         y = None

@@ -45,6 +45,8 @@ _CASES = [
     ("upsampling1d-linear", lambda: kc.UpSampling1D(1.5, interpolation="linear"), (6, 2)),
     ("upsampling2d-bicubic", lambda: kc.UpSampling2D(2, interpolation="bicubic",
                                                      align_corners=True), (4, 5, 2)),
+    ("upsampling2d-bicubic-exclude-outside", lambda: kc.UpSampling2D(
+        1.5, interpolation="bicubic", exclude_outside=True), (4, 5, 2)),
     ("upsampling3d-trilinear", lambda: kc.UpSampling3D((1, 2, 2), interpolation="trilinear"),
      (3, 3, 4, 2)),
 ]
@@ -79,6 +81,7 @@ _EXPECTED = {
     'zeropadding1d': ([], {'Pad': 1}),
     'upsampling1d-linear': ([], {'Resize': 1}),
     'upsampling2d-bicubic': ([], {'Resize': 1}),
+    'upsampling2d-bicubic-exclude-outside': ([], {'Resize': 1}),
     'upsampling3d-trilinear': ([], {'Resize': 1}),
 }
 

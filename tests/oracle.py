@@ -103,8 +103,10 @@ def _cubic(d, a=-0.75):
     return 0.0
 
 
-def resize_matrix(length, scale, mode, align_corners):
-    """(out, length) interpolation matrix, one output position at a time."""
+def resize_matrix(length, scale, mode, align_corners, exclude_outside=False):
+    """(out, length) interpolation matrix, one output position at a time; with
+    `exclude_outside`, cubic taps outside the input are dropped and the row renormalized
+    (ONNX Resize's definition)."""
     out = int(np.floor(length * scale + 1e-9))
     m = np.zeros((out, length))
     for i in range(out):
@@ -117,8 +119,13 @@ def resize_matrix(length, scale, mode, align_corners):
             src = (i + 0.5) / scale - 0.5
         if mode == "bicubic":
             base = int(np.floor(src))
-            for j in range(base - 1, base + 3):
-                m[i, min(max(j, 0), length - 1)] += _cubic(src - j)
+            taps = [(j, _cubic(src - j)) for j in range(base - 1, base + 3)]
+            if exclude_outside:
+                taps = [(j, w) for j, w in taps if 0 <= j < length]
+                total = sum(w for _, w in taps)
+                taps = [(j, w / total) for j, w in taps]
+            for j, w in taps:
+                m[i, min(max(j, 0), length - 1)] += w
         else:
             src = max(src, 0.0)
             lo = min(int(np.floor(src)), length - 1)
@@ -129,9 +136,10 @@ def resize_matrix(length, scale, mode, align_corners):
     return m
 
 
-def resize(x, scales, mode, align_corners=False, data_format="channels_last"):
+def resize(x, scales, mode, align_corners=False, data_format="channels_last",
+           exclude_outside=False):
     y = to_last(np.asarray(x, np.float64), data_format)
     for axis, s in enumerate(scales, start=1):
-        m = resize_matrix(y.shape[axis], s, mode, align_corners)
+        m = resize_matrix(y.shape[axis], s, mode, align_corners, exclude_outside)
         y = np.moveaxis(np.tensordot(m, np.moveaxis(y, axis, 0), axes=1), 0, axis)
     return from_last(y, data_format)

@@ -112,6 +112,13 @@ CASES = {
     "resize_axes_sizes_negative": lambda: single(
         "Resize", X4, {"sz": i64(18, 20)}, inputs=["", "", "sz"], mode="nearest",
         axes=[-2, -1], opset=18),
+    # cubic with exclude_outside (taps outside the input dropped, the rest renormalized)
+    "resize_cubic_exclude_outside": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="cubic",
+        exclude_outside=1),
+    "resize_cubic_exclude_outside_align_corners_down": lambda: single(
+        "Resize", X4, {"s": f32(1, 1, 0.5, 1.5)}, inputs=["", "s"], mode="cubic",
+        exclude_outside=1, coordinate_transformation_mode="align_corners"),
     # variadic ops
     "max_three_inputs_with_constant": lambda: graph(
         [node("Relu", ["x"], ["r"], name="relu"), node("Neg", ["x"], ["n"], name="neg"),
@@ -318,16 +325,6 @@ def test_concat_constant_varying_over_the_batch_refused_by_name():
         kc.import_onnx(proto)
 
 
-def test_resize_cubic_exclude_outside_refused_by_name():
-    """onnxruntime accepts exclude_outside=1 with cubic only; keras_convx's bicubic clamps
-    its taps at the edge instead of renormalizing."""
-    proto = single("Resize", X4, {"s": f32(1, 1, 2, 2)}, inputs=["", "s"], mode="cubic",
-                   exclude_outside=1)
-    with pytest.raises(UnsupportedOps, match=r"the_resize \(Resize\): exclude_outside=1 with "
-                                             r"cubic"):
-        kc.import_onnx(proto)
-
-
 def test_batch_value_arithmetic_is_still_refused_by_name():
     """A reshape to twice the batch truly depends on its value."""
     proto = graph(
@@ -422,7 +419,7 @@ def test_nhwc_input_kept_only_when_every_reader_moves_it():
                                   "equal_and_less_or_equal", "matmul_two_tensors_attention",
                                   "einsum_two_tensors", "expand_lower_rank_shape",
                                   "hard_sigmoid_onnx_default_slope", "split_num_outputs_uneven",
-                                  "concat_batch_constant_token"])
+                                  "concat_batch_constant_token", "resize_cubic_exclude_outside"])
 def test_imported_layers_export_again(name, protos, tmp_path):
     """Where, comparisons, products and broadcasts go back to ONNX and verify."""
     model = kc.import_onnx(protos[name])

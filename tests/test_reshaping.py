@@ -91,6 +91,22 @@ def test_upsampling_matches_oracle(rank, mode, align, scale, fmt):
     assert layer.compute_output_shape(x.shape) == tuple(y.shape)
 
 
+@pytest.mark.parametrize("align,scale,fmt", list(itertools.product((False, True), (2, 1.5, 0.5),
+                                                                   FORMATS)))
+def test_bicubic_exclude_outside_matches_oracle(align, scale, fmt):
+    """ONNX Resize's exclude_outside=1: taps outside the input weigh 0, the rest sum to 1."""
+    x = make_input(2, 2, fmt, size=6)
+    layer = kc.UpSampling2D(scale, interpolation="bicubic", align_corners=align,
+                            exclude_outside=True, data_format=fmt)
+    y = layer(x)
+    assert_close(y, oracle.resize(x, (scale,) * 2, "bicubic", align, fmt, exclude_outside=True))
+    if not (align and scale == 0.5):  # there every sample lands on a pixel: no edge taps
+        clamped = oracle.resize(x, (scale,) * 2, "bicubic", align, fmt)
+        assert np.abs(keras.ops.convert_to_numpy(y) - clamped).max() > 1e-3  # not the clamp
+    assert layer.compute_output_shape(x.shape) == tuple(y.shape)
+    assert kc.UpSampling2D.from_config(layer.get_config()).exclude_outside
+
+
 @pytest.mark.parametrize("anchor,fmt", list(itertools.product(("center", "start", "end"), FORMATS)))
 def test_crop_to_match(anchor, fmt):
     x = make_input(2, 3, fmt, size=9)  # spatial (9, 10)
@@ -112,6 +128,7 @@ def test_crop_to_match(anchor, fmt):
     (lambda: kc.Padding1D(1, mode="wrap"), None, r"Padding1D: mode must be one of"),
     (lambda: kc.UpSampling2D(0), None, r"UpSampling2D: size must be a positive number or a tuple of 2 positive numbers, got 0"),
     (lambda: kc.UpSampling3D(2, interpolation="bicubic"), None, r"UpSampling3D: interpolation must be one of \('nearest', 'trilinear'\), got 'bicubic'"),
+    (lambda: kc.UpSampling2D(2, interpolation="bilinear", exclude_outside=True), None, r"UpSampling2D: exclude_outside=True applies to interpolation='bicubic' only, got 'bilinear'"),
     (lambda: kc.UpSampling1D(float("nan")), None, r"UpSampling1D: size must be a positive number"),
     (lambda: kc.CropToMatch(anchor="middle"), None, r"CropToMatch: anchor must be one of"),
 ])

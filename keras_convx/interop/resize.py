@@ -13,8 +13,9 @@ LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 CUBIC_A = -0.75
 
 
-def resize_attributes(interpolation, align_corners):
-    """ONNX Resize attributes computing keras_convx's `resize(interpolation, align_corners)`."""
+def resize_attributes(interpolation, align_corners, exclude_outside=False):
+    """ONNX Resize attributes computing keras_convx's `resize(interpolation, align_corners,
+    exclude_outside=...)`."""
     if interpolation == "nearest":
         return dict(mode="nearest", coordinate_transformation_mode="asymmetric",
                     nearest_mode="floor")
@@ -23,15 +24,15 @@ def resize_attributes(interpolation, align_corners):
                      coordinate_transformation_mode="align_corners" if align_corners
                      else "half_pixel")
         if interpolation == "bicubic":
-            attrs.update(cubic_coeff_a=CUBIC_A, exclude_outside=0)
+            attrs.update(cubic_coeff_a=CUBIC_A, exclude_outside=int(bool(exclude_outside)))
         return attrs
     raise ValueError(f"interpolation {interpolation!r} has no exact ONNX Resize equivalent")
 
 
 def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     """ONNX Resize attributes and per-axis spatial `scales` -> (interpolation,
-    align_corners) of keras_convx's up-sampling layers, or a ValueError saying why the
-    combination has no exact equivalent.
+    align_corners, exclude_outside) of keras_convx's up-sampling layers, or a ValueError
+    saying why the combination has no exact equivalent.
 
     Args:
         attrs: the Resize node's attributes as a dict (defaults as in the ONNX spec).
@@ -44,10 +45,10 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     if attrs.get("antialias", 0) != 0:
         raise ValueError(f"antialias={attrs['antialias']} is not supported (only 0)")
     # exclude_outside renormalizes taps outside the input: only cubic has any (linear and
-    # nearest sample inside after clamping)
-    if attrs.get("exclude_outside", 0) != 0 and mode == "cubic":
-        raise ValueError(f"exclude_outside={attrs['exclude_outside']} with cubic is not "
-                         f"supported (keras_convx's bicubic clamps taps at the edge)")
+    # nearest sample inside after clamping; onnxruntime refuses it there)
+    exclude = attrs.get("exclude_outside", 0)
+    if exclude not in (0, 1):
+        raise ValueError(f"exclude_outside={exclude} must be 0 or 1")
     if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         raise ValueError("keep_aspect_ratio_policy must be 'stretch'")
     if ctm == "tf_crop_and_resize":
@@ -59,12 +60,12 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
     if mode == "nearest":
         nearest = attrs.get("nearest_mode", "round_prefer_floor")
         if ctm == "asymmetric" and nearest == "floor":
-            return "nearest", False
+            return "nearest", False, False
         integer = all(float(s).is_integer() and s >= 1 for s in scales)
         # With an integer up-scale, half-pixel centres round to the same pixel as floor.
         if integer and ctm in ("half_pixel", "pytorch_half_pixel") and nearest in (
                 "round_prefer_floor", "round_prefer_ceil"):
-            return "nearest", False
+            return "nearest", False, False
         raise ValueError(
             f"nearest with coordinate_transformation_mode={ctm!r}, nearest_mode={nearest!r} "
             f"and scales {list(scales)}: accepted are asymmetric+floor, or half_pixel/"
@@ -78,9 +79,9 @@ def upsampling_from_resize(attrs, scales, in_lengths, out_lengths):
                          f"half_pixel, pytorch_half_pixel and align_corners")
     align = ctm == "align_corners"
     if mode == "linear":
-        return LINEAR[rank], align
+        return LINEAR[rank], align, False
     a = attrs.get("cubic_coeff_a", -0.75)
     if rank != 2 or abs(a - CUBIC_A) > 1e-6:
         raise ValueError(f"cubic needs 2 spatial axes and cubic_coeff_a={CUBIC_A}, got "
                          f"{rank} axes and {a}")
-    return "bicubic", align
+    return "bicubic", align, bool(exclude)

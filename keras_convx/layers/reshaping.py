@@ -136,12 +136,15 @@ class BaseUpSampling(SpatialLayer):
             `keras.ops.image.resize`; not exportable: ONNX Resize has no Lanczos mode).
         align_corners: False = half-pixel centres (Keras's default); True =
             PyTorch's `align_corners=True`. Ignored by `"nearest"`.
+        exclude_outside: 2D `"bicubic"` only: taps outside the input weighted 0 and the
+            others renormalized (ONNX Resize's `exclude_outside=1`, as TensorFlow 1's
+            `resize_bicubic(half_pixel_centers=True)`); False clamps taps at the edge.
     """
 
     channels_known = False  # no weights
 
     def __init__(self, size, data_format=None, interpolation="nearest", align_corners=False,
-                 **kwargs):
+                 exclude_outside=False, **kwargs):
         super().__init__(data_format, **kwargs)
         owner, rank = self.__class__.__name__, self.rank
         self.size = A.normalize_scale(size, rank, owner)
@@ -155,6 +158,10 @@ class BaseUpSampling(SpatialLayer):
         if self.align_corners and value.startswith("lanczos"):
             raise ValueError(f"{owner}: align_corners applies to linear and cubic "
                              f"interpolation, not {value!r}")
+        self.exclude_outside = bool(exclude_outside)
+        if self.exclude_outside and value != "bicubic":
+            raise ValueError(f"{owner}: exclude_outside=True applies to interpolation="
+                             f"'bicubic' only, got {value!r}")
 
     def compute_output_shape(self, input_shape):
         channels = self._check_input(input_shape)
@@ -163,12 +170,13 @@ class BaseUpSampling(SpatialLayer):
 
     def call(self, inputs):
         return cops.resize(inputs, self.size, self.interpolation, self.align_corners,
-                           self.data_format)
+                           self.data_format, exclude_outside=self.exclude_outside)
 
     def layer_config(self):
         config = super().layer_config()
         config.update({"size": self.size[0] if self.rank == 1 else self.size,  # as Keras's
-                       "interpolation": self.interpolation, "align_corners": self.align_corners})
+                       "interpolation": self.interpolation, "align_corners": self.align_corners,
+                       "exclude_outside": self.exclude_outside})
         return config
 
 
@@ -275,7 +283,7 @@ class UpSampling1D(BaseUpSampling):
 
     rank = 1
     _extensions = {"data_format": "channels_last", "interpolation": "nearest",
-                   "align_corners": False}
+                   "align_corners": False, "exclude_outside": False}
 
     def __init__(self, size=2, data_format=None, interpolation="nearest", align_corners=False,
                  **kwargs):
@@ -287,11 +295,12 @@ class UpSampling2D(BaseUpSampling):
     """2D up-sampling: nearest, bilinear, bicubic, lanczos3/5; drop-in for Keras's."""
 
     rank = 2
-    _extensions = {"align_corners": False}
+    _extensions = {"align_corners": False, "exclude_outside": False}
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest",
-                 align_corners=False, **kwargs):
-        super().__init__(size, data_format, interpolation, align_corners, **kwargs)
+                 align_corners=False, exclude_outside=False, **kwargs):
+        super().__init__(size, data_format, interpolation, align_corners, exclude_outside,
+                         **kwargs)
 
 
 @register
@@ -299,7 +308,7 @@ class UpSampling3D(BaseUpSampling):
     """3D up-sampling; trilinear too (Keras's: nearest only)."""
 
     rank = 3
-    _extensions = {"interpolation": "nearest", "align_corners": False}
+    _extensions = {"interpolation": "nearest", "align_corners": False, "exclude_outside": False}
 
     def __init__(self, size=(2, 2, 2), data_format=None, interpolation="nearest",
                  align_corners=False, **kwargs):

@@ -49,7 +49,8 @@ def lower_upsampling(b, layer, ctx):
     interpolation = getattr(layer, "interpolation", "nearest")
     align = getattr(layer, "align_corners", False)
     try:
-        attrs = interop.resize_attributes(interpolation, align)
+        attrs = interop.resize_attributes(interpolation, align,
+                                          getattr(layer, "exclude_outside", False))
     except ValueError as err:
         raise Unsupported(str(err)) from None
     scales = b.const(np.asarray((1.0, 1.0) + tuple(float(s) for s in size), np.float32), "scales")

@@ -69,7 +69,8 @@ def convert_resize(ctx):
     else:
         raise Unsupported("needs constant scales or sizes")
     try:
-        interpolation, align = interop.upsampling_from_resize(ctx.attrs, factors, lengths, out)
+        interpolation, align, exclude = interop.upsampling_from_resize(ctx.attrs, factors,
+                                                                      lengths, out)
     except ValueError as err:
         if rank == 2 and _keras_nearest(ctx.attrs):
             # keras.layers.Resizing's nearest (what the exporter lowers it to), any size
@@ -77,8 +78,9 @@ def convert_resize(ctx):
                              data_format=ctx.data_format)
         raise Unsupported(str(err)) from None
     size = tuple(int(f) if float(f).is_integer() else f for f in factors)
+    extra = {"exclude_outside": True} if exclude else {}
     return ctx.layer(spatial_layer("UpSampling#", rank), size=size, interpolation=interpolation,
-                     align_corners=align, data_format=ctx.data_format)
+                     align_corners=align, data_format=ctx.data_format, **extra)
 
 
 def _keras_nearest(attrs):
