@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/keras-convx demo
 
-# One pytest process per Keras backend (the backend is fixed at import time).
+# One pytest process per Keras backend (the backend is fixed at import time); the slowest
+# tests are listed so the suite's time budget can be watched from CI logs.
 test: $(STAMP)
 	@set -e; for b in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider tests; \
+		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests; \
 	done
 
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),

@@ -78,6 +78,7 @@ def _observable_after(model, layer_name, entries):
     return found
 
 
+@pytest.mark.thin_on_jax(2)  # 2 of the 4 a run on JAX, rotating by day (CI time)
 @pytest.mark.parametrize("name", NAMES)
 def test_correct_export_passes_at_every_ort_level(name, exported):
     model, proto, verifier, _ = exported(name)
@@ -90,6 +91,7 @@ def test_correct_export_passes_at_every_ort_level(name, exported):
                                                 report.level_spread)
 
 
+@pytest.mark.thin_on_jax(2)  # the same 2 models as above (one export each)
 @pytest.mark.parametrize("name", NAMES)
 def test_every_fault_is_caught_and_located(name, exported):
     model, proto, verifier, _ = exported(name)
