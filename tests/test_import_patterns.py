@@ -425,3 +425,67 @@ def test_imported_layers_export_again(name, protos, tmp_path):
     model = kc.import_onnx(protos[name])
     report = kc.export_onnx(model, str(tmp_path / f"{name}.onnx"))
     assert report.passed, report.verify.summary()
+
+
+def _new_layers_graph():
+    """One graph using every layer the issue-24 conversions added: a comparison, Where with
+    a constant, Einsum, BroadcastTo, MatMul (leading axes that broadcast), a rounding
+    UnaryOperation, BatchConstant and Split's Slices."""
+    cls = np.repeat(_w(1, 3, 1, 4), 2, axis=0)
+    return graph(
+        [node("Relu", ["x"], ["r"], name="relu"),
+         node("Greater", ["x", "t"], ["g"], name="gt"),
+         node("Where", ["g", "x", "fill"], ["w"], name="where"),
+         node("Einsum", ["w", "r"], ["e"], name="einsum", equation="bij,bkj->bik"),
+         node("MatMul", ["e", "w"], ["m"], name="matmul_einsum"),
+         node("Unsqueeze", ["m", "ax1"], ["u"], name="unsq"),
+         node("Expand", ["u", "shape"], ["v"], name="expand"),
+         node("Transpose", ["v"], ["k"], name="tr", perm=[0, 1, 3, 2]),
+         node("MatMul", ["u", "k"], ["mm"], name="matmul_broadcast"),
+         node("Floor", ["mm"], ["f"], name="floor"),
+         node("Concat", ["cls", "f"], ["c"], name="with_token", axis=2),
+         node("Split", ["c", "sizes"], ["y", "z"], name="split", axis=2)],
+        {"x": (2, 4, 6)}, {"t": f32(0.1), "fill": _w(1, 4, 1), "ax1": i64(1),
+                           "shape": i64(2, 3, 4, 6), "cls": cls, "sizes": i64(2, 3)},
+        outputs=("y", "z"), opset=17)
+
+
+def test_new_layers_keep_the_layer_contract(tmp_path):
+    """Config round trip, compute_output_shape = the real shape, and a `.keras` file that
+    a fresh process (safe_mode, only `import keras_convx`) loads to identical outputs."""
+    import os
+    import subprocess
+    import sys
+
+    from test_import import ROOT
+
+    proto = _new_layers_graph()
+    model = kc.import_onnx(proto)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"ConstantOperation", "Where", "Einsum", "BroadcastTo", "MatMul", "UnaryOperation",
+            "BatchConstant", "Slice"} <= kinds, kinds
+    assert kc.verify_import(model, proto).passed
+    x = np.random.default_rng(4).standard_normal((2, 6, 4)).astype(np.float32)
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
+    for layer, value in zip(model.layers[1:], probe(x)):
+        config = layer.get_config()
+        assert type(layer).from_config(config).get_config() == config, layer.name
+        inputs = layer.input if isinstance(layer.input, list) else [layer.input]
+        real = [tuple(t.shape) for t in keras.tree.flatten(
+            keras.Model(model.inputs, inputs)(x))]
+        shape = layer.compute_output_shape(real if len(real) > 1 else real[0])
+        assert tuple(shape) == tuple(value.shape), (layer.name, shape, value.shape)
+    expected = [keras.ops.convert_to_numpy(t) for t in model(x)]
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import keras, numpy as np, keras_convx\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'm.keras')!r}, safe_mode=True)\n"
+        f"ys = model(np.load({str(tmp_path / 'x.npy')!r}))\n"
+        f"np.savez({str(tmp_path / 'y.npz')!r}, *[keras.ops.convert_to_numpy(y) for y in ys])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = np.load(tmp_path / "y.npz")
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(loaded[f"arr_{i}"], want)
