@@ -28,7 +28,7 @@ EXTENSIONS = {
     "Transpose": {"groups", "output_size"},
     "Cropping1D": {"data_format"},
     "UpSampling1D": {"data_format", "interpolation", "align_corners"},
-    "UpSampling2D": {"align_corners"},
+    "UpSampling2D": {"align_corners", "exclude_outside"},
     "UpSampling3D": {"interpolation", "align_corners"},
 }
 
