@@ -56,8 +56,6 @@ DYNAMIC = {"resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_5", "efficientnet
 
 
 def _build(source, name):
-    import torch
-
     if source == "timm":
         import timm
 

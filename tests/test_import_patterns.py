@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 
 import keras_convx as kc
 from helpers import RTOL_SCALE
