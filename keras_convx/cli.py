@@ -362,6 +362,9 @@ def cmd_import(args):
     import keras_convx as kc
     from keras_convx.importer import ImportVerificationError, OnnxImportError, UnsupportedOps
 
+    if not os.path.isfile(args.model):  # before the -o checks: the input is what's wrong
+        raise BadInput(f"{args.model}: no such file" if not os.path.exists(args.model)
+                       else f"{args.model}: not a file")
     out = args.output or os.path.splitext(args.model)[0] + ".keras"
     if not out.endswith(".keras"):
         raise BadInput(f"-o/--output: {out} must end in .keras")
@@ -745,17 +748,18 @@ def _import_backend_quietly():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        if not args.debug and args.func not in (cmd_schema, cmd_inspect):
+        if not args.debug and args.func is not cmd_inspect:
             _import_backend_quietly()
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from keras_convx.model_config import ConfigError
-
         if args.debug:
             raise
-        bad = isinstance(exc, (BadInput, ConfigError, ValueError, TypeError, OSError))
+        # a ConfigError needs its module loaded; importing it here would import Keras
+        loader = sys.modules.get("keras_convx.model_config.loader")
+        config_error = (loader.ConfigError,) if loader is not None else ()
+        bad = isinstance(exc, (BadInput, ValueError, TypeError, OSError) + config_error)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"keras-convx: {'error' if bad else 'internal error'}: {reason}", file=sys.stderr)
         return 2 if bad else 3

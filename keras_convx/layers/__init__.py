@@ -22,6 +22,6 @@ from keras_convx.layers.reshaping import (
 
 __all__ = [name for name in dir() if name[0].isupper()]
 
-# the tensor-operation layers (ConstantOperation, Slice, Einsum...) register too: `.keras`
-# files of imported models hold them (here, once every layer above exists)
-from keras_convx.layers import tensor_ops  # noqa: E402,F401
+# the tensor-operation layers (ConstantOperation, Slice, Einsum...) register with Keras
+# too: `.keras` files of imported models hold them
+from keras_convx.layers.tensor_ops import CONFIG_TYPES  # noqa: E402,F401

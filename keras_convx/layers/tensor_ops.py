@@ -430,12 +430,7 @@ class BatchConstant(keras.layers.Layer):
         return config
 
 
-def _register_with_configs():
-    from keras_convx.model_config import register_layer
-
-    for cls in (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile,
-                BroadcastTo, MatMul, Einsum, Where, BatchConstant):
-        register_layer(cls)
-
-
-_register_with_configs()
+# The layers model configs may name as `type:` besides the convolution family (declared
+# here, read by `model_config.builder.layer_types`: no registration at import time).
+CONFIG_TYPES = (ConstantOperation, Divide, Slice, Clip, UnaryOperation, Reduce, Tile,
+                BroadcastTo, MatMul, Einsum, Where, BatchConstant)

@@ -5,8 +5,8 @@ import os
 
 import keras
 
-import keras_convx
 from keras_convx import constraints, regularizers
+from keras_convx import layers as kcl
 from keras_convx.model_config.loader import ConfigError, load
 from keras_convx.model_config.spec import Expander, hint
 
@@ -48,10 +48,11 @@ def register_layer(cls, name=None):
 def layer_types():
     """Config type name -> layer class: keras_convx first, then the Keras allowlist, then user ones."""
     types = {name: getattr(keras.layers, name) for name in KERAS_ALLOWLIST}
-    for name in keras_convx.layers.__all__:
-        cls = getattr(keras_convx.layers, name)
+    for name in kcl.__all__:
+        cls = getattr(kcl, name)
         if not name.startswith(("Base", "Windowed", "Spatial")):
             types[name] = cls
+    types.update({cls.__name__: cls for cls in kcl.CONFIG_TYPES})
     types.update(_USER_TYPES)
     return types
 
@@ -263,7 +264,7 @@ class Plan:
 def _takes_list(layer):
     return isinstance(layer, (keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
                               keras.layers.Average, keras.layers.Maximum, keras.layers.Minimum,
-                              keras.layers.Concatenate, keras_convx.CropToMatch))
+                              keras.layers.Concatenate, kcl.CropToMatch))
 
 
 def build_model(source, scale=None, **overrides):
