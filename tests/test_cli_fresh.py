@@ -89,6 +89,23 @@ def test_import_export_verify(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["back.onnx", "tiny.keras", "tiny.onnx"]
 
 
+def test_import_of_a_dynamic_size_net_at_sizes_it_cant_run(tmp_path):
+    """A runtime error during verification is a failed verification (exit 1, the runtime,
+    the input shape and the node named), not an internal error (exit 3)."""
+    import onnx
+    from test_import_wild import _pyramid
+
+    onnx.save(_pyramid(), tmp_path / "fpn.onnx")
+    code, out, err = cli(tmp_path, "import", "fpn.onnx", "--sizes", "16x24")
+    assert code == 1 and "onnxruntime" in err and "[2, 3, 16, 24]" in err, out + err
+    code, _, err = cli(tmp_path, "import", "fpn.onnx", "--sizes", "16xq")
+    assert code == 2 and "--sizes: '16xq'" in err
+    code, out, err = cli(tmp_path, "import", "fpn.onnx")
+    assert code == 0 and "compared at 16x32, 32x48" in out, out + err
+    assert sorted(os.listdir(tmp_path)) == ["fpn.failed.json", "fpn.failed.keras", "fpn.keras",
+                                           "fpn.onnx"]
+
+
 def test_demo_and_bench_argument_errors(tmp_path):
     code, _, err = cli(tmp_path, "demo", "--unknown")
     assert code == 2 and "--unknown" in err

@@ -196,7 +196,9 @@ def test_dynamic_axes(tmp_path):
     model = single(lambda: kc.Conv2D(4, 3, padding="same", padding_mode="replicate"), (None, None, 3))
     report = kc.export_onnx(model, tmp_path / "s.onnx", dynamic_axes=("batch", "spatial"),
                             samples=[[rand((2, 7, 9, 3))], [rand((1, 12, 5, 3))]])
-    assert report.passed and len(report.verify.checks) == 2
+    # the two samples and random inputs at two sizes derived from the graph (16x24, 32x40)
+    assert report.passed and len(report.verify.checks) == 4
+    assert {c.shape[1:3] for c in report.verify.checks} == {(7, 9), (12, 5), (16, 24), (32, 40)}
     static = single(lambda: kc.Conv2D(4, 3), (8, 8, 3))
     report = kc.export_onnx(static, tmp_path / "f.onnx", dynamic_axes=(), batch_size=4)
     dims = onnx.load(tmp_path / "f.onnx").graph.input[0].type.tensor_type.shape.dim

@@ -33,6 +33,9 @@ CASES = {
     "normalization-invert": _layer(lambda: L.Normalization(mean=[0.1, -0.2, 0.3, 0.0],
                                                            variance=[1.0, 4.0, 0.25, 2.0],
                                                            invert=True)),
+    # slopes per channel shared over H and W (MTCNN), and one per element
+    "prelu-shared-hw": _layer(lambda: L.PReLU(shared_axes=[1, 2])),
+    "prelu-per-element": _layer(lambda: L.PReLU()),
     "layernorm-channels": _layer(lambda: L.LayerNormalization(epsilon=1e-6)),
     "layernorm-spatial": _layer(lambda: L.LayerNormalization(axis=[1, 2], epsilon=1e-3)),
     "layernorm-all-no-center": _layer(lambda: L.LayerNormalization(axis=[1, 2, 3],

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -15,7 +14,7 @@ from keras_convx.exporter import metadata as metadata_lib
 from keras_convx.exporter import passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
-from keras_convx.utils.files import umask_mode
+from keras_convx.utils.files import staging_dir, umask_mode
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
 from keras_convx.exporter import lowerings  # noqa: F401,E402  (registers the lowerings)
 
@@ -329,7 +328,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
                 fp16=False, optimization_level="all", external_data="auto", metadata=None,
                 precision=None, calibration=None, calibration_method="minmax",
-                keep_float=None, input_dtype="float32", target="cpu"):
+                keep_float=None, input_dtype="float32", target="cpu", sizes=None):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -345,6 +344,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         verify: run onnxruntime and compare with Keras (a failure raises
             `VerificationError`).
         providers, tolerance, samples, optimization_level: see `verify_onnx`.
+        sizes: the sizes of dynamic height/width (and other unknown dims after the batch)
+            random verification inputs take: ints or tuples (one per axis), e.g.
+            `[(32, 64)]`; default two derived from the graph (multiples of its total
+            stride). Samples need none.
         nchw_io: give channels_last models NCHW graph inputs and outputs.
         input_shape: shape(s) without batch, to fix unknown spatial dims.
         diagnose: compare every Keras tensor the graph keeps (layer and `keras.ops`
@@ -404,6 +407,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     bad = [a for a in dynamic_axes if a not in DYNAMIC]
     if bad:
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
+    if sizes is not None:
+        from keras_convx.verification.sizes import check_sizes
+
+        check_sizes(sizes)
     user_metadata = metadata_lib.user_entries(metadata)
     precision = _precision(precision, fp16)
     from keras_convx.exporter import targets
@@ -479,7 +486,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         external_data == "auto" and sum(len(t.raw_data) for t in proto.graph.initializer)
         > EXTERNAL_DATA_THRESHOLD)
     # everything is staged in a hidden folder beside `path` and moved in only once proven
-    stage = tempfile.mkdtemp(dir=folder, prefix=".keras_convx-")
+    # (named after this process: the next run removes it if this one is killed)
+    stage = staging_dir(folder)
     tmp = os.path.join(stage, os.path.basename(path))
     data_name = os.path.basename(path) + ".data"
     try:
@@ -503,7 +511,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         report.external_data = data_name if external else None
         if verify:
             try:
-                verifier = Verifier(model, io, tensor_map.read(proto), samples)
+                from keras_convx.verification.sizes import export_fills
+
+                verifier = Verifier(model, io, tensor_map.read(proto), samples,
+                                    fills=export_fills(model, proto, sizes))
                 report.verify = verifier.verify(proto, tmp, providers, tolerance,
                                                 optimization_level, inspect=diagnose,
                                                 serialized=data,

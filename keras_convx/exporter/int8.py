@@ -6,13 +6,21 @@ weights on axis 1, Conv on axis 0); activations uint8, asymmetric (onnxruntime's
 for x86 CPUs with VNNI: no range reduction). BatchNormalization is already folded into
 the convolutions by the lowering; Add, Concat, Resize and pooling get QDQ pairs as
 onnxruntime's QDQ quantizer places them.
+
+Every file onnxruntime writes goes to a private folder inside the export's staging folder,
+which is also the current folder while onnxruntime runs (it writes some files under
+relative names), and is removed however the export ends.
 """
 
+import dataclasses
+import difflib
 import os
 
 import numpy as np
 
 from keras_convx.exporter import calibration_data
+from keras_convx.interop.names import keras_layer_name
+from keras_convx.utils import files
 from keras_convx.verification.inputs import to_graph
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -59,29 +67,82 @@ def feeds(arrays, io, input_names, batch=None):
     return out
 
 
-def layer_nodes(onnx_model, entries, labels):
-    """Names of the nodes that compute the Keras layers `labels` (by tensor-map label):
-    from each layer's output tensor back to the previous mapped tensors."""
-    labels = set(labels)
-    known = {e["label"] for e in entries}
-    unknown = sorted(labels - known)
+def check_keep_float(keep_float, float_model, entries):
+    """Validates `keep_float` before anything is quantized: "auto", None, or names that are
+    Keras layers of the model (tensor-map labels) or ONNX nodes of the float graph (or
+    of the ONNX file an imported model came from). Raises ValueError naming the unknown
+    ones and their close matches."""
+    if keep_float is None or keep_float == "auto":
+        return
+    if isinstance(keep_float, (str, bytes)) or not all(isinstance(n, str) for n in keep_float):
+        raise ValueError(f"export: keep_float must be 'auto' or a list of Keras layer or ONNX "
+                         f"node names. Received: keep_float={keep_float!r}")
+    labels = {e["label"] for e in entries}
+    nodes = {n.name for n in float_model.graph.node if n.name}
+    unknown = [n for n in keep_float
+               if n not in labels and n not in nodes and keras_layer_name(n) not in labels]
     if unknown:
-        raise ValueError(f"export: keep_float names {unknown}, which are not layers of the "
-                         f"graph (mapped layers: {sorted(known)[:12]}...)")
-    producer = {o: n for n in onnx_model.graph.node for o in n.output}
-    boundary = {e["onnx"] for e in entries if e["status"] == "live"}
-    names = set()
+        known = sorted(labels | nodes)
+        hints = "; ".join(
+            f"close matches for {n!r}: {difflib.get_close_matches(n, known, 4, 0.6)}"
+            if difflib.get_close_matches(n, known, 1, 0.6) else f"no close match for {n!r}"
+            for n in unknown)
+        raise ValueError(f"export: keep_float names {unknown}, which are neither Keras layers "
+                         f"nor ONNX nodes of the graph ({hints}; layers: "
+                         f"{sorted(labels)[:12]}{'...' if len(labels) > 12 else ''})")
+
+
+def keep_float_nodes(pre_model, float_model, entries, names):
+    """The nodes of the preprocessed graph `pre_model` to keep in float for `names`
+    (`check_keep_float`). A Keras layer answers for every node lowered from it: the nodes
+    from its output back to the previous mapped tensors, the nodes named after it, and,
+    where a rewrite folded it into another layer's node (a Conv into the BatchNormalization
+    after it, a ZeroPadding into its Conv), that node. An ONNX node name answers for that
+    node, or what quant_pre_process fused it into."""
+    by_label = {}
     for e in entries:
-        if e["label"] not in labels or e["status"] != "live":
-            continue
-        stack = [e["onnx"]]
-        while stack:
-            node = producer.get(stack.pop())
-            if node is None or node.name in names:
+        by_label.setdefault(e["label"], []).append(e)
+    producer = {o: n for n in pre_model.graph.node for o in n.output}
+    pre_names = {n.name for n in pre_model.graph.node}
+    boundary = {e["onnx"] for e in entries if e["status"] == "live" and e["onnx"] in producer}
+
+    def layer(label, seen):
+        if label in seen:
+            return set()
+        seen.add(label)
+        out = {n.name for n in pre_model.graph.node if n.name.startswith(label + "/")}
+        for e in by_label.get(label, []):
+            if e["status"] != "live":  # folded: its node now answers to another layer
+                if e.get("into"):
+                    out |= layer(e["into"], seen)
                 continue
-            names.add(node.name)
-            stack.extend(i for i in node.input if i not in boundary)
-    return sorted(names)
+            stack = [e["onnx"]]
+            while stack:
+                node = producer.get(stack.pop())
+                if node is None or node.name in out:
+                    continue
+                out.add(node.name)
+                stack.extend(i for i in node.input if i not in boundary)
+        return out
+
+    float_nodes = {n.name: n for n in float_model.graph.node if n.name}
+    found = set()
+    for name in names:
+        mine = set()
+        if name in by_label or keras_layer_name(name) in by_label:
+            mine |= layer(name if name in by_label else keras_layer_name(name), set())
+        if name in float_nodes:
+            if name in pre_names:
+                mine.add(name)
+            else:  # fused by quant_pre_process: the node that now writes its outputs
+                mine |= {producer[o].name for o in float_nodes[name].output if o in producer}
+                if not mine and "/" in name:
+                    mine |= layer(name.rsplit("/", 1)[0], set())
+        if not mine:
+            raise ValueError(f"export: keep_float names {name!r}, which computes no node of "
+                             f"the graph being quantized (optimized away)")
+        found |= mine
+    return sorted(found)
 
 
 def _named(onnx_model):
@@ -92,21 +153,42 @@ def _named(onnx_model):
     return onnx_model
 
 
-def preprocess(float_model, stage):
+@dataclasses.dataclass
+class Preprocessed:
+    """quant_pre_process's graph; `symbolic_shapes_skipped`: why its symbolic shape
+    inference was left out (None when it ran)."""
+
+    model: object
+    symbolic_shapes_skipped: str = None
+
+
+def preprocessed(float_model, stage):
     """onnxruntime's `quant_pre_process` (symbolic shapes, basic fusions) on the float graph;
-    the result is what is quantized and what the QDQ graph is compared with."""
+    the result is what is quantized and what the QDQ graph is compared with.
+
+    Symbolic shape inference fails on some graphs ("Incomplete symbolic shape inference",
+    seen on imported-then-re-exported nets); ONNX's own shape inference is enough for
+    static QDQ quantization of conv nets, so pre-processing is then redone without it and
+    the result says so."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    source, pre = os.path.join(stage, "float.onnx"), os.path.join(stage, "float.pre.onnx")
-    onnx.save_model(_named(float_model), source)
-    try:
-        quant_pre_process(source, pre, skip_symbolic_shape=False)
-        return _named(onnx.load(pre))
-    finally:
-        for name in (source, pre):
-            if os.path.exists(name):
-                os.remove(name)
+    with files.scratch_dir(stage, "int8-pre-") as work, files.working_dir(work):
+        source, pre = os.path.join(work, "float.onnx"), os.path.join(work, "float.pre.onnx")
+        onnx.save_model(_named(float_model), source)
+        skipped = None
+        try:
+            quant_pre_process(source, pre, skip_symbolic_shape=False)
+        except Exception as err:  # noqa: BLE001 (any failure of the optional step)
+            text = str(err).strip()
+            skipped = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+            quant_pre_process(source, pre, skip_symbolic_shape=True)
+        return Preprocessed(_named(onnx.load(pre)), skipped)
+
+
+def preprocess(float_model, stage):
+    """The preprocessed graph alone (`preprocessed`)."""
+    return preprocessed(float_model, stage).model
 
 
 # onnxruntime's calibrators, with options quantize_static does not pass on: its entropy
@@ -150,11 +232,10 @@ def quantize(pre_model, stage, calibration_feeds, method="minmax", exclude=()):
     if method not in METHODS:
         raise ValueError(f"export: calibration_method must be one of {METHODS}, got "
                          f"{method!r}")
-    pre, out = os.path.join(stage, "int8.in.onnx"), os.path.join(stage, "int8.onnx")
-    onnx.save_model(pre_model, pre)
-    cache = None
-    try:
-        cache = calibrate(pre, stage, calibration_feeds, method)
+    with files.scratch_dir(stage, "int8-") as work, files.working_dir(work):
+        pre, out = os.path.join(work, "int8.in.onnx"), os.path.join(work, "int8.onnx")
+        onnx.save_model(pre_model, pre)
+        cache = calibrate(pre, work, calibration_feeds, method)
         quantize_static(
             pre, out, None, quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -163,10 +244,6 @@ def quantize(pre_model, stage, calibration_feeds, method="minmax", exclude=()):
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         with open(out, "rb") as f:
             return f.read()
-    finally:
-        for name in (pre, out, cache, os.path.join(stage, "augmented.onnx")):
-            if name and os.path.exists(name):
-                os.remove(name)
 
 
 def export_int8(model, float_model, stage, io, entries, calibration, method="minmax",
@@ -179,7 +256,7 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
     import onnx
 
     from keras_convx.verification.inputs import integer_pixels, model_inputs
-    from keras_convx.verification.int8_verifier import verify_int8
+    from keras_convx.verification.int8_verifier import measure_latency, verify_int8
 
     random = isinstance(calibration, str) and calibration == "random"
     if random:
@@ -198,11 +275,13 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
             f"export: the {held[0].shape[0]} held-out sample(s) can't fill one batch of the "
             f"graph's static batch size {io.get('static_batch')}: pass more calibration data")
     auto = keep_float == "auto"
+    check_keep_float(keep_float, float_model, entries)
     kept = [] if auto or keep_float is None else list(keep_float)
-    pre_model = preprocess(float_model, stage)
+    pre = preprocessed(float_model, stage)
+    pre_model = pre.model
     pre_data = pre_model.SerializeToString()
     while True:
-        exclude = layer_nodes(pre_model, _present(entries, pre_model), kept) if kept else ()
+        exclude = keep_float_nodes(pre_model, float_model, entries, kept) if kept else ()
         qdq_data = quantize(pre_model, stage, calib_feeds, method, exclude)
         qdq_model = onnx.load_from_string(qdq_data)
         if not verify:
@@ -217,16 +296,18 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
             report.warnings.append("calibrated on random inputs at the model's scale, not on "
                                    "real data: the ranges may not fit real inputs")
         if report.passed or not auto or len(kept) >= AUTO_KEEP_MAX:
-            return qdq_model, report
+            break
         failing = report.failing
         worst = ([failing.layer] if failing is not None and failing.role == "internal" else []) \
             + [c.layer for c in report.worst(len(report.checks))]
         worst = [layer for layer in worst if layer not in kept]
         if not worst:
-            return qdq_model, report
+            break
         kept.append(worst[0])
-
-
-def _present(entries, onnx_model):
-    produced = {o for n in onnx_model.graph.node for o in n.output}
-    return [e for e in entries if e["status"] != "live" or e["onnx"] in produced]
+    if pre.symbolic_shapes_skipped:
+        report.symbolic_shapes_skipped = True
+        report.warnings.append(
+            f"onnxruntime's symbolic shape inference failed ({pre.symbolic_shapes_skipped}): "
+            f"quant_pre_process ran without it (ONNX shape inference only)")
+    measure_latency(report, pre_data, qdq_data, io, runs[0], report.providers[0], level)
+    return qdq_model, report

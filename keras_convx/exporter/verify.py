@@ -26,8 +26,10 @@ class Verifier(_core.Verifier):
     """`keras_convx.verification.verifier.Verifier` with the exporter's flat graphs: every
     mapped tensor is compared, inside traced layers and nested models too."""
 
-    def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0):
-        super().__init__(model, io, entries, samples, batch_sizes, seed, graphs=tensor_map)
+    def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0,
+                 fills=None):
+        super().__init__(model, io, entries, samples, batch_sizes, seed, graphs=tensor_map,
+                         fills=fills)
 
 
 def verify_onnx(model, path, samples=None, providers=None, tolerance=None,

@@ -8,7 +8,7 @@ from keras_convx.importer.driver import Walk
 
 
 def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=False,
-                tolerance=None, output=None):
+                tolerance=None, output=None, sizes=None):
     """Imports an ONNX model as a backend-agnostic Keras model with its weights.
 
     Each ONNX node (or fused group: Pad+Conv, MatMul+Add, the Erf-based GELU) becomes one
@@ -32,6 +32,10 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
             `model.import_report`.
         tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
         output: a `.keras` path to save the model to, atomically, once verified.
+        sizes: the sizes of dynamic axes after the batch (height, width...) verification
+            runs at: a list of ints (every dynamic axis) or tuples (one per axis), e.g.
+            `[(48, 192), (96, 320)]`. Default: two sizes derived from the graph, multiples
+            of its total stride that every unpadded window fits in.
 
     A QDQ graph (onnxruntime's static quantization, PyTorch's) imports as a float model:
     weights dequantized exactly (`(q - zero_point) * scale`), each activation
@@ -40,6 +44,15 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     compares against the same graph without the activation pairs. When
             verification fails, the model is kept as `<stem>.failed.keras` with its report
             `<stem>.failed.json`, and nothing appears at `output`.
+
+    Outputs keep the file's layout unless they are channels-first feature maps (a
+    detector's `(1, 3549, 6)` table stays `(None, 3549, 6)`); `model.import_layouts` lists,
+    per graph input and output, the ONNX and Keras shapes and whether it moved.
+
+    A dynamic-size graph is verified at two sizes derived from it (multiples of its total
+    stride), or at `sizes`. A runtime that raises during verification (onnxruntime on a
+    size the net can't run, a backend kernel) is a failed verification naming the
+    runtime, the input shape and the node: `ImportVerificationError`, never a raw error.
 
     Returns:
         A `keras.Model`.
@@ -56,15 +69,22 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     """
     if output is not None and not str(output).endswith(".keras"):
         raise ValueError(f"import_onnx: output={output!r} must end in .keras")
-    model, _, graph = build(path_or_model, data_format, name)
+    if sizes is not None:
+        from keras_convx.verification.sizes import check_sizes
+
+        sizes = check_sizes(sizes)  # before the import's work
+    model, walk, graph = build(path_or_model, data_format, name)
     # a QDQ file imports as its float model; what it quantized, and how, is kept here
     model.import_quantization = graph.quantization
+    # which inputs and outputs moved to channels-last (a decoder reads the file's layout)
+    model.import_layouts = walk.layouts()
     if verify:
         from keras_convx.importer.errors import ImportVerificationError
         from keras_convx.importer.verify import verify_import
 
         report = verify_import(model, _with_data(path_or_model), data_format,
-                               tolerance=tolerance)
+                               tolerance=tolerance, sizes=sizes, _built=(model, walk, graph))
+        report.layouts = model.import_layouts
         model.import_report = report
         if not report.passed:
             kept = _keep_failed(model, report, output) if output is not None else None

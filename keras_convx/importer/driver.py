@@ -3,12 +3,12 @@ Functional Keras model. Owns the map from each ONNX tensor to the Keras tensor h
 and that tensor's axis order, and moves layouts only where a conversion needs it."""
 
 import dataclasses
-import re
 
 import keras
 import numpy as np
 
 from keras_convx import interop
+from keras_convx.interop.names import keras_layer_name
 from keras_convx.importer import registry
 from keras_convx.importer.errors import OnnxImportError, Unsupported, UnsupportedOps
 
@@ -179,9 +179,7 @@ class Walk:
         self.permutes = 0
 
     def unique_name(self, name):
-        # Keras names can't hold "/" (PyTorch node names are paths like /layer1/conv/Conv),
-        # nor "." on torch (module parameter names)
-        base = re.sub(r"[^A-Za-z0-9_\-]+", "_", name).strip("_") or "node"
+        base = keras_layer_name(name) or "node"
         candidate, i = base, 1
         while candidate in self.names:
             candidate, i = f"{base}_{i}", i + 1
@@ -276,6 +274,24 @@ class Walk:
                 raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
             outputs.append(value.tensor)
         return model_inputs, outputs
+
+    def layouts(self):
+        """What moved, per graph input and output: a list of dicts with the ONNX name,
+        `role`, the ONNX shape, the Keras shape (batch None), `perm` (Keras axis i is ONNX
+        axis perm[i]) and `moved` (False: the Keras tensor is in the file's layout)."""
+        rows = []
+        for role, names, perms in (("input", [n for n, _ in self.graph.inputs],
+                                    self.input_perms),
+                                   ("output", self.graph.outputs, self.output_perms)):
+            for name, perm in zip(names, perms):
+                onnx_shape = list(self.graph.shapes.get(name) or
+                                  dict(self.graph.inputs).get(name) or [])
+                keras_shape = [onnx_shape[p] for p in perm] if len(onnx_shape) == len(perm) \
+                    else []
+                rows.append({"name": name, "role": role, "onnx_shape": onnx_shape,
+                             "keras_shape": [None] + keras_shape[1:] if keras_shape else [],
+                             "perm": list(perm), "moved": list(perm) != sorted(perm)})
+        return rows
 
     def _stand_in(self, node, poisoned):
         """After a refused node, a placeholder of each output's inferred shape lets the
@@ -404,10 +420,22 @@ class Walk:
         producer, perm = producers.get(name), interop.channels_last_perm(value.ndim)
         for _ in range(MAX_LAYOUT_DEPTH):  # back through elementwise ops (a Softmax last)
             if (producer is None or producer.op_type not in ELEMENTWISE + FUSED_ELEMENTWISE
-                    + ("Softmax",)
-                    or len([i for i in producer.inputs if i in producers]) != 1):
+                    + ("Softmax", "Concat")
+                    or producer.op_type != "Concat" and
+                    len([i for i in producer.inputs if i in producers]) != 1):
                 break
-            producer = producers[next(i for i in producer.inputs if i in producers)]
+            producer = producers.get(next((i for i in producer.inputs if i in producers), ""))
+        exported = self.graph.exported_output_perms
+        if exported is not None and self.data_format == "channels_last":
+            # a file keras_convx exported: back to the Keras model's own layout
+            moved = exported[self.graph.outputs.index(name)]
+            if moved is None or len(moved) == value.ndim:
+                return tuple(range(value.ndim)) if moved is None else tuple(
+                    int(i) for i in np.argsort(moved))
+        if value.ndim == 3 and (producer is None or producer.op_type not in CHANNELS_FIRST_OPS):
+            # a (batch, rows, fields) table a detector or a sequence head computes, not a
+            # 1-D feature map: the user's decoder reads the file's layout
+            return tuple(range(value.ndim))
         if (self.data_format == "channels_last" and value.ndim >= 3 and producer is not None
                 and producer.inputs and self._moves_channels(producer, producer.inputs[0], perm)
                 and self._near_channels_first(producer.inputs[0], readers=False)):

@@ -85,6 +85,9 @@ class Graph:
     # (a function of it). Only entries marked BATCH in first place are accepted, where a
     # conversion can keep the batch symbolic (a Reshape's target, an Expand's shape).
     batch_marks: dict = dataclasses.field(default_factory=dict)
+    # the layouts keras_convx's exporter moved each output to (its `keras_convx.io`
+    # metadata): a file of ours imports back to the Keras model's own signature
+    exported_output_perms: list = None
     # QuantizeLinear/DequantizeLinear of the file (a QDQ graph): the import is float
     # (weights dequantized exactly, activation pairs removed); their parameters are kept
     quantization: list = dataclasses.field(default_factory=list)
@@ -245,6 +248,33 @@ def _topological(nodes, known, graph_outputs):
         _fail(f"the graph has a cycle through {', '.join(stuck[:5])}"
               f"{' ...' if len(stuck) > 5 else ''} (ONNX graphs must be acyclic)")
     return order
+
+
+def _exported_output_perms(model, count):
+    """Per output, the perm keras_convx's exporter applied to the Keras tensor (None: as
+    Keras had it), from the file's `keras_convx.io` metadata; None for other files."""
+    import json
+
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        perms = json.loads(props["keras_convx.io"])["output_perms"]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if not isinstance(perms, list) or len(perms) != count or not all(
+            p is None or isinstance(p, list) and sorted(p) == list(range(len(p)))
+            for p in perms):
+        return None
+    return perms
+
+
+def _symbolic_batch(value_info, every=False):
+    """Rewrites a -1/0 batch marker (with `every`, every -1 dim) of a graph input as a
+    symbolic dim, so shape inference and later passes see the dynamic axis it means."""
+    dims = value_info.type.tensor_type.shape.dim
+    for i, d in enumerate(dims):
+        if d.HasField("dim_value") and (d.dim_value == -1 or i == 0 and d.dim_value <= 0) \
+                and (every or i == 0):
+            d.dim_param = f"{value_info.name}_dynamic_{i}"
 
 
 def _shape_of(value_info):
@@ -507,11 +537,20 @@ def read(source):
         if shape is None or len(shape) < 1:
             _fail(f"graph input {vi.name!r}: needs a known shape with a batch axis, got "
                   f"{shape}")
+        if any(d == -1 for d in shape[1:]):  # -1 after the batch: a dynamic axis too
+            shape = shape[:1] + tuple(None if d == -1 else d for d in shape[1:])
+            _symbolic_batch(vi, every=True)
         if any(d is not None and (d <= 0 or d > MAX_DIM) for d in shape[1:]):
             _fail(f"graph input {vi.name!r}: shape {list(shape)} must have dimensions in "
                   f"[1, {MAX_DIM}] (or symbolic) after the batch axis")
-        if shape[0] is not None and not 0 < shape[0] <= MAX_DIM:
-            _fail(f"graph input {vi.name!r}: batch dimension {shape[0]} is out of range")
+        if shape[0] is not None and shape[0] <= 0:
+            # -1 or 0 where the batch goes: exporters' markers of a dynamic batch (onnxruntime
+            # runs any batch there); read as the symbolic axis they stand for
+            shape = (None,) + tuple(shape[1:])
+            _symbolic_batch(vi)
+        if shape[0] is not None and shape[0] > MAX_DIM:
+            _fail(f"graph input {vi.name!r}: batch dimension {shape[0]} is out of range "
+                  f"(at most {MAX_DIM})")
         if _elements([d or 1 for d in shape[1:]]) > MAX_ELEMENTS:
             _fail(f"graph input {vi.name!r}: shape {list(shape)} exceeds {MAX_ELEMENTS} "
                   f"elements per sample")
@@ -520,11 +559,12 @@ def read(source):
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
                                                       data_prop=True)
     except Exception as err:
-        _fail(f"shape inference: {str(err).splitlines()[0][:300]}")
+        _shape_inference_failed(model, nodes, opset, err)
     shapes = {vi.name: _shape_of(vi) for vi in list(inferred.graph.value_info)
               + list(inferred.graph.output) + list(inferred.graph.input)}
     _check_shapes(shapes, nodes)
     graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
+    graph.exported_output_perms = _exported_output_perms(model, len(outputs))
     graph.quantization = _quantization_params(nodes, constants)
     # To a fixed point: a folded size makes the next tensor's shape static, whose Shape
     # folds in the next round (TF-style "same" pads computed from intermediate sizes).
@@ -533,6 +573,45 @@ def read(source):
             break
         graph.shapes = _reinfer(graph, model)
     return graph
+
+
+# Ops the front end folds away when their inputs are known (no conversion needed)
+_FOLDED_ONLY = ("Shape", "Size", "ConstantOfShape", "Range", "Constant")
+
+
+def _shape_inference_failed(model, nodes, opset, err, what="shape inference"):
+    """Names the first real cause of a shape-inference clash: ops without a conversion
+    (an LSTM) come first, then a graph output declared with a shape the graph does not
+    compute (shape inference reports either at some node downstream)."""
+    from keras_convx.importer import registry
+    from keras_convx.importer.errors import UnsupportedOps
+
+    clash = str(err).splitlines()[0][:300]
+    missing = [(n.name, n.op_type, f"no conversion for {n.domain or 'ai.onnx'} {n.op_type} at "
+                f"opset {opset.get(n.domain if n.domain != 'ai.onnx' else '', 1)}")
+               for n in nodes if n.op_type not in _FOLDED_ONLY and registry.find(
+                   n.domain, n.op_type, opset.get(n.domain if n.domain != "ai.onnx" else "", 1))
+               is None]
+    if missing:
+        raise UnsupportedOps(missing + [("(shape inference)", "-", f"then fails: {clash}")])
+    loose = onnx.ModelProto()
+    loose.CopyFrom(model)
+    for out in loose.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(loose, check_type=True, strict_mode=True,
+                                                      data_prop=True)
+    except Exception:
+        _fail(f"{what}: {clash}")
+    computed = {o.name: _shape_of(o) for o in inferred.graph.output}
+    for out in model.graph.output:
+        declared, got = _shape_of(out), computed.get(out.name)
+        if declared is not None and got is not None and len(declared) != len(got):
+            _fail(f"graph output {out.name!r} is declared with shape "
+                  f"{[d if d is not None else '?' for d in declared]} (rank {len(declared)}), "
+                  f"but the graph computes rank {len(got)}: the file's declared output shape "
+                  f"is wrong (fix it in the file's graph.output)")
+    _fail(f"{what}: {clash}")
 
 
 # (op, input index) -> what a batch-size entry of a folded shape reads as in re-inference
@@ -579,7 +658,8 @@ def _reinfer(graph, model):
         inferred = onnx.shape_inference.infer_shapes(folded, check_type=True, strict_mode=True,
                                                       data_prop=True)
     except Exception as err:
-        _fail(f"shape inference after constant folding: {str(err).splitlines()[0][:300]}")
+        _shape_inference_failed(folded, graph.nodes, graph.opset, err,
+                                "shape inference after constant folding")
     shapes = dict(graph.shapes)
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         shape = _shape_of(vi)

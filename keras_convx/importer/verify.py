@@ -29,6 +29,13 @@ class ImportVerifyReport:
     # a QDQ file: the quantization parameters it held (the import and the comparison are
     # of its float graph: weights dequantized, activation pairs removed)
     quantization: list = dataclasses.field(default_factory=list)
+    # what a runtime raised instead of answering (the runtime, the input shape, the node
+    # where known): a verification that could not run never passes
+    error: str = ""
+    # the sizes of the dynamic axes after the batch the model was compared at
+    sizes: list = dataclasses.field(default_factory=list)
+    # per graph input/output: what moved to channels-last (`model.import_layouts`)
+    layouts: list = dataclasses.field(default_factory=list)
 
     @property
     def informative(self):
@@ -43,7 +50,8 @@ class ImportVerifyReport:
     @property
     def passed(self):
         """The export's rule: nothing fails, and every output is informative."""
-        return (all(e.informative for e in self.outputs.values()) and not self.failed
+        return (not self.error and bool(self.outputs)
+                and all(e.informative for e in self.outputs.values()) and not self.failed
                 and not any(e.failed(self.tolerance) for e in self.outputs.values()))
 
     @property
@@ -54,6 +62,8 @@ class ImportVerifyReport:
         """Why the report does not pass, in one line ("passed" when it does)."""
         if self.passed:
             return "passed"
+        if self.error:
+            return self.error
         if self.failed:
             node, op, _, e = self.failed[0]
             what = f"NaN/Inf ({e.nonfinite})" if e.nonfinite else f"rel {e.rel:.2e}"
@@ -69,14 +79,18 @@ class ImportVerifyReport:
 
         return json.dumps({
             "passed": self.passed, "reason": self.reason(), "tolerance": self.tolerance,
-            "batch": self.batch, "rule": stats.TOLERANCE_RULE,
+            "batch": self.batch, "rule": stats.TOLERANCE_RULE, "error": self.error,
+            "sizes": self.sizes, "layouts": self.layouts,
             "quantization": self.quantization,
             "outputs": {n: dataclasses.asdict(e) for n, e in self.outputs.items()},
             "tensors": [{"node": n, "op": op, "tensor": t, **dataclasses.asdict(e)}
                         for n, op, t, e in self.tensors]}, indent=2, default=str)
 
     def summary(self):
-        lines = []
+        lines = [f"verification could not run: {self.error}"] if self.error else []
+        if self.sizes:
+            lines.append("dynamic axes compared at " + ", ".join(
+                "x".join(str(d) for d in s) for s in self.sizes))
         for name, e in self.outputs.items():
             status = "FAIL" if e.failed(self.tolerance) else (
                 "ok" if e.informative else "uninformative")
@@ -84,6 +98,10 @@ class ImportVerifyReport:
         if self.quantization:
             lines.append(f"a QDQ graph: compared as float ({len(self.quantization)} "
                          f"quantize/dequantize parameter sets kept in the report)")
+        moved = [f"{row['role']} {row['name']} {row['onnx_shape']} -> {row['keras_shape']}"
+                 for row in self.layouts if row["moved"]]
+        if moved:
+            lines.append("moved to channels-last: " + "; ".join(moved))
         compared = [r for r in self.tensors if r[3].informative]
         lines.append(f"{len(self.tensors)} tensors compared ({len(compared)} informative), "
                      f"{len(self.failed)} failing")
@@ -163,28 +181,40 @@ def _session(onnx_model, provider="CPUExecutionProvider", level=INSPECT_LEVEL):
     return session(onnx_model.SerializeToString(), provider, level)
 
 
-# Sizes dynamic height/width (any symbolic axis after the batch) are verified at: the
-# i-th symbolic axis of an input gets size + 8 * i (16x24 and 32x40 for H and W), so
-# the axes differ and both sizes are multiples of 8 (a U-Net's pools and up-samplings).
-DYNAMIC_SIZES = (16, 32)
+class RuntimeFailure(Exception):
+    """A runtime raised instead of answering; the message names it, the input shapes and
+    the node where the runtime said which."""
 
 
-def _inputs(session, data_format, seed, model=None, perms=None, size=DYNAMIC_SIZES[0]):
+def _node_of(err):
+    import re
+
+    found = re.search(r"(?:node\. Name:|node name:?)\s*'?([^'\s]+)'?", str(err), re.I)
+    return f" at node {found.group(1)!r}" if found else ""
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
+
+
+def _inputs(session, data_format, seed, model=None, perms=None, size=None, step=8):
     """Inputs at the model's scale (as the export draws them: 0..255 before a Rescaling,
     a Normalization's statistics, else N(0, 1)): (ONNX feeds, the same arrays in the Keras
-    layout, batch). Symbolic axes after the batch get `size` (+ 8 per further axis)."""
+    layout, batch). Symbolic axes after the batch get `size` (see `sizes.axis_sizes`)."""
+    from keras_convx.verification.sizes import axis_sizes
+
     rng = np.random.default_rng(seed)
     feeds, keras_inputs = {}, []
     batch = 2
     for spec in session.get_inputs():
-        shape = [d if isinstance(d, int) else None for d in spec.shape]
-        batch = shape[0] if shape and shape[0] is not None else batch
+        d = spec.shape[0] if spec.shape else None
+        batch = d if isinstance(d, int) and d > 0 else batch
     for i, spec in enumerate(session.get_inputs()):
-        shape = [d if isinstance(d, int) else batch for d in spec.shape[:1]]
-        extra = 0
-        for d in spec.shape[1:]:
-            shape.append(d if isinstance(d, int) else size + 8 * extra)
-            extra += not isinstance(d, int)
+        dynamic = [d for d in spec.shape[1:] if not isinstance(d, int) or d < 1]
+        fill = iter(axis_sizes(size, step, len(dynamic)) if dynamic else [])
+        shape = [batch] + [d if isinstance(d, int) and d > 0 else next(fill)
+                           for d in spec.shape[1:]]
         perm = perms[i] if perms else standard_perm(len(shape), data_format)
         kind, a, b = ("normal", 0.0, 1.0) if model is None else input_distribution(model, i)
         keras_shape = [shape[p] for p in perm]
@@ -196,52 +226,130 @@ def _inputs(session, data_format, seed, model=None, perms=None, size=DYNAMIC_SIZ
     return feeds, keras_inputs, batch
 
 
+def _compare_at(model, onnx_model, walk, data_format, seed, providers, level, size, step):
+    """{output label: TensorError} of every provider at one size, and the batch;
+    `RuntimeFailure` when onnxruntime can't run the graph there, any other exception
+    from Keras as a `RuntimeFailure` marked `keras`."""
+    import keras
+
+    outputs, batch = {}, 2
+    for provider in providers:
+        session = _session(onnx_model, provider, level)
+        feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
+                                             walk.input_perms, size, step)
+        shapes = ", ".join(f"{n} {list(v.shape)}" for n, v in feeds.items())
+        try:
+            expected = session.run(None, feeds)
+        except Exception as err:
+            raise RuntimeFailure(f"onnxruntime ({provider}) raised on input {shapes}"
+                                 f"{_node_of(err)}: {_first_line(err)}") from err
+        try:
+            actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
+                                              else keras_inputs[0], training=False))
+        except Exception as err:
+            failure = RuntimeFailure(f"the Keras model ({keras.backend.backend()} backend) "
+                                     f"raised on input {shapes}: {_first_line(err)}")
+            failure.keras = True
+            raise failure from err
+        if len(actual) != len(expected):
+            raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, "
+                                  f"the ONNX model {len(expected)}")
+        for spec, a, e, perm in zip(session.get_outputs(), actual, expected,
+                                    walk.output_perms):
+            a = np.asarray(keras.ops.convert_to_numpy(a))
+            a = np.transpose(a, np.argsort(perm))  # back to ONNX order
+            name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
+            if size is not None:
+                name += " @ " + "x".join(str(n) for n in e.shape[2:] or e.shape[1:])
+            outputs[name] = stats.tensor_error(a, e, scale_floor=_floor(onnx_model, spec.name))
+    return outputs, batch
+
+
+def _floor(onnx_model, tensor):
+    """The least scale `tensor`'s error is judged against: a bounded activation's output
+    is computed to an absolute accuracy (`rules.BOUNDED_SCALE_FLOOR`)."""
+    producer = next((n.op_type for n in onnx_model.graph.node if tensor in n.output), None)
+    return stats.BOUNDED_SCALE_FLOOR if producer in stats.BOUNDED_OPS else 0.0
+
+
 def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None,
-                  providers=None, optimization_level="all", sizes=DYNAMIC_SIZES):
+                  providers=None, optimization_level="all", sizes=None, _built=None):
     """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
     external data loaded) on the same inputs, drawn at the model's scale, and compares
     the outputs (at `optimization_level`, on every provider) and every tensor the Keras
     model holds (unoptimised, on CPU); returns an `ImportVerifyReport`.
 
-    A graph with symbolic axes after the batch (dynamic height/width) is compared at each
-    of `sizes`: the i-th symbolic axis of an input gets `size + 8 * i`."""
-    import keras
-
+    A graph with symbolic axes after the batch (dynamic height/width) is compared at two
+    sizes it accepts, derived from the graph (`keras_convx.verification.sizes`: multiples
+    of its total stride that every unpadded window fits in), or at each of `sizes` (an int
+    for every dynamic axis, or a tuple of one per axis). A runtime that raises makes a
+    failed report naming it, the input shape and the node, never an exception."""
     from keras_convx.importer.api import build
+    from keras_convx.verification import sizes as S
 
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
     providers = available_providers(providers)
-    outputs, batch = {}, 2
-    built = build(onnx_model, data_format)  # the layouts the import chose, and its tensors
+    user_sizes = S.check_sizes(sizes)
+    built = _built or build(onnx_model, data_format)  # the layouts the import chose
+    quantization = built[2].quantization
     onnx_model = float_graph(onnx_model)
     walk = built[1]
-    dynamic = any(not isinstance(d, int) for spec in _session(onnx_model).get_inputs()
-                  for d in spec.shape[1:])
-    for size in sizes if dynamic else sizes[:1]:
-        for provider in providers:
-            session = _session(onnx_model, provider, optimization_level)
-            feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
-                                                 walk.input_perms, size)
-            expected = session.run(None, feeds)
-            actual = keras.tree.flatten(model(keras_inputs if len(keras_inputs) > 1
-                                              else keras_inputs[0], training=False))
-            if len(actual) != len(expected):
-                raise OnnxImportError(f"verify: the Keras model has {len(actual)} outputs, "
-                                      f"the ONNX model {len(expected)}")
-            for spec, a, e, perm in zip(session.get_outputs(), actual, expected,
-                                        walk.output_perms):
-                a = np.asarray(keras.ops.convert_to_numpy(a))
-                a = np.transpose(a, np.argsort(perm))  # back to ONNX order
-                name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
-                if dynamic:
-                    name += " @ " + "x".join(str(n) for n in e.shape[2:] or e.shape[1:])
-                outputs[name] = stats.tensor_error(a, e)
-    tensors = diagnose_import(onnx_model, data_format, seed, model=model, _built=built)
-    return ImportVerifyReport(outputs, tolerance, batch, tensors, built[2].quantization)
+    derived, step = S.derive_sizes(onnx_model)
+    if not S.symbolic_axes(onnx_model):
+        candidates, wanted = [None], 1
+    elif user_sizes:
+        candidates, wanted = user_sizes, len(user_sizes)
+    else:
+        candidates, wanted = derived, 2
+    outputs, batch, ran, refused = {}, 2, [], []
+    for size in candidates:
+        if len(ran) == wanted:
+            break
+        try:
+            found, batch = _compare_at(model, onnx_model, walk, data_format, seed, providers,
+                                       optimization_level, size, step)
+        except RuntimeFailure as failure:
+            if getattr(failure, "keras", False) or user_sizes or size is None:
+                return ImportVerifyReport(outputs, tolerance, batch, [], quantization,
+                                          error=str(failure), sizes=ran)
+            refused.append(str(failure))
+            continue
+        outputs.update(found)
+        ran.append(size)
+    if not ran:
+        tried = ", ".join(str(c) for c in candidates)
+        stride = int(round(S.stride_and_extent(onnx_model)[0]))
+        return ImportVerifyReport(
+            {}, tolerance, batch, [], quantization, sizes=[],
+            error=(f"the graph runs at none of the sizes derived from it ({tried}; total "
+                   f"stride {stride}): {refused[0]}; pass the sizes it accepts, "
+                   f"sizes=[(H, W), ...] (CLI: --sizes HxW,HxW)"))
+    report_sizes = [S.axis_sizes(s, step, _dynamic_count(onnx_model)) for s in ran
+                    if s is not None]
+    try:
+        tensors = diagnose_import(onnx_model, data_format, seed, model=model, _built=built,
+                                  _size=(ran[0], step))
+    except RuntimeFailure as failure:
+        return ImportVerifyReport(outputs, tolerance, batch, [], quantization,
+                                  error=str(failure), sizes=report_sizes)
+    return ImportVerifyReport(outputs, tolerance, batch, tensors, quantization,
+                              sizes=report_sizes)
+
+
+def _dynamic_count(onnx_model):
+    """The number of symbolic axes after the batch of the first input that has any."""
+    initializers = {t.name for t in onnx_model.graph.initializer}
+    for vi in onnx_model.graph.input:
+        if vi.name not in initializers:
+            dims = list(vi.type.tensor_type.shape.dim)[1:]
+            count = sum(not d.HasField("dim_value") or d.dim_value < 1 for d in dims)
+            if count:
+                return count
+    return 0
 
 
 def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=None,
-                    model=None, _built=None):
+                    model=None, _built=None, _size=(None, 8)):
     """Every tensor the imported model holds, against onnxruntime's: a list of
     `(node name, op type, ONNX tensor name, stats.TensorError)` in graph order, so the
     first node that disagrees is the first row failing `tolerance`.
@@ -278,17 +386,36 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     known = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.ValueInfoProto(name=r[2]) for r in rows if r[2] not in known)
     session = _session(probe)
-    feeds, keras_inputs, _ = _inputs(session, data_format, seed, model, walk.input_perms)
+    if _size[0] is None and _built is None:
+        from keras_convx.verification import sizes as S
+
+        if S.symbolic_axes(onnx_model):
+            derived, step = S.derive_sizes(onnx_model)
+            _size = (derived[0], step)
+    feeds, keras_inputs, _ = _inputs(session, data_format, seed, model, walk.input_perms,
+                                     *_size)
+    shapes = ", ".join(f"{n} {list(v.shape)}" for n, v in feeds.items())
     names = [o.name for o in session.get_outputs()]
-    expected = dict(zip(names, session.run(None, feeds)))
-    inner = keras.Model(model.inputs, tensors)
-    actual = inner(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0], training=False)
+    try:
+        expected = dict(zip(names, session.run(None, feeds)))
+    except Exception as err:
+        raise RuntimeFailure(f"onnxruntime (CPUExecutionProvider, every tensor exposed) "
+                             f"raised on input {shapes}{_node_of(err)}: "
+                             f"{_first_line(err)}") from err
+    inner = keras.Model(model.inputs if len(model.inputs) > 1 else model.inputs[0], tensors)
+    try:
+        actual = inner(keras_inputs if len(keras_inputs) > 1 else keras_inputs[0],
+                       training=False)
+    except Exception as err:
+        raise RuntimeFailure(f"the Keras model ({keras.backend.backend()} backend) raised "
+                             f"on input {shapes}: {_first_line(err)}") from err
     actual = actual if isinstance(actual, (list, tuple)) else [actual]
     out = []
     for (node, op, name, perm), a in zip(rows, actual):
         a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), np.argsort(perm))
-        out.append((node, op, name, stats.tensor_error(a, expected[name],
-                                                       matching_inf_ok=True)))
+        floor = stats.BOUNDED_SCALE_FLOOR if op in stats.BOUNDED_OPS else 0.0
+        out.append((node, op, name, stats.tensor_error(a, expected[name], matching_inf_ok=True,
+                                                       scale_floor=floor)))
     return out
 
 

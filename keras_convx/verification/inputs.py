@@ -34,8 +34,9 @@ def input_distribution(model, index):
     return ("normal", 0.0, 1.0)
 
 
-def model_inputs(model, io, batch, rng):
-    """Random inputs in Keras layout for each model input, at its expected scale."""
+def model_inputs(model, io, batch, rng, fill=None):
+    """Random inputs in Keras layout for each model input, at its expected scale; `fill`:
+    the sizes the unknown dims after the batch take, in order (`sizes.axis_sizes`)."""
     arrays = []
     for i, kt in enumerate(model.inputs):
         shape = list(kt.shape)
@@ -43,6 +44,9 @@ def model_inputs(model, io, batch, rng):
         if fixed:
             shape = list(fixed)
         shape[0] = batch
+        if fill is not None and any(d is None for d in shape[1:]):
+            sizes = iter(fill)
+            shape = shape[:1] + [next(sizes, None) if d is None else d for d in shape[1:]]
         if any(d is None for d in shape):
             raise ValueError(
                 f"verify: input {kt.name!r} has unknown dims {tuple(kt.shape)}; pass samples "

@@ -3,6 +3,8 @@ the quantized rule (`quantized`)."""
 
 import time
 
+import numpy as np
+
 from keras_convx.verification import ort_runner, quantized
 from keras_convx.verification.inputs import from_graph, to_graph
 from keras_convx.verification.keras_runner import Reference
@@ -96,6 +98,42 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
                                f"(fused by quant_pre_process): not compared")
     report.seconds = time.perf_counter() - start
     return report
+
+
+# the latency comparison times at least this many runs of each graph (after one warm-up
+# run each), and more, up to LATENCY_MAX_REPEATS, until both took LATENCY_SECONDS: a tiny
+# net's sub-millisecond runs need many for a steady median
+LATENCY_REPEATS = 7
+LATENCY_MAX_REPEATS = 200
+LATENCY_SECONDS = 0.2
+
+
+def time_sessions(float_data, qdq_data, inputs, provider, level, repeats=LATENCY_REPEATS):
+    """Median seconds of one run of the float graph and of the QDQ graph (serialized) on
+    `inputs` (graph layout), in onnxruntime at `level`. The runs alternate, so that load
+    from other processes on the machine falls on both alike."""
+    sessions = [ort_runner.session(data, provider, level) for data in (float_data, qdq_data)]
+    feeds = [dict(zip([i.name for i in s.get_inputs()], inputs)) for s in sessions]
+    for session, feed in zip(sessions, feeds):
+        session.run(None, feed)  # the first run allocates and plans
+    times = ([], [])
+    while len(times[0]) < repeats or (len(times[0]) < LATENCY_MAX_REPEATS
+                                      and sum(times[0]) + sum(times[1]) < LATENCY_SECONDS):
+        for session, feed, spent in zip(sessions, feeds, times):
+            start = time.perf_counter()
+            session.run(None, feed)
+            spent.append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def measure_latency(report, float_data, qdq_data, io, arrays, provider, level):
+    """Times the float and the QDQ graph on `arrays` (one batch, Keras layout) and records
+    it in `report` (`QuantReport.note_latency`)."""
+    inputs = to_graph(arrays, io.get("input_perms") or [None] * len(arrays),
+                      io.get("input_dtypes"))
+    float_s, int8_s = time_sessions(float_data, qdq_data, inputs, provider, level)
+    report.note_latency(float_s, int8_s, batch=int(arrays[0].shape[0]), provider=provider,
+                        level=level)
 
 
 def mapped_inputs(onnx_model, names):

@@ -44,6 +44,10 @@ QUANTIZED_RULE = (f"INT8: no mapped tensor below {LAYER_SQNR_DB:g} dB SQNR again
                   f"{OUTPUT_COSINE:g} against Keras at BASIC and the deployed level, top-1 "
                   f"agreement >= {TOP1_AGREEMENT:.0%} for classifiers; NaN/Inf fail")
 INSPECT_LEVEL = "basic"
+# INT8 whose measured median run takes longer than float32's by more than this factor is
+# warned about: QDQ graphs pay for their Quantize/Dequantize pairs, and on a CPU without
+# int8 dot products (or a small net) that can outweigh the int8 arithmetic
+SLOWER_RATIO = 1.0
 
 
 def sqnr_db(reference, actual):
@@ -127,6 +131,14 @@ class QuantReport:
     warnings: list = dataclasses.field(default_factory=list)
     errors: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    # True when onnxruntime's symbolic shape inference failed and quant_pre_process ran
+    # without it (a warning says why)
+    symbolic_shapes_skipped: bool = False
+    # measured on this machine (`note_latency`): median ms of one run of each graph, and
+    # int8 / float32 (> 1: INT8 is slower); `latency_on` says how it was measured
+    latency_ms: dict = None
+    latency_ratio: float = None
+    latency_on: str = None
 
     @property
     def passed(self):
@@ -144,16 +156,38 @@ class QuantReport:
         rows = [c for c in self.checks if c.role == "internal" and c.drop is not None]
         return sorted(rows, key=lambda c: -c.drop)[:n]
 
+    def note_latency(self, float_seconds, int8_seconds, *, batch, provider, level="all"):
+        """Records the measured median run time of the float32 and the INT8 graph, and
+        warns when INT8 is the slower one."""
+        self.latency_ms = {"float32": float_seconds * 1e3, "int8": int8_seconds * 1e3}
+        self.latency_ratio = int8_seconds / float_seconds
+        self.latency_on = f"onnxruntime {provider}, level {level}, batch {batch}, this machine"
+        if self.slower:
+            self.warnings.append(f"{self._slower_note()}: on this machine the float32 graph "
+                                 f"is the faster one to deploy")
+
+    @property
+    def slower(self):
+        """Whether INT8 measured slower than float32 (`note_latency`)."""
+        return self.latency_ratio is not None and self.latency_ratio > SLOWER_RATIO
+
+    def _slower_note(self):
+        return (f"INT8 is {self.latency_ratio:.2f}x slower than float32 "
+                f"({self.latency_ms['int8']:.2f} ms against {self.latency_ms['float32']:.2f} "
+                f"ms a run, {self.latency_on})")
+
     def summary(self):
         if self.errors:
             return "; ".join(self.errors)
+        slower = f"; {self._slower_note()}" if self.slower else ""
         bad = self.failing
         if bad is not None:
-            return (f"{bad.role} {bad.tensor} (layer {bad.layer}, {bad.level}): {bad.reason}")
+            return (f"{bad.role} {bad.tensor} (layer {bad.layer}, {bad.level}): {bad.reason}"
+                    f"{slower}")
         outs = [c for c in self.checks if c.role == "output" and c.sqnr_keras is not None]
         low = min((c.sqnr_keras for c in outs), default=float("nan"))
         return (f"INT8 passed: {sum(c.status == 'pass' for c in self.checks)} checks, "
-                f"outputs >= {low:.1f} dB against Keras")
+                f"outputs >= {low:.1f} dB against Keras{slower}")
 
     def to_dict(self):
         out = dataclasses.asdict(self)

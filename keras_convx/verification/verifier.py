@@ -40,7 +40,7 @@ class Verifier:
     """
 
     def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0,
-                 graphs=None):
+                 graphs=None, fills=None):
         self.model, self.io = model, dict(io or {})
         self.entries = list(entries) if graphs is not None else []
         rng = np.random.default_rng(seed)
@@ -54,7 +54,9 @@ class Verifier:
             largest = model_inputs(model, self.io, max(sizes), rng)
             runs = [[a[:batch] for a in largest] for batch in sizes]
         except ValueError:
-            if samples is None or len(samples) == 0:
+            if fills:  # unknown spatial dims: random runs at the sizes the graph accepts
+                runs = [model_inputs(model, self.io, max(sizes), rng, fill) for fill in fills]
+            elif samples is None or len(samples) == 0:
                 raise  # unknown spatial dims: the user's samples are the runs
         for sample in [] if samples is None else samples:
             sample = sample if isinstance(sample, (list, tuple)) else [sample]

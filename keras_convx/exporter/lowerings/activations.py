@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras.src.activations import activations as keras_activations
 
-from keras_convx.exporter.graph import Unsupported
-from keras_convx.exporter.lowerings.common import ACTIVATIONS
+from keras_convx.exporter.graph import Unsupported, float_array
+from keras_convx.exporter.lowerings.common import ACTIVATIONS, const_in_layout
 from keras_convx.exporter.registry import lowering
 
 L = keras.layers
@@ -45,6 +45,14 @@ def lower_mish_op(b, layer, ctx):
 @lowering(L.LeakyReLU)
 def lower_leaky_relu(b, layer, ctx):
     return b.node("LeakyRelu", [ctx.x.name], alpha=float(layer.negative_slope))
+
+
+@lowering(L.PReLU)
+def lower_prelu(b, layer, ctx):
+    """ONNX PRelu with the learned slopes (1 on the shared axes) laid out like the input:
+    traced, Keras's `-alpha * relu(-x)` is backend code on JAX."""
+    slope = float_array(layer.alpha)[None]  # (1, *input_shape[1:]) with 1s where shared
+    return b.node("PRelu", [ctx.x.name, b.const(const_in_layout(slope, ctx.x.perm), "alpha")])
 
 
 @lowering(L.ELU)

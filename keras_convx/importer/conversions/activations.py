@@ -145,8 +145,12 @@ def convert_prelu(ctx):
     if slope.ndim > x.ndim or slope.ndim == x.ndim and slope.shape[0] != 1:
         raise Unsupported(f"slope of shape {list(slope.shape)} varies along the batch axis")
     full = slope.reshape((1,) * (x.ndim - slope.ndim) + slope.shape)
-    try:
-        np.broadcast_shapes(full.shape, (1,) + tuple(x.shape[1:]))
+    dynamic = [i for i, n in enumerate(x.shape) if i and n is None and full.shape[i] != 1]
+    if dynamic:
+        raise Unsupported(f"slope of shape {list(slope.shape)} varies along the dynamic "
+                          f"axes {dynamic} of the input {list(x.shape)}")
+    try:  # (a dynamic axis: the slope is shared along it)
+        np.broadcast_shapes(full.shape, (1,) + tuple(n or 1 for n in x.shape[1:]))
     except ValueError:
         raise Unsupported(f"slope of shape {list(slope.shape)} does not broadcast to the "
                           f"input {list(x.shape)}") from None

@@ -370,6 +370,10 @@ def convert_gather(ctx):
         raise Unsupported("only gathering from a computed tensor with constant indices")
     indices = np.asarray(ctx.const(1, "indices"))
     axis = int(ctx.attr("axis", 0)) % x.ndim
+    if x.ndim == 1:
+        raise Unsupported("gathers from a 1-D tensor computed at run time (a Shape "
+                          "vector: the graph computes sizes from the input, a value-dependent "
+                          "shape), not from a feature map")
     if axis == 0:
         raise Unsupported("gathering along the batch axis is not supported")
     if indices.ndim > 1 or indices.size == 0:
@@ -405,3 +409,11 @@ def convert_tile(ctx):
     if repeats[0] != 1:
         raise Unsupported(f"repeats={repeats}: tiling the batch axis is not supported")
     return Value(ctx.layer(Tile, [repeats[p] for p in x.perm[1:]]), x.perm)
+
+
+@conversion("Shape", since=1)
+def convert_shape(ctx):
+    """A Shape the front end could not fold: its input has dynamic axes after the batch."""
+    raise Unsupported(f"the shape of a tensor with dynamic axes after the batch "
+                      f"{list(ctx.x.shape)} is computed at run time (a value-dependent "
+                      f"shape); a file exported with static height/width imports")

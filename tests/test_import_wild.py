@@ -1,0 +1,201 @@
+"""Import defects found on trained nets other projects ship (issue 31), each as a small
+synthetic graph: verification sizes derived from the graph, runtime errors as failed
+verifications, PReLU on dynamic height/width, batch markers, outputs in the file's
+layout, refusals that name the first real cause, and saturated bounded activations."""
+
+import keras
+import numpy as np
+import pytest
+from onnx import helper
+
+import keras_convx as kc
+from helpers import RTOL_SCALE
+from keras_convx.importer import ImportVerificationError, OnnxImportError, UnsupportedOps
+from keras_convx.verification import sizes as S
+from test_import import _w, graph, i64
+
+node = helper.make_node
+DYNAMIC = ("N", 3, "H", "W")
+
+
+def _pyramid(levels=4):
+    """A feature pyramid as text detectors build it: stride-2 convs down, each level
+    up-sampled 2x and added to the one above (the sum needs a multiple of 2**levels)."""
+    nodes, inits, prev = [], {}, "x"
+    for i in range(levels):
+        inits[f"w{i}"] = _w(3, 3, 3, 3)
+        nodes.append(node("Conv", [prev, f"w{i}"], [f"d{i}"], name=f"down{i}", pads=[1] * 4,
+                          strides=[2, 2]))
+        prev = f"d{i}"
+    inits["scales"] = np.asarray([1, 1, 2, 2], np.float32)
+    for i in range(levels - 1, 0, -1):
+        nodes += [node("Resize", [prev, "", "scales"], [f"u{i}"], name=f"up{i}", mode="nearest"),
+                  node("Add", [f"u{i}", f"d{i - 1}"], [f"s{i}"], name=f"sum{i}")]
+        prev = f"s{i}"
+    nodes.append(node("Sigmoid", [prev], ["y"], name="prob"))
+    return graph(nodes, {"x": DYNAMIC}, inits)
+
+
+def test_sizes_are_derived_from_the_graph():
+    model = _pyramid()
+    total, _ = S.stride_and_extent(model)
+    assert total == 16
+    derived, step = S.derive_sizes(model)
+    assert step == 16 and derived[:2] == [16, 32]
+    net = kc.import_onnx(model, verify=True)
+    assert net.import_report.passed, net.import_report.summary()
+    # H and W differ (a transposed map can't pass) and each is a multiple of the stride
+    assert net.import_report.sizes == [[16, 32], [32, 48]]
+
+
+def test_a_size_the_net_cant_run_is_a_failed_verification_naming_the_node():
+    with pytest.raises(ImportVerificationError) as caught:
+        kc.import_onnx(_pyramid(), verify=True, sizes=[(16, 24)])
+    reason = caught.value.report.reason()
+    assert "onnxruntime" in reason and "[2, 3, 16, 24]" in reason and "'sum" in reason, reason
+    # user sizes the net runs at pass
+    assert kc.import_onnx(_pyramid(), verify=True, sizes=[(48, 64)]).import_report.passed
+    with pytest.raises(ValueError, match="sizes: 0 is not a size"):
+        kc.import_onnx(_pyramid(), verify=True, sizes=[0])
+    assert S.parse_sizes("32x64,48") == [(32, 64), 48]
+    with pytest.raises(ValueError, match="--sizes: 'ax3'"):
+        S.parse_sizes("ax3")
+
+
+def test_a_net_that_runs_at_no_derived_size_says_how_to_pass_sizes():
+    # a constant added over H and W fixes them at 10x10 at run time
+    model = graph([node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+                   node("Add", ["c", "bias_map"], ["y"], name="add_map")],
+                  {"x": DYNAMIC}, {"w": _w(4, 3, 3, 3), "bias_map": _w(1, 4, 10, 10)})
+    with pytest.raises(ImportVerificationError) as caught:
+        kc.import_onnx(model, verify=True)
+    reason = caught.value.report.reason()
+    assert "none of the sizes derived" in reason and "sizes=[(H, W)" in reason, reason
+    assert "--sizes" in reason
+    assert kc.import_onnx(model, verify=True, sizes=[(10, 10)]).import_report.passed
+
+
+@pytest.fixture(scope="module")
+def prelu_net():
+    """MTCNN's P-Net pattern: conv then a per-channel PReLU, on dynamic height/width."""
+    model = graph([node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+                   node("PRelu", ["c", "slope"], ["y"], name="prelu")],
+                  {"x": DYNAMIC}, {"w": _w(4, 3, 3, 3), "slope": _w(4, 1, 1, scale=0.2)})
+    return model, kc.import_onnx(model, verify=True)
+
+
+def test_prelu_with_dynamic_height_width_imports_and_exports_again(prelu_net, tmp_path):
+    model, net = prelu_net
+    assert net.import_report.passed and net.output_shape == (None, None, None, 4)
+    x = np.random.default_rng(1).standard_normal((2, 12, 20, 3)).astype(np.float32)
+    report = kc.export_onnx(net, str(tmp_path / "p.onnx"), samples=[x])
+    assert report.passed, report
+    # no samples: random inputs at sizes derived from the exported graph
+    report = kc.export_onnx(net, str(tmp_path / "q.onnx"), dynamic_axes=("batch", "spatial"))
+    assert report.passed, report
+    shapes = {tuple(c.shape) for c in report.verify.checks if c.role == "output"}
+    assert {s[1:3] for s in shapes} == {(16, 24), (32, 40)}, shapes
+    with pytest.raises(ValueError, match="sizes"):
+        kc.export_onnx(net, str(tmp_path / "r.onnx"), sizes=[(0, 3)])
+
+
+def test_prelu_slope_along_a_dynamic_axis_is_refused_by_name():
+    model = graph([node("PRelu", ["x", "slope"], ["y"], name="prelu_w")],
+                  {"x": DYNAMIC}, {"slope": _w(1, 1, 5, scale=0.2)})
+    with pytest.raises(UnsupportedOps, match="prelu_w.*varies along the dynamic axes"):
+        kc.import_onnx(model)
+
+
+@pytest.mark.parametrize("batch", [-1, 0, "batch", 1])
+def test_batch_markers_read_as_what_they_mean(batch):
+    """-1 and 0 (exporters' dynamic-batch markers, onnxruntime runs any batch) and a named
+    dim are dynamic; a static batch of 1 with a flatten to [1, -1] imports too."""
+    target = i64(1, -1) if batch == 1 else i64(0, -1)
+    model = graph([node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+                   node("Reshape", ["c", "t"], ["r"], name="flat"),
+                   node("Gemm", ["r", "fw"], ["y"], name="fc", transB=1)],
+                  {"x": ("batch" if batch in (-1, 0) else batch, 3, 6, 6)},
+                  {"w": _w(4, 3, 3, 3), "t": target, "fw": _w(5, 144)})
+    if batch in (-1, 0):  # as such files hold them
+        for vi in (model.graph.input[0], model.graph.output[0]):
+            dim = vi.type.tensor_type.shape.dim[0]
+            dim.Clear()
+            dim.dim_value = batch
+    net = kc.import_onnx(model, verify=True)
+    assert net.import_report.passed and net.output_shape == (None, 5)
+
+
+def test_outputs_keep_the_files_layout_unless_feature_maps():
+    """A detector's (1, boxes, fields) table comes back as the file has it; the feature
+    map beside it moves to channels-last, and `import_layouts` says which moved."""
+    model = graph([node("Conv", ["x", "w"], ["c"], name="conv", pads=[1] * 4),
+                   node("Reshape", ["c", "t"], ["r"], name="flat"),
+                   node("Transpose", ["r"], ["boxes"], name="to_rows", perm=[0, 2, 1]),
+                   node("Relu", ["c"], ["fmap"], name="relu")],
+                  {"x": (1, 3, 6, 6)}, {"w": _w(6, 3, 3, 3), "t": i64(1, 6, -1)},
+                  outputs=("boxes", "fmap"))
+    net = kc.import_onnx(model, verify=True)
+    assert net.import_report.passed
+    assert [tuple(o.shape) for o in net.outputs] == [(None, 36, 6), (None, 6, 6, 6)]
+    layouts = {row["name"]: row for row in net.import_layouts}
+    assert not layouts["boxes"]["moved"] and layouts["boxes"]["onnx_shape"] == [1, 36, 6]
+    assert layouts["fmap"]["moved"] and layouts["fmap"]["perm"] == [0, 2, 3, 1]
+    assert layouts["x"]["moved"] and layouts["x"]["keras_shape"] == [None, 6, 6, 3]
+    assert "moved to channels-last" in net.import_report.summary()
+    x = np.random.default_rng(2).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    import onnxruntime as ort
+
+    expected = ort.InferenceSession(model.SerializeToString()).run(["boxes"], {"x": x})[0]
+    got = keras.ops.convert_to_numpy(net(np.transpose(x, (0, 2, 3, 1)))[0])
+    np.testing.assert_allclose(got, expected, atol=RTOL_SCALE * np.abs(expected).max())
+
+
+def test_refusals_name_the_first_real_cause():
+    # an LSTM (no conversion), whose output the file declares with the wrong rank: shape
+    # inference fails downstream of it, and the LSTM is named first
+    h = 4
+    model = graph([node("Squeeze", ["x", "ax"], ["seq"], name="squeeze"),
+                   node("LSTM", ["seq", "W", "R"], ["y"], name="the_lstm", hidden_size=h)],
+                  {"x": (5, 2, 1, 3)}, {"ax": i64(2), "W": _w(1, 4 * h, 3), "R": _w(1, 4 * h, h)},
+                  opset=17)
+    with pytest.raises(UnsupportedOps, match="the_lstm \\(LSTM\\): no conversion"):
+        kc.import_onnx(model)
+    # a declared output rank the graph does not compute is named as such
+    bad = graph([node("Relu", ["x"], ["y"], name="relu")], {"x": (2, 3, 4, 4)})
+    bad.graph.output[0].type.tensor_type.shape.dim.pop()
+    with pytest.raises(OnnxImportError, match="output 'y' is declared .*rank 3.*computes "
+                                              "rank 4"):
+        kc.import_onnx(bad)
+    # a Gather on a run-time Shape vector is not "along the batch axis"
+    shaped = graph([node("Shape", ["x"], ["s"], name="shape"),
+                    node("Gather", ["s", "i"], ["hd"], name="gather_h", axis=0),
+                    node("Unsqueeze", ["hd", "ax"], ["hu"], name="unsq"),
+                    node("Concat", ["z", "hu", "m1"], ["t"], name="cat", axis=0),
+                    node("Reshape", ["x", "t"], ["y"], name="reshape")],
+                   {"x": ("N", 3, "H", 8)}, {"i": np.asarray(2, np.int64), "ax": i64(0),
+                                            "z": i64(0), "m1": i64(-1)})
+    with pytest.raises(UnsupportedOps) as caught:
+        kc.import_onnx(shaped)
+    assert "value-dependent shape" in str(caught.value)
+    assert "batch axis" not in str(caught.value)
+
+
+def test_a_saturated_sigmoid_map_is_judged_against_its_range():
+    """A text detector on a page without text: logits near -15, probabilities ~3e-7, which
+    onnxruntime computes to 1.5e-7 absolute (not relative). The map passes; a real fault
+    upstream still fails."""
+    w = _w(1, 3, 3, 3, scale=0.05)
+    make = lambda weight: graph(  # noqa: E731
+        [node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1] * 4),
+         node("Sigmoid", ["c"], ["y"], name="prob")],
+        {"x": (2, 3, 8, 8)}, {"w": weight, "b": np.asarray([-15.5], np.float32)})
+    net = kc.import_onnx(make(w), verify=True)
+    report = net.import_report
+    assert report.passed, report.summary()
+    assert all(e.scale < 1e-5 for e in report.outputs.values())  # saturated indeed
+    # the same comparison, a weight moved by 5% on the Keras side: caught at the conv
+    from keras_convx.importer.verify import verify_import
+
+    net.get_layer("conv").kernel.assign(net.get_layer("conv").kernel * 1.05)
+    broken = verify_import(net, make(w))
+    assert not broken.passed and broken.failed[0][0] == "conv"
