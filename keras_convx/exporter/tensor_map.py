@@ -16,28 +16,49 @@ METADATA_KEY = "keras_convx.tensors"
 _CACHE = weakref.WeakKeyDictionary()
 
 
-def functional(model):
-    """The Functional graph of a Functional or (built) Sequential model."""
+def subclassed(model):
+    """Whether `model` is a subclassed model: a `keras.Model` with its own `call` and no
+    Functional graph."""
+    return (isinstance(model, keras.Model) and not isinstance(model, keras.Sequential)
+            and not hasattr(model, "_nodes_by_depth"))
+
+
+def functional(model, input_shapes=None):
+    """The Functional graph of a Functional or (built) Sequential model; a subclassed
+    model becomes a Functional model of one node, itself, traced through its `call` when
+    flattened (`trace.as_functional`; `input_shapes` without batch, else the shapes it
+    was built or called with).
+
+    Raises:
+        ValueError: not a Keras model, a Sequential model never built, a subclassed
+            model whose input shape is unknown.
+        Unsupported: a subclassed model whose `call` can't be traced (not on TensorFlow).
+    """
+    from keras_convx.exporter import trace
+
     if isinstance(model, keras.Sequential):
         if getattr(model, "_functional", None) is None:
             raise ValueError("export: build the Sequential model with an input shape first")
         return model._functional
+    if subclassed(model):
+        return trace.as_functional(model, input_shapes)
     if not hasattr(model, "_nodes_by_depth"):
-        raise ValueError(
-            f"export: model must be a Functional or Sequential Keras model, got "
-            f"{type(model).__name__} (subclassed models have no graph to lower: use "
-            f"method='tf2onnx')"
-        )
+        raise ValueError(f"export: model must be a Keras model (Functional, Sequential or "
+                         f"subclassed), got {type(model).__name__}")
     return model
 
 
 def flat_graph(model, batch=None):
     """The model as a flat graph of operations that have lowerings (`trace.flatten`):
     composite layers traced through their `call`, nested models inlined. `batch`: the
-    export's static batch size (None: dynamic)."""
+    export's static batch size (None: dynamic). A subclassed model whose `call` can't be
+    traced is one problem of an empty graph."""
     from keras_convx.exporter import registry, trace
 
-    fmodel = functional(model)
+    try:
+        fmodel = functional(model)
+    except trace.Unsupported as err:
+        return trace.FlatGraph([], [], [], [(model.name, trace.describe(model), str(err))], [])
     # traced once per model and set of lowerings (export, then verification, reuse it)
     version = (len(registry.LOWERINGS), batch)
     cached = _CACHE.setdefault(fmodel, {})

@@ -16,6 +16,7 @@ position (`#3:0`: `keras.ops` nodes are named by a global counter, positions are
 same in every trace) and inside a nested model it is that model's own key.
 """
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -92,10 +93,20 @@ def flatten(model, lowerable, kind, batch=None):
     """
     nodes, problems, traced = [], [], []
     _SESSION["lowerable"] = lowerable
-    _SESSION["depth"] += 1  # the trace's patches: installed by the first trace, once
-    try:
+    with _session():
         context = _Context(lowerable, kind, nodes, problems, traced, batch)
         _inline(model, "", "", context)
+    symbol = BATCH_SYMBOL if context.symbolic_batch else None
+    return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced, symbol)
+
+
+@contextlib.contextmanager
+def _session():
+    """One flatten (or wrap): the trace's patches, installed by its first trace, are
+    removed and its traces forgotten when the outermost session ends."""
+    _SESSION["depth"] += 1
+    try:
+        yield
     finally:
         _SESSION["depth"] -= 1
         if _SESSION["depth"] == 0:
@@ -103,8 +114,126 @@ def flatten(model, lowerable, kind, batch=None):
                 _patch(False)
                 _SESSION["patched"] = False
             _TRACES.clear()
-    symbol = BATCH_SYMBOL if context.symbolic_batch else None
-    return FlatGraph(list(model.inputs), list(model.outputs), nodes, problems, traced, symbol)
+
+
+def as_functional(model, input_shapes=None):
+    """A subclassed model (a `keras.Model` with its own `call`) as a Functional model of
+    one node, the model itself, called on `keras.Input`s: flattening traces that node
+    through `call` as it traces composite layers, and calling the Functional model calls
+    the model, so verification compares with the model's own outputs.
+
+    The output specs come from a KerasTensor trace of `call` (no backend graph). Where
+    `call` can't be traced, on TensorFlow they come from a `tf.function` of the model
+    (the graph tf2onnx converts; the flat graph then names the line where tracing
+    stopped); elsewhere `Unsupported` says why. The model is left as it was: the
+    node is not kept among its inbound nodes.
+
+    Args:
+        model: the subclassed model.
+        input_shapes: its input shape(s) without the batch, else the shapes it was built
+            or first called with.
+
+    Raises:
+        ValueError: no input shape known, or inputs this can't express (a dict; several
+            positional tensors without `input_shapes`).
+        Unsupported: `call` can't be traced (not on TensorFlow).
+    """
+    from keras.src.ops.node import Node
+
+    shapes, structure = _subclassed_inputs(model, input_shapes)
+    names = _input_names(model, len(shapes), structure)
+    inputs = [keras.Input(tuple(s), name=n) for s, n in zip(shapes, names)]
+    args = (inputs,) if structure == "list" else tuple(inputs)
+    with _session():
+        try:
+            outputs, fn = _traced(model, args, {})
+            if fn is None:
+                raise Unsupported(f"its traced call returned something else than tensors: "
+                                  f"{type(outputs).__name__}")
+        except Unsupported as err:
+            if keras.backend.backend() != "tensorflow":
+                raise
+            outputs = _tf_function_specs(model, args, err)
+    specs = keras.tree.map_structure(lambda t: keras.KerasTensor(t.shape, t.dtype), outputs)
+    node = Node(operation=model, call_args=args, call_kwargs={}, outputs=specs)
+    try:
+        wrapper = keras.Model(inputs if len(inputs) > 1 else inputs[0], specs, name=model.name)
+    finally:
+        model._inbound_nodes.remove(node)  # the Functional graph keeps it
+    return wrapper
+
+
+def _subclassed_inputs(model, input_shapes):
+    """(shapes without batch, "list" or "args") of a subclassed model's inputs."""
+    params = [p for k, p in _parameters(getattr(model.call, "__func__", model.call)).items()
+              if k not in ("training", "mask") and p.kind in (p.POSITIONAL_ONLY,
+                                                              p.POSITIONAL_OR_KEYWORD)]
+    positional = sum(p.default is p.empty for p in params)
+    label = f"export: subclassed model {model.name!r} ({type(model).__name__})"
+    if input_shapes is None:
+        recorded = getattr(model, "_build_shapes_dict", None) or {}
+        if not recorded:
+            called = bool(model.weights)  # its sublayers were built by a call
+            raise ValueError(
+                f"{label} has no known input shape: "
+                + ("Keras recorded none when it was called (it could not run its call on "
+                   "symbolic tensors to build it): pass input_shape=(32, 32, 3)" if called
+                   else "call it once on data (or model.build((None, 32, 32, 3))), or pass "
+                   "input_shape=(32, 32, 3)")
+                + " to export_onnx (the shape without the batch)")
+        if positional > 1:
+            raise ValueError(
+                f"{label}: its call takes {positional} tensors, Keras recorded the shape "
+                f"of the first only: pass input_shape=[shape, shape, ...] (without the batch)")
+        shape = next(iter(recorded.values()))
+        if isinstance(shape, dict):
+            raise ValueError(f"{label}: dict inputs are not supported for subclassed "
+                             f"models: call it on keras.Input(name=...)s in a Functional "
+                             f"model and export that")
+        if shape and isinstance(shape[0], (list, tuple)):
+            return [tuple(s)[1:] for s in shape], "list"
+        return [tuple(shape)[1:]], "args"
+    if isinstance(input_shapes, dict):
+        raise ValueError(f"{label}: input_shape can't be a dict (dict inputs are not "
+                         f"supported for subclassed models)")
+    if not input_shapes or isinstance(input_shapes[0], int) or input_shapes[0] is None:
+        return [tuple(input_shapes)], "args"
+    shapes = [tuple(s) for s in input_shapes]
+    if positional > 1:
+        if len(shapes) != positional:
+            raise ValueError(f"{label}: its call takes {positional} tensors, got "
+                             f"input_shape={input_shapes}")
+        return shapes, "args"
+    return shapes, "list"
+
+
+def _input_names(model, count, structure):
+    """Graph input names: the parameter names of `call` (`inputs_0`, `inputs_1` for the
+    items of a list)."""
+    params = [k for k in _parameters(getattr(model.call, "__func__", model.call))
+              if k not in ("training", "mask")]
+    if structure == "args" and len(params) >= count:
+        return params[:count]
+    first = params[0] if params else "input"
+    return [first] if count == 1 else [f"{first}_{i}" for i in range(count)]
+
+
+def _tf_function_specs(model, args, untraced):
+    """The output specs of the model's `tf.function` (AutoGraph turns Python control flow
+    on tensors into graph ops), as tf2onnx will convert it; `untraced`: why the
+    KerasTensor trace stopped, said again if this fails too."""
+    import tensorflow as tf
+
+    specs = keras.tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), args)
+    try:
+        concrete = tf.function(lambda *xs: model(*xs, training=False)).get_concrete_function(
+            *specs)
+    except Exception as err:  # noqa: BLE001 (the user's code may raise anything)
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise Unsupported(f"{untraced}; TensorFlow's tf.function can't run it either, so "
+                          f"neither can tf2onnx ({type(err).__name__}: {cause})") from None
+    return keras.tree.map_structure(lambda t: keras.KerasTensor(tuple(t.shape), t.dtype.name),
+                                    concrete.structured_outputs)
 
 
 @dataclasses.dataclass
@@ -200,6 +329,8 @@ def _alias(nodes, sources, targets, label, forward=True):
 def _functional_of(model):
     from keras_convx.exporter.tensor_map import functional
 
+    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
+        return model  # subclassed: traced through its `call`
     try:
         return functional(model)
     except ValueError:
@@ -332,8 +463,25 @@ class _RandomAtInference(Exception):
     pass
 
 
-def _no_random(seed=None):
-    raise _RandomAtInference("a random op runs at inference")
+def _random_guard(draw_seed):
+    """A backend's `draw_seed` that refuses random ops in a traced `call`, and lets
+    through a sublayer's `build` the trace runs (a subclassed model exported before its
+    first call: its initializers draw seeds)."""
+    def guarded(seed=None):
+        if _SESSION["building"]:
+            return draw_seed(seed)
+        raise _RandomAtInference("a random op runs at inference")
+    return guarded
+
+
+def _building(original):
+    def maybe_build(self, *args, **kwargs):
+        _SESSION["building"] += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _SESSION["building"] -= 1
+    return maybe_build
 
 
 def trace_call(layer, node, batch=None):
@@ -428,7 +576,7 @@ def _call_kwargs(layer, kwargs, inference=False):
 
 # A flatten (or a lone trace) is a session: the trace's patches are installed on its
 # first trace and removed when it ends; nested traces share them.
-_SESSION = {"depth": 0, "patched": False,
+_SESSION = {"depth": 0, "patched": False, "building": 0,
             "lowerable": lambda op: False}  # `flatten`'s: which sublayers are lowered by class
 
 
@@ -454,7 +602,8 @@ def _symbolic_call(layer, args, kwargs):
 
 
 def _patch(on):
-    """The trace's patches: random ops refused, variables left of tensors deferred,
+    """The trace's patches: random ops refused (outside `build`), variables left of
+    tensors deferred,
     untraceable sublayers inlined, composite sublayers' output specs traced, functions
     substituted (`substitute`)."""
     modules = [m for m in (sys.modules.get(f"keras.src.backend.{b}.random") for b in
@@ -463,7 +612,7 @@ def _patch(on):
     if on:
         _SAVED_SEEDS.update({m: m.draw_seed for m in modules})
         for m in modules:
-            m.draw_seed = _no_random
+            m.draw_seed = _random_guard(m.draw_seed)
     else:
         for m, fn in _SAVED_SEEDS.items():
             m.draw_seed = fn
@@ -472,6 +621,7 @@ def _patch(on):
         _swap(on, cls, name, _defer)
     _swap(on, keras.layers.Layer, "__call__", _inline_untraceable)
     _swap(on, keras.layers.Layer, "compute_output_spec", _traced_specs)
+    _swap(on, keras.layers.Layer, "_maybe_build", _building)
     _substitutes(on)
 
 

@@ -232,7 +232,9 @@ def _compare_at(model, onnx_model, walk, data_format, seed, providers, level, si
     from Keras as a `RuntimeFailure` marked `keras`."""
     import keras
 
-    outputs, batch = {}, 2
+    from keras_convx.verification.judge import scale_floors
+
+    outputs, batch, floors = {}, 2, scale_floors(onnx_model)
     for provider in providers:
         session = _session(onnx_model, provider, level)
         feeds, keras_inputs, batch = _inputs(session, data_format, seed, model,
@@ -261,15 +263,8 @@ def _compare_at(model, onnx_model, walk, data_format, seed, providers, level, si
             name = spec.name if len(providers) == 1 else f"{spec.name} [{provider}]"
             if size is not None:
                 name += " @ " + "x".join(str(n) for n in e.shape[2:] or e.shape[1:])
-            outputs[name] = stats.tensor_error(a, e, scale_floor=_floor(onnx_model, spec.name))
+            outputs[name] = stats.tensor_error(a, e, scale_floor=floors.get(spec.name, 0.0))
     return outputs, batch
-
-
-def _floor(onnx_model, tensor):
-    """The least scale `tensor`'s error is judged against: a bounded activation's output
-    is computed to an absolute accuracy (`rules.BOUNDED_SCALE_FLOOR`)."""
-    producer = next((n.op_type for n in onnx_model.graph.node if tensor in n.output), None)
-    return stats.BOUNDED_SCALE_FLOOR if producer in stats.BOUNDED_OPS else 0.0
 
 
 def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None,
@@ -410,12 +405,13 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
         raise RuntimeFailure(f"the Keras model ({keras.backend.backend()} backend) raised "
                              f"on input {shapes}: {_first_line(err)}") from err
     actual = actual if isinstance(actual, (list, tuple)) else [actual]
-    out = []
+    from keras_convx.verification.judge import scale_floors
+
+    out, floors = [], scale_floors(onnx_model)
     for (node, op, name, perm), a in zip(rows, actual):
         a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), np.argsort(perm))
-        floor = stats.BOUNDED_SCALE_FLOOR if op in stats.BOUNDED_OPS else 0.0
         out.append((node, op, name, stats.tensor_error(a, expected[name], matching_inf_ok=True,
-                                                       scale_floor=floor)))
+                                                       scale_floor=floors.get(name, 0.0))))
     return out
 
 

@@ -25,10 +25,28 @@ def sensitivity_key(check):
     return ("output",) + tuple(check.run) if check.run is not None else None
 
 
+# ops that only move or relabel elements: a bounded activation's output stays bounded
+_LAYOUT_OPS = ("Transpose", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten")
+
+
+def scale_floors(onnx_model):
+    """{tensor name: the least scale its error is judged against} for the tensors of
+    `onnx_model` a bounded activation computes (through layout ops):
+    `rules.BOUNDED_SCALE_FLOOR`, where onnxruntime's accuracy is absolute."""
+    floors = {}
+    for node in onnx_model.graph.node:  # topological order: producers come first
+        bounded = node.op_type in rules.BOUNDED_OPS or (
+            node.op_type in _LAYOUT_OPS and node.input and node.input[0] in floors)
+        if bounded:
+            floors.update({out: rules.BOUNDED_SCALE_FLOOR for out in node.output})
+    return floors
+
+
 def check(name, role, provider, level, arrays, actual, expected, tol, cosine=False, key=None,
-           layer=None, run=None):
+          layer=None, run=None, scale_floor=0.0):
     err = rules.tensor_error(actual, expected, cosine=cosine,
-                             matching_inf_ok=role in ("internal", "preactivation", "local"))
+                             matching_inf_ok=role in ("internal", "preactivation", "local"),
+                             scale_floor=scale_floor)
     status = "FAIL" if err.failed(tol) else ("pass" if err.informative else "uninformative")
     return TensorCheck(tensor=name, role=role, provider=provider, level=level,
                        batch=int(arrays[0].shape[0]), shape=err.shape, tolerance=tol,

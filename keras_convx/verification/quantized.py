@@ -102,7 +102,9 @@ class QuantCheck:
     sqnr_float: float = None
     sqnr_keras: float = None
     sqnr_inputs: float = None  # the lowest SQNR of the mapped tensors it is computed from
-    drop: float = None  # sqnr_inputs - its own SQNR: what this layer lost
+    # its SQNR with its inputs teacher-forced (fed the float graph's values): its own error
+    sqnr_own: float = None
+    drop: float = None  # what this layer lost itself (`own_loss`)
     cosine: float = None
     top1: float = None
     threshold: float = LAYER_SQNR_DB
@@ -126,6 +128,8 @@ class QuantReport:
     calibration_samples: int = 0
     held_out_samples: int = 0
     kept_float: list = dataclasses.field(default_factory=list)
+    # keep_float="auto" that could not make the rule pass: what it kept, and why it stops
+    auto: str = None
     rule: str = QUANTIZED_RULE
     checks: list = dataclasses.field(default_factory=list)
     warnings: list = dataclasses.field(default_factory=list)
@@ -177,13 +181,14 @@ class QuantReport:
                 f"ms a run, {self.latency_on})")
 
     def summary(self):
+        auto = f"; {self.auto}" if self.auto else ""
         if self.errors:
-            return "; ".join(self.errors)
+            return "; ".join(self.errors) + auto
         slower = f"; {self._slower_note()}" if self.slower else ""
         bad = self.failing
         if bad is not None:
             return (f"{bad.role} {bad.tensor} (layer {bad.layer}, {bad.level}): {bad.reason}"
-                    f"{slower}")
+                    f"{auto}{slower}")
         outs = [c for c in self.checks if c.role == "output" and c.sqnr_keras is not None]
         low = min((c.sqnr_keras for c in outs), default=float("nan"))
         return (f"INT8 passed: {sum(c.status == 'pass' for c in self.checks)} checks, "
@@ -199,13 +204,30 @@ class QuantReport:
         return json.dumps(self.to_dict(), default=float)
 
 
+def own_loss(sqnr_inputs, sqnr_own):
+    """The SQNR (dB) a layer loses by its own error: from `sqnr_inputs` (its inputs') to
+    what its output would hold if the inputs' noise passed through unchanged and its own
+    (`sqnr_own`, measured with its inputs teacher-forced) added to it. Unlike the
+    difference of the measured SQNRs, a layer that amplifies its inputs' noise (a
+    BatchNormalization dividing by a small variance, a steep activation) loses nothing
+    here: what it amplifies is its inputs' error, not its own."""
+    if sqnr_own is None or sqnr_inputs is None:
+        return None
+    if not np.isfinite(sqnr_own):
+        return 0.0 if sqnr_own > 0 else None
+    noise = 10 ** (-sqnr_inputs / 10) + 10 ** (-sqnr_own / 10)
+    return float(sqnr_inputs + 10 * np.log10(noise))
+
+
 def judge_internal(label, layer, keras_value, float_value, qdq_value, samples,
-                   sqnr_inputs=INPUT_SQNR_DB):
+                   sqnr_inputs=INPUT_SQNR_DB, sqnr_own=None):
     """A mapped tensor's check (pure: the fault tests call it directly). `sqnr_inputs`: the
     lowest SQNR of the mapped tensors it is computed from (`INPUT_SQNR_DB` for graph
-    inputs)."""
+    inputs); `sqnr_own`: its SQNR with its inputs teacher-forced (the layer's own error,
+    `int8_verifier.teacher_forced`). What the layer lost (`drop`) is `own_loss` where
+    `sqnr_own` is known, else the difference of the measured SQNRs."""
     row = QuantCheck(tensor=label, layer=layer, role="internal", level=INSPECT_LEVEL,
-                     samples=samples,
+                     samples=samples, sqnr_own=sqnr_own,
                      sqnr_keras=sqnr_db(keras_value, qdq_value) if keras_value is not None
                      else None,
                      sqnr_float=sqnr_db(float_value, qdq_value) if float_value is not None
@@ -215,14 +237,76 @@ def judge_internal(label, layer, keras_value, float_value, qdq_value, samples,
         row.status, row.reason = "uninformative", "the reference is all zeros"
         return row
     row.sqnr_inputs = sqnr_inputs
-    row.drop = (sqnr_inputs - against) if np.isfinite(against) else None
+    if sqnr_own is not None and not (np.isneginf(sqnr_own) and np.isfinite(against)):
+        row.drop = own_loss(sqnr_inputs, sqnr_own)
+    else:
+        row.drop = (sqnr_inputs - against) if np.isfinite(against) else None
     if against < LAYER_SQNR_DB and (row.drop is None or row.drop >= LAYER_DROP_DB):
         row.status = "FAIL"
+        own = "" if sqnr_own is None else f", {sqnr_own:.1f} dB fed the float inputs"
         row.reason = (f"SQNR {against:.1f} dB against the "
                       f"{'float graph' if float_value is not None else 'Keras model'} < "
-                      f"{LAYER_SQNR_DB:g} dB, {sqnr_inputs - against:.1f} dB below its inputs' "
-                      f"(>= {LAYER_DROP_DB:g} dB lost in this layer)")
+                      f"{LAYER_SQNR_DB:g} dB{own}: {_lost(row)} of its inputs' "
+                      f"{sqnr_inputs:.1f} dB lost in this layer (>= {LAYER_DROP_DB:g} dB)")
+    elif against < LAYER_SQNR_DB:
+        row.reason = (f"SQNR {against:.1f} dB < {LAYER_SQNR_DB:g} dB, but its own error "
+                      f"costs {row.drop:.1f} dB only (< {LAYER_DROP_DB:g}): inherited")
     return row
+
+
+def _lost(row):
+    return "all" if row.drop is None else f"{row.drop:.1f} dB"
+
+
+def attribute(rows, inputs):
+    """Names the cause of a tensor below `LAYER_SQNR_DB` whose own layer lost little
+    (`judge_internal`'s "inherited" rows: a layer that amplifies its inputs' noise, a
+    BatchNormalization dividing by a small variance, a steep activation).
+
+    Each layer's own error, measured with its inputs teacher-forced, is a noise power
+    relative to its signal, 10^(-sqnr_own/10); passed on, these add up. Of the layers
+    upstream (the mapped tensors it is computed from, transitively, and itself), the one
+    with the largest own noise fails when that noise is at least `LAYER_DROP_DB` above the
+    others' together: it dominates the tensor's error, as a fault does, although its own
+    SQNR may still be above `LAYER_SQNR_DB`. Otherwise nothing is blamed (noise grown over
+    many layers: the output rule judges).
+
+    Args:
+        rows: the internal checks in graph order (`onnx` set).
+        inputs: {onnx tensor: the mapped tensors it is computed from}.
+    """
+    by_onnx = {r.onnx: r for r in rows}
+    for row in rows:
+        if row.status != "pass" or not row.reason.endswith("inherited"):
+            continue
+        stack, seen = [row.onnx], set()
+        while stack:
+            name = stack.pop()
+            if name not in seen and name in by_onnx:
+                seen.add(name)
+                stack.extend(inputs.get(name, ()))
+        noise = {n: 10 ** (-by_onnx[n].sqnr_own / 10) for n in seen
+                 if by_onnx[n].sqnr_own is not None and np.isfinite(by_onnx[n].sqnr_own)}
+        if not noise or row.onnx not in noise:
+            continue
+        top = max(noise, key=noise.get)
+        rest = sum(noise.values()) - noise[top]
+        margin = float("inf") if rest <= 0 else 10 * np.log10(noise[top] / rest)
+        if top == row.onnx or margin < LAYER_DROP_DB:
+            continue
+        culprit = by_onnx[top]
+        row.reason += f" from {culprit.layer}"
+        if culprit.status != "FAIL":
+            culprit.status = "FAIL"
+            culprit.reason = (
+                f"its own error ({culprit.sqnr_own:.1f} dB fed the float inputs) is "
+                f"{'all' if margin == float('inf') else f'{margin:.1f} dB above'} the other "
+                f"upstream layers' (>= {LAYER_DROP_DB:g} dB) and puts {row.tensor} downstream "
+                f"at {_measured(row):.1f} dB (< {LAYER_SQNR_DB:g} dB)")
+
+
+def _measured(row):
+    return row.sqnr_float if row.sqnr_float is not None else row.sqnr_keras
 
 
 def judge_output(name, level, keras_values, qdq_values):

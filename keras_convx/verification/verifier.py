@@ -91,6 +91,7 @@ class Verifier:
                 f"{len(self.reference.skipped)} mapped tensor(s) are not in this model "
                 f"(e.g. {self.reference.skipped[0]}): not compared")
         floor = judge.precision_tolerance(self.model, onnx_model)
+        self._floors = judge.scale_floors(onnx_model)
         self._base_dir = base_dir  # set for graphs whose weights are external data
         plain = serialized if serialized is not None else onnx_model.SerializeToString()
         live = [e for e in self.entries if e["status"] == "live"
@@ -164,7 +165,8 @@ class Verifier:
                 inspected = got
             for j, (name, g, e) in enumerate(zip(names, got, self.reference.outputs[i])):
                 report.checks.append(judge.check(name, "output", provider, level, arrays, g, e, tol,
-                                            cosine=True, run=(i, j)))
+                                                 cosine=True, run=(i, j),
+                                                 scale_floor=self._floors.get(name, 0.0)))
         return inspected
 
     def _run_tensors(self, report, data, onnx_model, provider, tol):
@@ -192,8 +194,9 @@ class Verifier:
             if role == "internal":
                 self._graph_values[e["key"]] = g
             report.tensors.append(judge.check(label, role, provider, INSPECT_LEVEL, arrays, g,
-                                         self.reference.tensors[ref_key], tol, key=e["key"],
-                                         layer=e["label"]))
+                                              self.reference.tensors[ref_key], tol, key=e["key"],
+                                              layer=e["label"],
+                                              scale_floor=self._floors.get(e["onnx"], 0.0)))
         # the graph outputs themselves, unoptimised: layout moves after the last mapped
         # tensor (an output Transpose) are checked here, and this is what tells an export
         # error from an onnxruntime optimisation problem
@@ -203,7 +206,8 @@ class Verifier:
         expected = self.reference.outputs[self.reference.inspect_run]
         for j, (name, g, e) in enumerate(zip(names, outputs, expected)):
             report.tensors.append(judge.check(name, "output", provider, INSPECT_LEVEL, arrays, g, e,
-                                         tol, cosine=True, run=(self.reference.inspect_run, j)))
+                                              tol, cosine=True, run=(self.reference.inspect_run, j),
+                                              scale_floor=self._floors.get(name, 0.0)))
         return outputs
 
     def _feeds_for(self, arrays):

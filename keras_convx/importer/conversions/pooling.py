@@ -47,9 +47,19 @@ def _window(ctx):
             raise Unsupported("ceil_mode=1 with auto_pad=SAME_UPPER over a dynamic length")
         return rank, kernel, strides, pairs, extra
     if ctx.flag("ceil_mode"):
-        if want is None or None in want[2:]:
-            raise Unsupported("ceil_mode=1 needs the inferred output shape")
-        for i, (n, k, s, (b, a), m) in enumerate(zip(lengths, kernel, strides, pairs, want[2:])):
+        wanted = list(want[2:]) if want is not None else [None] * rank
+        for i, (n, k, s, (b, a), m) in enumerate(zip(lengths, kernel, strides, pairs, wanted)):
+            if n is None:
+                # a dynamic length: s - 1 more at the end turns floor into ceil for every
+                # length; exact while no window can start in the end padding (a + s <= k)
+                if a + s > k:
+                    raise Unsupported(f"ceil_mode=1 over a dynamic length with stride {s} and "
+                                      f"end pad {a} past kernel {k} (the output length then "
+                                      f"depends on the input's)")
+                extra[i] = s - 1
+                continue
+            if m is None:
+                raise Unsupported("ceil_mode=1 needs the inferred output shape")
             extra[i] = max((m - 1) * s + k - (n + b + a), 0)
             if S.conv_output_length(n, k, s, 1, (b, a + extra[i])) != m:
                 raise Unsupported(f"ceil_mode output length {m} on axis {i} is not reachable")
