@@ -30,7 +30,7 @@ def measure(size=224, batches=(1, 8), repeats=15):
     import onnxruntime as ort
 
     import keras_convx as kc
-    from keras_convx.interop.calibration import calibrate_batch_norm
+    from keras_convx.verification.batch_norm import calibrate_batch_norm
     from keras_convx.verification.inputs import model_inputs
     from keras_convx.verification.quantized import sqnr_db
 

@@ -21,7 +21,7 @@ def measure(repeats):
     import numpy as np
 
     import keras_convx as kc
-    from keras_convx.interop.calibration import calibrate_batch_norm
+    from keras_convx.verification.batch_norm import calibrate_batch_norm
 
     model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
     calibrate_batch_norm(model, seed=0, batch=4)

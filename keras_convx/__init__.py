@@ -12,7 +12,7 @@ import sys as _sys
 # TensorFlow's C++ info lines drown users' output (the CLI hides its absl lines too)
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+from keras_convx.utils.version import VERSION as __version__  # noqa: E402
 
 _LAYERS = (
     "BaseConv", "BaseConvTranspose", "BaseCropping", "BaseDepthwiseConv", "BasePadding",
@@ -32,6 +32,7 @@ _TABLE = {
     **{name: "keras_convx.exporter" for name in (
         "export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
         "VerificationError")},
+    "VerificationFailed": "keras_convx.verification.report",
     **{name: "keras_convx.importer" for name in (
         "import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import",
         "diagnose_import")},

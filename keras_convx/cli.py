@@ -46,7 +46,7 @@ def load_source(source, weights=None, overrides=None, scale=None):
     """A Keras model from a YAML config, a `.keras` file or a zoo name; (model, name)."""
     import keras
 
-    import keras_convx as kc
+    from keras_convx.model_config import build_model
 
     from keras_convx.model_config.loader import resolve
 
@@ -65,7 +65,7 @@ def load_source(source, weights=None, overrides=None, scale=None):
             raise BadInput(f"{source}: not a loadable .keras file ({type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else ''})") from None
     else:
-        model = kc.build_model(path, scale=scale, **(overrides or {}))
+        model = build_model(path, scale=scale, **(overrides or {}))
     name = path.stem
     if weights:
         if not Path(weights).is_file():
@@ -94,12 +94,12 @@ def _summary_table(model, title):
 
 
 def cmd_build(args):
-    import keras_convx as kc
+    from keras_convx.model_config import build_model
 
     from keras_convx.model_config.loader import resolve
 
     console = _console()
-    model = kc.build_model(resolve(args.config), scale=args.scale, **_overrides(args.set))
+    model = build_model(resolve(args.config), scale=args.scale, **_overrides(args.set))
     console.print(_summary_table(model, f"{model.name} ({args.config})"))
     console.print(f"layers {len(model.layers)}; params {model.count_params():,} "
                   f"(trainable {sum(int(_size(w)) for w in model.trainable_weights):,})")
@@ -114,11 +114,11 @@ def _size(weight):
 
 
 def cmd_validate(args):
-    import keras_convx as kc
+    from keras_convx.model_config import validate
 
     from keras_convx.model_config.loader import resolve
 
-    plan = kc.validate(resolve(args.config), scale=args.scale, **_overrides(args.set))
+    plan = validate(resolve(args.config), scale=args.scale, **_overrides(args.set))
     outputs = ", ".join(f"{k} {plan.shapes.get(v)}" for k, v in plan.outputs.items())
     print(f"{args.config}: ok ({len(plan.order)} layers; outputs {outputs})")
     return 0
@@ -223,7 +223,7 @@ def _parse_shape(text, model=None):
 
 
 def cmd_export(args):
-    import keras_convx as kc
+    from keras_convx.exporter import export_onnx
     from keras_convx.exporter import ExportError, VerificationError
 
     console = _console()
@@ -233,7 +233,7 @@ def cmd_export(args):
         start = time.perf_counter()
         model, name = load_source(args.source, args.weights, _overrides(args.set), args.scale)
         if args.bn_as_trained:
-            from keras_convx.interop.calibration import calibrate_batch_norm
+            from keras_convx.verification.batch_norm import calibrate_batch_norm
 
             status.update("set BatchNorm statistics as after training")
             calibrate_batch_norm(model)
@@ -247,13 +247,14 @@ def cmd_export(args):
                 raise BadInput(f"{out}: output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise BadInput(f"{out}: output folder {folder} is not writable")
-        if args.triton_repo and not os.path.isdir(args.triton_repo):
-            raise BadInput(f"--triton-repo: folder {args.triton_repo} does not exist")
+        if args.triton_repo and os.path.exists(args.triton_repo) and \
+                not os.path.isdir(args.triton_repo):
+            raise BadInput(f"--triton-repo: {args.triton_repo} is a file, not a folder")
         status.update("export, check and verify" if not args.no_verify else "export and check")
         dynamic = _parse_dynamic(args.dynamic)
         input_shape = _parse_shape(args.input_shape, model)
         try:
-            report = kc.export_onnx(
+            report = export_onnx(
                 model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
                 verify=not args.no_verify, diagnose=not args.no_diagnose, nchw_io=args.nchw_io,
                 providers=args.providers.split(",") if args.providers else None,
@@ -339,7 +340,7 @@ def _quant_summary(console, quant):
             top1 = f", top-1 agreement {c.top1:.1%}" if c.top1 is not None else ""
             console.print(f"  output {c.tensor} at {c.level}: {c.sqnr_keras:.1f} dB, cosine "
                           f"{c.cosine:.4f}{top1}")
-    worst = ", ".join(f"{c.layer} (-{c.drop:.1f} dB, at {c.sqnr_inputs - c.drop:.1f} dB)"
+    worst = ", ".join(f"{c.layer} (loses {c.drop:.1f} dB itself, at {c.sqnr_float:.1f} dB)"
                       for c in quant.worst())
     if worst:
         console.print(f"  layers that lose most SQNR themselves: {worst}")
@@ -372,7 +373,8 @@ def _sizes(text):
 
 
 def cmd_import(args):
-    import keras_convx as kc
+    from keras_convx.importer import import_onnx
+    from keras_convx.model_config import to_yaml
     from keras_convx.importer import ImportVerificationError, OnnxImportError, UnsupportedOps
 
     if not os.path.isfile(args.model):  # before the -o checks: the input is what's wrong
@@ -391,7 +393,7 @@ def cmd_import(args):
             raise BadInput(f"{flag}: folder {folder} is not writable")
     start = time.perf_counter()
     try:
-        model = kc.import_onnx(args.model, data_format=args.data_format,
+        model = import_onnx(args.model, data_format=args.data_format,
                                verify=not args.no_verify, tolerance=args.tolerance, output=out,
                                sizes=_sizes(args.sizes))
     except ImportVerificationError as err:
@@ -409,7 +411,7 @@ def cmd_import(args):
     if not args.no_verify:
         print(model.import_report.summary())
     if args.yaml:
-        _write_text(args.yaml, kc.to_yaml(model), "--yaml")
+        _write_text(args.yaml, to_yaml(model), "--yaml")
     import keras
 
     permutes = sum(isinstance(layer, keras.layers.Permute) for layer in model.layers)
@@ -421,7 +423,7 @@ def cmd_import(args):
 
 
 def cmd_verify(args):
-    import keras_convx as kc
+    from keras_convx.exporter import verify_onnx
 
     console = _console()
     if not Path(args.model).is_file():
@@ -436,7 +438,7 @@ def cmd_verify(args):
     from keras_convx.exporter import ExportError
 
     try:
-        report = kc.verify_onnx(model, args.model, tolerance=args.tolerance,
+        report = verify_onnx(model, args.model, tolerance=args.tolerance,
                                 providers=args.providers.split(",") if args.providers else None,
                                 optimization_level=args.ort_level, inspect=not args.no_diagnose)
     except (ExportError, ValueError) as err:

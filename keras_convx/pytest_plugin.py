@@ -108,9 +108,13 @@ def pytest_pyfunc_call(pyfuncitem):
 def _run_in_child(item, backend):
     env = dict(os.environ, KERAS_BACKEND=backend, **{_CHILD: backend})
     root = str(item.config.rootpath)
-    # the child loads this plugin as the parent did (the entry point, or a conftest)
     command = [sys.executable, "-m", "pytest", item.nodeid, "-q", "-rA", "--no-header",
                "-p", "no:cacheprovider", "--rootdir", root]
+    # the child loads this plugin as the parent did: by its entry point (autoload), or, when
+    # the parent had it from `-p` or a conftest (PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 is common
+    # in CI and inherited), by name too (a conftest registers the same name: no double)
+    if item.config.pluginmanager.get_name(sys.modules[__name__]) != "keras_convx":
+        command[4:4] = ["-p", __name__]
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     output = (done.stdout + done.stderr).strip()
     if done.returncode == 0:

@@ -72,8 +72,7 @@ def test_triton_repository_from_the_graph(pixels_model, tmp_path, monkeypatch):
     from keras_convx.exporter import triton
 
     pixels_model.save(str(tmp_path / "m.keras"))
-    repo = tmp_path / "repo"
-    repo.mkdir()
+    repo = tmp_path / "repo"  # not there yet: --triton-repo creates it
     out = str(tmp_path / "cam.onnx")
     assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--uint8-input",
                  "--triton-repo", str(repo), "--triton-max-batch", "16"]) == 0
@@ -99,8 +98,9 @@ def test_triton_repository_from_the_graph(pixels_model, tmp_path, monkeypatch):
         triton.validate(text + "max_batchsize: 3\n")
     with pytest.raises(triton.TritonError, match="model name 'a b'"):
         triton.write_repository(static, str(repo), name="a b")
+    (tmp_path / "a_file").write_text("")  # a file where the repository should go
     assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--triton-repo",
-                 str(tmp_path / "missing")]) == 2
+                 str(tmp_path / "a_file")]) == 2
     # without tritonclient, the fields this module writes are checked
     monkeypatch.setattr(triton, "model_config_pb2", lambda: None)
     assert triton.validate(text) is None

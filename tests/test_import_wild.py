@@ -55,6 +55,9 @@ def test_a_size_the_net_cant_run_is_a_failed_verification_naming_the_node():
         kc.import_onnx(_pyramid(), verify=True, sizes=[(16, 24)])
     reason = caught.value.report.reason()
     assert "onnxruntime" in reason and "[2, 3, 16, 24]" in reason and "'sum" in reason, reason
+    # one base for failed verifications, export and import alike
+    assert isinstance(caught.value, kc.VerificationFailed)
+    assert issubclass(kc.VerificationError, kc.VerificationFailed)
     # user sizes the net runs at pass
     assert kc.import_onnx(_pyramid(), verify=True, sizes=[(48, 64)]).import_report.passed
     with pytest.raises(ValueError, match="sizes: 0 is not a size"):
@@ -206,3 +209,20 @@ def test_a_saturated_sigmoid_map_is_judged_against_its_range():
     net.get_layer("conv").kernel.assign(net.get_layer("conv").kernel * 1.05)
     broken = verify_import(net, make(w))
     assert not broken.passed and broken.failed[0][0] == "conv"
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, 2), (3, 2), (3, 3)])
+def test_ceil_mode_max_pool_over_a_dynamic_size(kernel, stride):
+    """PyTorch's MaxPool2d(ceil_mode=True) in a net of any size (MTCNN's P-Net): exact at
+    odd and even sizes."""
+    model = graph([node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[kernel] * 2,
+                        strides=[stride] * 2, ceil_mode=1)], {"x": DYNAMIC})
+    net = kc.import_onnx(model, verify=True, sizes=[(15, 17), (16, 21)])
+    assert net.import_report.passed, net.import_report.summary()
+
+
+def test_ceil_mode_max_pool_stride_past_kernel_on_a_dynamic_size_is_refused():
+    model = graph([node("MaxPool", ["x"], ["y"], name="pool_s3", kernel_shape=[2, 2],
+                        strides=[3, 3], ceil_mode=1)], {"x": DYNAMIC})
+    with pytest.raises(UnsupportedOps, match="pool_s3.*ceil_mode=1 over a dynamic length"):
+        kc.import_onnx(model)

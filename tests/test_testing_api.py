@@ -90,11 +90,20 @@ class Lossy(Scaled):
         return config
 
 
+class NoShape(keras.layers.Layer):
+    """A user's layer without `compute_output_shape`, which Keras does not require."""
+
+    def call(self, x):
+        return keras.ops.concatenate([x, -x], axis=-1)
+
+
 def test_layer_contract_holds_for_ours_and_a_users_layer_and_catches_a_lost_argument():
     assert_layer_contract(kc.Conv2D, dict(filters=4, kernel_size=3, padding="same",
                                           activation="relu"), (2, 8, 8, 3),
                           expected_output_shape=(2, 8, 8, 4))
     assert_layer_contract(Scaled, dict(units=3, scale=2.0), (2, 5, 4))
+    assert_layer_contract(NoShape, {}, (2, 5, 4), expected_output_shape=(2, 5, 8), save=False,
+                          export=False)
     with pytest.raises(AssertionError, match=r"Lossy.get_config\(\) loses the argument "
                                              r"'scale'"):
         assert_layer_contract(Lossy, dict(units=3, scale=2.0), (2, 5, 4))
@@ -131,3 +140,11 @@ def test_plugin_reports_a_failure_in_a_child_process_under_its_id(tmp_path):
     # the child's own report, with the backend named
     assert "[jax] failed in its own process" in out and "a failure the jax process" in out
     assert "1 failed, 1 passed" in out, out
+    # the plugin named with -p, entry points off (as in many CIs): the child loads it too
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                           "-p", "keras_convx.pytest_plugin", "test_user.py"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert "not found" not in out and "1 failed, 1 passed" in out, out
+    assert "a failure the jax process" in out, out

@@ -119,8 +119,8 @@ def _inputs_of(batch, n_in, names):
 
 
 def load(path, model):
-    """CLI calibration data: a `.npz` file (arrays named after the model's inputs, or one
-    array per input in order) or a folder of images, resized to the model's input size and
+    """CLI calibration data: a `.npz` file (arrays named after the model's inputs, or saved
+    positionally, `arr_0`...) or a folder of images, resized to the model's input size and
     kept in 0..255 (the model's own preprocessing layers are in the graph)."""
     if os.path.isdir(path):
         return _images(path, model)
@@ -132,10 +132,14 @@ def load(path, model):
         names = [kt.name for kt in model.inputs]
         if all(n in keys for n in names):
             return [f[n] for n in names]
-        if len(keys) < len(names):
-            raise CalibrationError(f"--calibration: {path} holds {keys}; the model takes "
-                                   f"{len(names)} input(s) {names}")
-        return [f[k] for k in keys[:len(names)]] if len(names) > 1 else f[keys[0]]
+        positional = [f"arr_{i}" for i in range(len(names))]  # np.savez(path, a, b)
+        if keys == positional:
+            return [f[k] for k in keys] if len(names) > 1 else f[keys[0]]
+        # a misnamed array is refused: taking it anyway could calibrate on the wrong data
+        raise CalibrationError(f"--calibration: {path} holds arrays {keys}; expected one per "
+                               f"model input named {names} (np.savez(path, "
+                               f"{'=..., '.join(names)}=...)) or saved positionally "
+                               f"({positional})")
 
 
 def _images(folder, model):

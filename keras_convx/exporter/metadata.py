@@ -11,6 +11,8 @@ them, so the weights are not serialized again.
 import datetime
 import json
 
+from keras_convx.utils.version import VERSION
+
 RESERVED = "keras_convx."
 EXPORT_KEY = "keras_convx.export"
 VERIFICATION_KEY = "keras_convx.verification"
@@ -37,8 +39,6 @@ def export_entry(model, io, opset, precision):
     """`keras_convx.export`: how the file was made and what its inputs expect."""
     import keras
 
-    import keras_convx
-
     inputs = []
     dtypes = io.get("input_dtypes") or ["float32"] * len(model.inputs)
     for kt, perm, dtype in zip(model.inputs, io.get("input_perms") or [None] * len(model.inputs),
@@ -54,7 +54,7 @@ def export_entry(model, io, opset, precision):
         elif isinstance(layer, (keras.layers.Normalization, keras.layers.Resizing,
                                 keras.layers.CenterCrop)):
             preprocessing.append({"layer": layer.name, "class": type(layer).__name__})
-    return json.dumps({"keras_convx_version": keras_convx.__version__, "opset": int(opset),
+    return json.dumps({"keras_convx_version": VERSION, "opset": int(opset),
                        "precision": precision, "inputs": inputs,
                        "preprocessing": preprocessing})
 

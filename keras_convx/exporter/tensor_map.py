@@ -12,6 +12,8 @@ import weakref
 
 import keras
 
+from keras_convx.exporter import trace
+
 METADATA_KEY = "keras_convx.tensors"
 _CACHE = weakref.WeakKeyDictionary()
 
@@ -34,8 +36,6 @@ def functional(model, input_shapes=None):
             model whose input shape is unknown.
         Unsupported: a subclassed model whose `call` can't be traced (not on TensorFlow).
     """
-    from keras_convx.exporter import trace
-
     if isinstance(model, keras.Sequential):
         if getattr(model, "_functional", None) is None:
             raise ValueError("export: build the Sequential model with an input shape first")
@@ -53,7 +53,7 @@ def flat_graph(model, batch=None):
     composite layers traced through their `call`, nested models inlined. `batch`: the
     export's static batch size (None: dynamic). A subclassed model whose `call` can't be
     traced is one problem of an empty graph."""
-    from keras_convx.exporter import registry, trace
+    from keras_convx.exporter import registry
 
     try:
         fmodel = functional(model)
@@ -77,8 +77,6 @@ def resolve(model, keys, batch=None):
 
 def run(flat, arrays, forced=None):
     """Runs a flat graph eagerly (`trace.run`): verification's Keras runner calls it."""
-    from keras_convx.exporter import trace
-
     return trace.run(flat, arrays, forced)
 
 

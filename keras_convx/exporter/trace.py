@@ -27,6 +27,7 @@ import traceback
 
 import keras
 
+from keras_convx import layers as kcl
 from keras_convx.exporter.graph import Unsupported
 
 
@@ -165,9 +166,8 @@ def as_functional(model, input_shapes=None):
 
 def _subclassed_inputs(model, input_shapes):
     """(shapes without batch, "list" or "args") of a subclassed model's inputs."""
-    params = [p for k, p in _parameters(getattr(model.call, "__func__", model.call)).items()
-              if k not in ("training", "mask") and p.kind in (p.POSITIONAL_ONLY,
-                                                              p.POSITIONAL_OR_KEYWORD)]
+    params = [p for p in _tensor_parameters(model)
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     positional = sum(p.default is p.empty for p in params)
     label = f"export: subclassed model {model.name!r} ({type(model).__name__})"
     if input_shapes is None:
@@ -210,12 +210,21 @@ def _subclassed_inputs(model, input_shapes):
 def _input_names(model, count, structure):
     """Graph input names: the parameter names of `call` (`inputs_0`, `inputs_1` for the
     items of a list)."""
-    params = [k for k in _parameters(getattr(model.call, "__func__", model.call))
-              if k not in ("training", "mask")]
+    params = [p.name for p in _tensor_parameters(model)]
     if structure == "args" and len(params) >= count:
-        return params[:count]
-    first = params[0] if params else "input"
-    return [first] if count == 1 else [f"{first}_{i}" for i in range(count)]
+        names = params[:count]
+    else:
+        first = params[0] if params else "input"
+        names = [first] if count == 1 else [f"{first}_{i}" for i in range(count)]
+    # a Functional model's layers need distinct names: its input layers and the model
+    return [f"{n}_input" if n == model.name else n for n in names]
+
+
+def _tensor_parameters(model):
+    """The parameters of a model's bound `call` (no `self`, whatever its name) that are
+    not `training` or `mask`."""
+    return [p for k, p in inspect.signature(model.call).parameters.items()
+            if k not in ("training", "mask")]
 
 
 def _tf_function_specs(model, args, untraced):
@@ -327,14 +336,12 @@ def _alias(nodes, sources, targets, label, forward=True):
 
 
 def _functional_of(model):
-    from keras_convx.exporter.tensor_map import functional
-
-    if not isinstance(model, keras.Sequential) and not hasattr(model, "_nodes_by_depth"):
-        return model  # subclassed: traced through its `call`
-    try:
-        return functional(model)
-    except ValueError:
-        return model
+    """A nested model's Functional graph: a built Sequential's own, a Functional model
+    itself; a subclassed model (or an unbuilt Sequential) is traced through its `call`."""
+    if isinstance(model, keras.Sequential):
+        functional = getattr(model, "_functional", None)
+        return model if functional is None else functional
+    return model
 
 
 def _call_inputs(node, model):
@@ -356,9 +363,7 @@ def describe(op):
     means different things for a layer and a `keras.ops` node in a Functional graph."""
     cls = type(op)
     path = f"{cls.__module__}.{cls.__qualname__}"
-    import keras_convx
-
-    for public, mod in (("keras.layers", keras.layers), ("keras_convx", keras_convx)):
+    for public, mod in (("keras.layers", keras.layers), ("keras_convx", kcl)):
         if getattr(mod, cls.__name__, None) is cls:
             path = f"{public}.{cls.__name__}"
             break

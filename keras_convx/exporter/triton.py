@@ -112,15 +112,15 @@ def validate(text):
 
 def write_repository(onnx_path, repo, name=None, max_batch_size=8):
     """Writes `repo/<name>/1/model.onnx` (+ data file) and `repo/<name>/config.pbtxt`;
-    returns the model folder."""
+    returns the model folder. The repository folder is created if missing."""
     import onnx
 
     name = name or os.path.splitext(os.path.basename(onnx_path))[0]
     if not NAME.match(name):
         raise TritonError(f"--triton-repo: model name {name!r} must be letters, digits, '_', "
                           f"'.' or '-'")
-    if not os.path.isdir(repo):
-        raise TritonError(f"--triton-repo: folder {repo} does not exist")
+    if os.path.exists(repo) and not os.path.isdir(repo):
+        raise TritonError(f"--triton-repo: {repo} is a file, not a folder")
     model = onnx.load(onnx_path, load_external_data=False)
     text = config_text(model, name, max_batch_size)
     folder = os.path.join(repo, name)

@@ -18,7 +18,7 @@ from keras_convx.verification.report import (  # noqa: F401
 from keras_convx.verification.rules import (  # noqa: F401  (public constants)
     DEFAULT_TOLERANCES, LOW_PRECISION_TOLERANCES, TOLERANCE_RULE,
 )
-from keras_convx.interop.calibration import calibrate_batch_norm  # noqa: F401
+from keras_convx.verification.batch_norm import calibrate_batch_norm  # noqa: F401
 from keras_convx.verification import verifier as _core
 
 

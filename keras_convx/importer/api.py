@@ -1,10 +1,7 @@
 """`import_onnx`: an ONNX model -> a Functional Keras model of keras_convx and Keras layers."""
 
-import keras
-
-from keras_convx.importer import conversions  # noqa: F401  (registers the conversions)
-from keras_convx.importer import frontend, passes
-from keras_convx.importer.driver import Walk
+from keras_convx.importer import frontend
+from keras_convx.importer.convert import build
 
 
 def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=False,
@@ -123,25 +120,3 @@ def _keep_failed(model, report, output):
     save_keras_atomic(model, stem + ".failed.keras")
     write_atomic(stem + ".failed.json", report.to_json())
     return stem + ".failed.keras"
-
-
-def build(path_or_model, data_format="channels_last", name=None):
-    """`import_onnx`'s work: (model, the graph walk, the checked graph)."""
-    graph = frontend.read(path_or_model)
-    passes.run(graph)
-    walk = Walk(graph, data_format)
-    inputs, outputs = walk.run()
-    model_name = name or _graph_name(path_or_model)
-    model = keras.Model(inputs if len(inputs) > 1 else inputs[0],
-                        outputs if len(outputs) > 1 else outputs[0],
-                        name=walk.unique_name(model_name))
-    return model, walk, graph
-
-
-def _graph_name(source):
-    import os
-
-    if isinstance(source, (str, os.PathLike)):
-        return os.path.splitext(os.path.basename(os.fspath(source)))[0]
-    graph = getattr(source, "graph", None)
-    return getattr(graph, "name", None) or "imported"

@@ -1,6 +1,8 @@
 """Import errors: every message names the node (or input/initializer), the bad value and
 what is accepted."""
 
+from keras_convx.verification.report import VerificationFailed
+
 
 class OnnxImportError(ValueError):
     """The ONNX model can't be imported (malformed, hostile or not expressible exactly)."""
@@ -27,7 +29,7 @@ class UnsupportedOps(OnnxImportError):
                          + "\n".join(lines))
 
 
-class ImportVerificationError(OnnxImportError):
+class ImportVerificationError(OnnxImportError, VerificationFailed):
     """The imported Keras model differs from onnxruntime on the same inputs.
 
     Attributes:

@@ -8,6 +8,7 @@ import numpy as np
 from keras_convx.verification import rules as stats
 from keras_convx.verification.inputs import input_distribution
 from keras_convx.verification.ort_runner import INSPECT_LEVEL, available_providers
+from keras_convx.importer.convert import build
 from keras_convx.importer.driver import standard_perm
 from keras_convx.importer.errors import OnnxImportError
 
@@ -279,7 +280,6 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     of its total stride that every unpadded window fits in), or at each of `sizes` (an int
     for every dynamic axis, or a tuple of one per axis). A runtime that raises makes a
     failed report naming it, the input shape and the node, never an exception."""
-    from keras_convx.importer.api import build
     from keras_convx.verification import sizes as S
 
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
@@ -357,7 +357,6 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
     import keras
     import onnx
 
-    from keras_convx.importer.api import build
 
     if not isinstance(onnx_model, onnx.ModelProto):
         build(onnx_model, data_format)  # the checks (external data) before onnx loads it

@@ -14,7 +14,15 @@ class ExportError(RuntimeError):
         self.report = report
 
 
-class VerificationError(ExportError):
+class VerificationFailed(Exception):
+    """A Keras model and its ONNX graph disagree, in either direction: the base of
+    `VerificationError` (export) and `ImportVerificationError` (import), so one `except`
+    catches a failed verification wherever it ran; `report` says what differed."""
+
+    report = None
+
+
+class VerificationError(ExportError, VerificationFailed):
     """The ONNX graph's tensors differ from the Keras model's beyond tolerance."""
 
 
@@ -163,6 +171,9 @@ class VerifyReport:
     def to_dict(self):
         out = dataclasses.asdict(self)
         out["passed"] = self.passed
+        out["required_tolerance"] = self.required_tolerance  # a property: asdict skips it
+        for row, check in zip(out["checks"] + out["tensors"], self.checks + self.tensors):
+            row["required_tolerance"] = check.required_tolerance
         out["summary"] = self.summary()
         return out
 

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-import keras_convx as kc
+from keras_convx import layers as kcl
 from keras_convx import interop
 from keras_convx import ops as cops
 from keras_convx.exporter.graph import Unsupported, float_array
@@ -93,7 +93,7 @@ def _conv_node(b, name, weight, bias, kernel_size, strides, dilation, pads, grou
                   **pad_attrs(pads))
 
 
-@lowering(kc.Conv1D, kc.Conv2D, kc.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D,
+@lowering(kcl.Conv1D, kcl.Conv2D, kcl.Conv3D, L.Conv1D, L.Conv2D, L.Conv3D,
           layout=CHANNELS_FIRST, activation=True)
 def lower_conv(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
@@ -106,7 +106,7 @@ def lower_conv(b, layer, ctx):
     return _conv_node(b, name, weight, _bias(b, layer), k, s, d, pads, channels // shape[-2])
 
 
-@lowering(kc.DepthwiseConv1D, kc.DepthwiseConv2D, kc.DepthwiseConv3D, L.DepthwiseConv1D,
+@lowering(kcl.DepthwiseConv1D, kcl.DepthwiseConv2D, kcl.DepthwiseConv3D, L.DepthwiseConv1D,
           L.DepthwiseConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_depthwise(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
@@ -116,7 +116,7 @@ def lower_depthwise(b, layer, ctx):
     return _conv_node(b, name, weight, _bias(b, layer), k, s, d, pads, layer.kernel.shape[-2])
 
 
-@lowering(kc.SeparableConv1D, kc.SeparableConv2D, kc.SeparableConv3D, L.SeparableConv1D,
+@lowering(kcl.SeparableConv1D, kcl.SeparableConv2D, kcl.SeparableConv3D, L.SeparableConv1D,
           L.SeparableConv2D, layout=CHANNELS_FIRST, activation=True)
 def lower_separable(b, layer, ctx):
     name, pads, k, s, d = _window(b, layer, ctx.x)
@@ -132,7 +132,7 @@ def lower_separable(b, layer, ctx):
                       suffix="PointwiseConv")
 
 
-@lowering(kc.Conv1DTranspose, kc.Conv2DTranspose, kc.Conv3DTranspose, L.Conv1DTranspose,
+@lowering(kcl.Conv1DTranspose, kcl.Conv2DTranspose, kcl.Conv3DTranspose, L.Conv1DTranspose,
           L.Conv2DTranspose, L.Conv3DTranspose, layout=CHANNELS_FIRST, activation=True)
 def lower_conv_transpose(b, layer, ctx):
     x = ctx.x

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-import keras_convx as kc
+from keras_convx import layers as kcl
 from keras_convx import interop
 from keras_convx.exporter.graph import Unsupported
 from keras_convx.exporter.lowerings.common import INT_MAX, pad_spatial
@@ -26,21 +26,21 @@ def _crop(b, name, crops):
                             b.ints(range(2, 2 + rank), "axes")])
 
 
-@lowering(kc.Cropping1D, kc.Cropping2D, kc.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
+@lowering(kcl.Cropping1D, kcl.Cropping2D, kcl.Cropping3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
           layout=CHANNELS_FIRST)
 def lower_cropping(b, layer, ctx):
     return _crop(b, ctx.x.name, _pairs(layer, "cropping", ctx.x.ndim))
 
 
-@lowering(kc.ZeroPadding1D, kc.ZeroPadding2D, kc.ZeroPadding3D, kc.Padding1D, kc.Padding2D,
-          kc.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, layout=CHANNELS_FIRST)
+@lowering(kcl.ZeroPadding1D, kcl.ZeroPadding2D, kcl.ZeroPadding3D, kcl.Padding1D, kcl.Padding2D,
+          kcl.Padding3D, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, layout=CHANNELS_FIRST)
 def lower_padding(b, layer, ctx):
     y = pad_spatial(b, ctx.x.name, _pairs(layer, "padding", ctx.x.ndim),
                     getattr(layer, "mode", "zeros"), getattr(layer, "constant_value", 0.0))
     return y if y != ctx.x.name else b.node("Identity", [y])
 
 
-@lowering(kc.UpSampling1D, kc.UpSampling2D, kc.UpSampling3D, L.UpSampling1D, L.UpSampling2D,
+@lowering(kcl.UpSampling1D, kcl.UpSampling2D, kcl.UpSampling3D, L.UpSampling1D, L.UpSampling2D,
           L.UpSampling3D, layout=CHANNELS_FIRST)
 def lower_upsampling(b, layer, ctx):
     x = ctx.x
@@ -57,7 +57,7 @@ def lower_upsampling(b, layer, ctx):
     return b.node("Resize", [x.name, "", scales], **attrs)
 
 
-@lowering(kc.CropToMatch, layout=CHANNELS_FIRST)
+@lowering(kcl.CropToMatch, layout=CHANNELS_FIRST)
 def lower_crop_to_match(b, layer, ctx):
     x, ref = ctx.x, ctx.args[0][1]  # the reference only lends its shape
     crops = layer._crops(x.shape, ref.shape)

@@ -6,7 +6,7 @@ from keras_convx import interop
 from keras_convx.importer.errors import Unsupported
 from keras_convx.utils import shapes as S
 
-import keras_convx as kc
+from keras_convx import layers as kcl
 
 # keras_convx padding modes of ONNX Pad modes (constant 0 is keras_convx's "zeros").
 PAD_MODES = interop.PAD_MODE_FROM_ONNX
@@ -65,10 +65,10 @@ def spatial_pads(ctx, lengths, kernel, strides, dilations):
 
 
 def spatial_layer(name, rank):
-    """keras_convx's rank-specific class, e.g. spatial_layer("Conv", 2) -> kc.Conv2D."""
+    """keras_convx's rank-specific class, e.g. spatial_layer("Conv", 2) -> kcl.Conv2D."""
     if rank not in (1, 2, 3):
         raise Unsupported(f"{rank} spatial axes: accepted are 1, 2 and 3")
-    return getattr(kc, name.replace("#", f"{rank}D"))
+    return getattr(kcl, name.replace("#", f"{rank}D"))
 
 
 def pad_layer(ctx, x, pairs, mode, value=0.0, suffix=None):
