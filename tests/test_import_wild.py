@@ -203,10 +203,12 @@ def test_a_saturated_sigmoid_map_is_judged_against_its_range():
 
     with tempfile.TemporaryDirectory() as folder:
         assert kc.export_onnx(net, os.path.join(folder, "sat.onnx")).passed
-    # the same comparison, a weight moved by 5% on the Keras side: caught at the conv
+    # the same comparison, the logits moved by 2 on the Keras side (probabilities ~7x, still
+    # under 3e-6): caught, and blamed on the conv. A 5% weight change moves these saturated
+    # probabilities by ~1e-7, under onnxruntime's own absolute error: not a fault that shows.
     from keras_convx.importer.verify import verify_import
 
-    net.get_layer("conv").kernel.assign(net.get_layer("conv").kernel * 1.05)
+    net.get_layer("conv").bias.assign(net.get_layer("conv").bias + 2.0)
     broken = verify_import(net, make(w))
     assert not broken.passed and broken.failed[0][0] == "conv"
 
