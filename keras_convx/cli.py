@@ -768,9 +768,29 @@ def _import_backend_quietly():
         os.close(saved)
 
 
+def _precheck(args):
+    """A YAML config's checks that need no Keras, before the backend import: a typo costs
+    a fraction of a second, not TensorFlow's start-up."""
+    source = getattr(args, "config", None) or getattr(args, "source", None)
+    if args.func not in (cmd_build, cmd_validate, cmd_export, cmd_verify, cmd_coverage) or \
+            not isinstance(source, str) or getattr(args, "weights", None):
+        return
+    from keras_convx.model_config.loader import ConfigError, resolve
+
+    try:
+        path = resolve(source, also=(".keras",))
+    except ConfigError:
+        return  # not a config: the command says what it accepts
+    if isinstance(path, str) and path.endswith((".yaml", ".yml")):
+        from keras_convx.model_config.precheck import precheck
+
+        precheck(path, scale=args.scale, **_overrides(args.set))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        _precheck(args)
         if not args.debug and args.func is not cmd_inspect:
             _import_backend_quietly()
         return args.func(args) or 0

@@ -67,6 +67,14 @@ def test_config_commands(tmp_path):
     bad.write_text(open(CONFIG).read().replace("type: Conv1D", "type: Conv1d", 1))
     code, _, err = cli(tmp_path, "validate", str(bad))
     assert code == 2 and "typo.yaml:" in err and "Conv1d" in err, err
+    # before any backend import: the typo costs no TensorFlow start-up
+    probe = ("import sys\nfrom keras_convx.cli import main\n"
+             f"code = main(['validate', {str(bad)!r}])\n"
+             "print('HEAVY', code, sorted(m for m in ('keras', 'tensorflow', 'torch', 'jax') "
+             "if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert "HEAVY 2 []" in done.stdout, done.stdout + done.stderr
     code, out, err = cli(tmp_path, "build", CONFIG, "--scale", "t")
     assert code == 0 and "Conv1D" in out, err
     code, out, err = cli(tmp_path, "coverage", CONFIG, "--scale", "t")

@@ -10,7 +10,7 @@ import keras_convx as kc
 import oracle
 from helpers import BACKEND, rand
 from keras_convx.conversion import copy_weights, load_h5
-from keras_convx.model_config.to_yaml import to_dict
+from keras_convx.model_config.writer import to_dict
 from test_applications import build
 
 # The smallest constructor of the families whose layers and graphs differ most: nested

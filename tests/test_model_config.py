@@ -229,6 +229,32 @@ def test_malformed_configs_fail_with_located_messages(text, message, line, col):
     assert str(err).startswith("<string>" + (f":{line}:{col}" if line else ""))
 
 
+@pytest.mark.parametrize("text", [m[1] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_keras_free_precheck_says_what_the_full_check_says(text):
+    """The CLI's check before the backend import (model_config.precheck) raises the full
+    check's own error, at the same place, or leaves the config to it."""
+    from keras_convx.model_config.precheck import precheck
+
+    scale = "m" if "scales" in text else None
+    with pytest.raises(ConfigError) as full:
+        kc.build_model(text, scale=scale)
+    try:
+        precheck(text, scale=scale)
+    except ConfigError as early:
+        assert str(early) == str(full.value)
+
+
+def test_precheck_layer_table_is_the_one_keras_gives():
+    import json
+
+    from keras_convx.model_config.precheck import TABLE_PATH, make_table
+
+    with open(TABLE_PATH) as f:
+        shipped = json.load(f)
+    assert shipped == json.loads(json.dumps(make_table())), (
+        "model_config/layer_table.json is stale: python -m keras_convx.model_config.precheck")
+
+
 def test_python_tags_rejected_never_executed(tmp_path):
     marker = tmp_path / "pwned"
     text = BASE + f"description: !!python/object/apply:os.system ['touch {marker}']\n"
