@@ -228,3 +228,71 @@ def test_ceil_mode_max_pool_stride_past_kernel_on_a_dynamic_size_is_refused():
                         strides=[3, 3], ceil_mode=1)], {"x": DYNAMIC})
     with pytest.raises(UnsupportedOps, match="pool_s3.*ceil_mode=1 over a dynamic length"):
         kc.import_onnx(model)
+
+
+def _dynamic_quantized(folder, **options):
+    """A conv -> relu -> flatten -> matmul+bias net, and onnxruntime's `quantize_dynamic`
+    of it (ConvInteger, MatMulInteger behind DynamicQuantizeLinear)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(3)
+    w = _w(8, 3, 3, 3, scale=0.3)
+    fw = (rng.standard_normal((8 * 6 * 6, 5)) * 0.05).astype(np.float32)
+    model = graph([node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1] * 4),
+                   node("Relu", ["c"], ["r"], name="relu"),
+                   node("Flatten", ["r"], ["f"], name="flat"),
+                   node("MatMul", ["f", "fw"], ["m"], name="mm"),
+                   node("Add", ["m", "fb"], ["y"], name="add")],
+                  {"x": ("N", 3, 6, 6)},
+                  {"w": w, "b": (rng.standard_normal(8) * 0.1).astype(np.float32),
+                   "fw": fw, "fb": rng.standard_normal(5).astype(np.float32)})
+    src, dst = os.path.join(folder, "f.onnx"), os.path.join(folder, "d.onnx")
+    onnx.save(model, src)
+    quantize_dynamic(src, dst, op_types_to_quantize=["Conv", "MatMul"],
+                     weight_type=QuantType.QInt8, **options)
+    return model, onnx.load(dst)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_quantization_imports_as_float(per_channel, tmp_path):
+    """A `quantize_dynamic` file imports as its float graph, weights dequantized exactly
+    ((q - zero) * scale), like a QDQ file; the quantization is listed."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    float_model, quantized = _dynamic_quantized(str(tmp_path), per_channel=per_channel)
+    assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= \
+        {n.op_type for n in quantized.graph.node}
+    net = kc.import_onnx(quantized, verify=True)
+    assert net.import_report.passed, net.import_report.summary()
+    ops = [q["op"] for q in net.import_quantization]
+    assert ops.count("DynamicQuantizeLinear") == 2 and "ConvInteger" in ops
+    # oracle: the float file with the int8 file's weights dequantized by hand, in float64
+    values = {t.name: numpy_helper.to_array(t).astype(np.float64)
+              for t in quantized.graph.initializer}
+    for name, axis_shape in (("w", (-1, 1, 1, 1)), ("fw", (1, -1))):
+        q, z, s = (values[f"{name}_{part}"] for part in ("quantized", "zero_point", "scale"))
+        exact = (q - z.reshape(axis_shape if z.size > 1 else ())) * \
+            s.reshape(axis_shape if s.size > 1 else ())
+        init = next(t for t in float_model.graph.initializer if t.name == name)
+        init.CopyFrom(numpy_helper.from_array(exact.astype(np.float32), name))
+    x = np.random.default_rng(5).standard_normal((3, 3, 6, 6)).astype(np.float32)
+    ref = ort.InferenceSession(float_model.SerializeToString()).run(None, {"x": x})[0]
+    got = keras.ops.convert_to_numpy(net(np.transpose(x, (0, 2, 3, 1))))
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() <= RTOL_SCALE * scale
+    # and the int8 file differs from it only by the activations' rounding (~1% here)
+    int8 = ort.InferenceSession(quantized.SerializeToString()).run(None, {"x": x})[0]
+    assert 1e-4 * scale < np.abs(int8 - got).max() < 0.03 * scale
+
+
+def test_dynamic_quantization_of_another_shape_is_refused_by_name(tmp_path):
+    """The activation's scale read by something else than the weight's scale: not the
+    pattern; the import names the op instead of guessing."""
+    _, quantized = _dynamic_quantized(str(tmp_path))
+    dq = next(n for n in quantized.graph.node if n.op_type == "DynamicQuantizeLinear")
+    quantized.graph.node.append(node("Identity", [dq.output[1]], ["leak"], name="leak"))
+    quantized.graph.output.append(helper.make_tensor_value_info("leak", 1, []))
+    with pytest.raises(UnsupportedOps, match="DynamicQuantizeLinear"):
+        kc.import_onnx(quantized)

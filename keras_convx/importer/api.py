@@ -38,7 +38,10 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     weights dequantized exactly (`(q - zero_point) * scale`), each activation
     QuantizeLinear -> DequantizeLinear pair removed. `model.import_quantization` (and
     the verification report) lists every pair's scale, zero point and axis; verification
-    compares against the same graph without the activation pairs. When
+    compares against the same graph without the activation pairs. A dynamically
+    quantized file (onnxruntime's `quantize_dynamic`: DynamicQuantizeLinear feeding
+    ConvInteger/MatMulInteger) imports the same way, as float Conv/MatMul layers with the
+    weights dequantized. When
             verification fails, the model is kept as `<stem>.failed.keras` with its report
             `<stem>.failed.json`, and nothing appears at `output`.
 

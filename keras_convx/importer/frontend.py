@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_convx.importer.errors import OnnxImportError
+from keras_convx.importer.dynamic_quant import dequantize_dynamic
 
 # Largest tensor (elements) an import materialises or accepts in a shape: 2**28 float32 is
 # 1 GiB, beyond any conv net's weights or per-sample activations that the tests meet.
@@ -508,6 +509,12 @@ def read(source):
         if not tensor.name:
             _fail("an initializer has no name")
         constants[tensor.name] = check_tensor(tensor, base_dir)
+    # a dynamically quantized graph (weights loaded above) imports as its float graph
+    model, dynamic = dequantize_dynamic(model)
+    if dynamic:
+        graph_proto = model.graph
+        constants = {t.name: constants.get(t.name) if t.name in constants
+                     else numpy_helper.to_array(t) for t in graph_proto.initializer}
     input_names = [i.name for i in graph_proto.input if i.name not in constants]
     nodes = []
     for index, proto in enumerate(graph_proto.node):
@@ -565,7 +572,7 @@ def read(source):
     _check_shapes(shapes, nodes)
     graph = Graph(nodes, constants, inputs, outputs, opset, shapes, path)
     graph.exported_output_perms = _exported_output_perms(model, len(outputs))
-    graph.quantization = _quantization_params(nodes, constants)
+    graph.quantization = dynamic + _quantization_params(nodes, constants)
     # To a fixed point: a folded size makes the next tensor's shape static, whose Shape
     # folds in the next round (TF-style "same" pads computed from intermediate sizes).
     for _ in range(MAX_FOLD_ROUNDS):

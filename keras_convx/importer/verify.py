@@ -97,7 +97,7 @@ class ImportVerifyReport:
                 "ok" if e.informative else "uninformative")
             lines.append(f"{name}: {status} (rel {e.rel:.2e}, shape {list(e.shape)})")
         if self.quantization:
-            lines.append(f"a QDQ graph: compared as float ({len(self.quantization)} "
+            lines.append(f"a quantized graph (QDQ or dynamic): compared as float ({len(self.quantization)} "
                          f"quantize/dequantize parameter sets kept in the report)")
         moved = [f"{row['role']} {row['name']} {row['onnx_shape']} -> {row['keras_shape']}"
                  for row in self.layouts if row["moved"]]
@@ -118,7 +118,8 @@ class ImportVerifyReport:
 
 
 def float_graph(onnx_model):
-    """The float graph a QDQ file imports as: `onnx_model` with its weights dequantized
+    """The float graph a QDQ file imports as (a dynamically quantized one first becomes
+    its float graph, `dequantize_dynamic`): `onnx_model` with its weights dequantized
     into float initializers (as the import folds them; onnxruntime would otherwise fuse a
     weight's DequantizeLinear into an integer kernel at ENABLE_ALL) and each activation
     QuantizeLinear -> DequantizeLinear pair replaced by the Clip to its range; the model
@@ -129,6 +130,9 @@ def float_graph(onnx_model):
     from keras_convx.importer.frontend import Node, _dequantize
     from keras_convx.importer.passes import qdq_pairs, saturation_range
 
+    from keras_convx.importer.dynamic_quant import dequantize_dynamic
+
+    onnx_model = dequantize_dynamic(onnx_model)[0]
     proto = onnx_model.graph
     if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.node):
         return onnx_model
