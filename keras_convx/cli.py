@@ -395,7 +395,7 @@ def cmd_import(args):
     try:
         model = import_onnx(args.model, data_format=args.data_format,
                                verify=not args.no_verify, tolerance=args.tolerance, output=out,
-                               sizes=_sizes(args.sizes))
+                               sizes=_sizes(args.sizes), layouts=args.layouts)
     except ImportVerificationError as err:
         print(err.report.summary())
         print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)
@@ -415,6 +415,10 @@ def cmd_import(args):
     import keras
 
     permutes = sum(isinstance(layer, keras.layers.Permute) for layer in model.layers)
+    if args.no_verify:  # the verified summary lists them already
+        for row in (r for r in model.import_layouts if r["moved"]):
+            print(f"{row['role']} {row['name']}: ONNX {row['onnx_shape']} -> Keras "
+                  f"{row['keras_shape']} (--layouts onnx keeps the file's)")
     print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers "
           f"({permutes} Permute), {model.count_params()} parameters; import and save "
           f"{seconds:.2f} s"
@@ -715,6 +719,9 @@ def build_parser():
     p.add_argument("--data-format", choices=("channels_last", "channels_first"),
                    default="channels_last", help="layout of the Keras model (default "
                                                  "channels_last: NCHW graphs become NHWC)")
+    p.add_argument("--layouts", choices=("keras", "onnx"), default="keras",
+                   help="keras (default): feature-map inputs and outputs channels-last; onnx: "
+                        "every input and output keeps the file's layout")
     p.add_argument("--tolerance", type=float,
                    help=f"max abs error as a fraction of each output's max |value| (default "
                         f"{stats.CPU_TOLERANCE:g})")

@@ -87,14 +87,18 @@ def test_import_export_verify(tmp_path):
     assert code == 2 and "does/not/exist.onnx: no such file" in err, err
     _relu_conv_onnx(tmp_path / "tiny.onnx")
     code, out, err = cli(tmp_path, "import", "tiny.onnx", "-o", "tiny.keras")
-    assert code == 0 and "wrote tiny.keras" in out, err
+    assert code == 0 and "wrote tiny.keras" in out and "moved to channels-last" in out, err
+    code, out, err = cli(tmp_path, "import", "tiny.onnx", "-o", "nchw.keras", "--layouts",
+                         "onnx", "--no-verify")
+    assert code == 0 and "wrote nchw.keras" in out and "-> Keras" not in out, out + err
     code, out, err = cli(tmp_path, "export", "tiny.keras", "-o", "back.onnx")
     assert code == 0 and os.path.exists(tmp_path / "back.onnx"), out + err
     code, out, err = cli(tmp_path, "verify", "back.onnx", "tiny.keras")
     assert code == 0, out + err
     code, _, err = cli(tmp_path, "export", "nope.yaml", "-o", "n.onnx")
     assert code == 2 and "nope.yaml" in err, err
-    assert sorted(os.listdir(tmp_path)) == ["back.onnx", "tiny.keras", "tiny.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["back.onnx", "nchw.keras", "tiny.keras",
+                                           "tiny.onnx"]
 
 
 def test_import_of_a_dynamic_size_net_at_sizes_it_cant_run(tmp_path):

@@ -153,6 +153,18 @@ def test_outputs_keep_the_files_layout_unless_feature_maps():
     expected = ort.InferenceSession(model.SerializeToString()).run(["boxes"], {"x": x})[0]
     got = keras.ops.convert_to_numpy(net(np.transpose(x, (0, 2, 3, 1)))[0])
     np.testing.assert_allclose(got, expected, atol=RTOL_SCALE * np.abs(expected).max())
+    # layouts="onnx": every input and output as the file has it, a drop-in for the session
+    same = kc.import_onnx(model, verify=True, layouts="onnx")
+    assert same.import_report.passed, same.import_report.summary()
+    assert not any(row["moved"] for row in same.import_layouts)
+    assert [tuple(o.shape) for o in same.outputs] == [(None, 36, 6), (None, 6, 6, 6)]
+    assert tuple(same.inputs[0].shape) == (None, 3, 6, 6)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    for got, want in zip(same(x), expected):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want,
+                                   atol=RTOL_SCALE * np.abs(want).max())
+    with pytest.raises(ValueError, match="layouts must be one of"):
+        kc.import_onnx(model, layouts="nchw")
 
 
 def test_refusals_name_the_first_real_cause():

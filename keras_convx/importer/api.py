@@ -5,7 +5,7 @@ from keras_convx.importer.convert import build
 
 
 def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=False,
-                tolerance=None, output=None, sizes=None):
+                tolerance=None, output=None, sizes=None, layouts="keras"):
     """Imports an ONNX model as a backend-agnostic Keras model with its weights.
 
     Each ONNX node (or fused group: Pad+Conv, MatMul+Add, the Erf-based GELU) becomes one
@@ -33,6 +33,10 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
             runs at: a list of ints (every dynamic axis) or tuples (one per axis), e.g.
             `[(48, 192), (96, 320)]`. Default: two sizes derived from the graph, multiples
             of its total stride that every unpadded window fits in.
+        layouts: `"keras"` (default): channels-last inputs and outputs where they are
+            feature maps, as listed in `model.import_layouts`; `"onnx"`: every input and
+            output keeps the file's layout (the model is a drop-in for the onnxruntime
+            session; the layers inside stay channels-last, with a Permute at each end).
 
     A QDQ graph (onnxruntime's static quantization, PyTorch's) imports as a float model:
     weights dequantized exactly (`(q - zero_point) * scale`), each activation
@@ -73,7 +77,7 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
         from keras_convx.verification.sizes import check_sizes
 
         sizes = check_sizes(sizes)  # before the import's work
-    model, walk, graph = build(path_or_model, data_format, name)
+    model, walk, graph = build(path_or_model, data_format, name, layouts)
     # a QDQ file imports as its float model; what it quantized, and how, is kept here
     model.import_quantization = graph.quantization
     # which inputs and outputs moved to channels-last (a decoder reads the file's layout)

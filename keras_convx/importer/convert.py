@@ -8,11 +8,11 @@ from keras_convx.importer import frontend, passes
 from keras_convx.importer.driver import Walk
 
 
-def build(path_or_model, data_format="channels_last", name=None):
+def build(path_or_model, data_format="channels_last", name=None, layouts="keras"):
     """`import_onnx`'s work: (model, the graph walk, the checked graph)."""
     graph = frontend.read(path_or_model)
     passes.run(graph)
-    walk = Walk(graph, data_format)
+    walk = Walk(graph, data_format, layouts)
     inputs, outputs = walk.run()
     model_name = name or _graph_name(path_or_model)
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0],

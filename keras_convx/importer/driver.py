@@ -167,13 +167,21 @@ class Context:
         return self.walk.move(value, tuple(perm), self.node.name + "_" + suffix)
 
 
+LAYOUTS = ("keras", "onnx")
+
+
 class Walk:
-    def __init__(self, graph, data_format):
+    def __init__(self, graph, data_format, layouts="keras"):
         if data_format not in DATA_FORMATS:
             raise ValueError(f"import_onnx: data_format must be one of {DATA_FORMATS}, got "
                              f"{data_format!r}")
+        if layouts not in LAYOUTS:
+            raise ValueError(f"import_onnx: layouts must be one of {LAYOUTS}, got {layouts!r}")
         self.graph = graph
         self.data_format = data_format
+        # "onnx": every graph input and output keeps the file's layout (a drop-in for the
+        # onnxruntime session); the tensors inside are still channels-last
+        self.layouts_mode = layouts
         self.names = set()
         self.layers = []
         self.permutes = 0
@@ -242,8 +250,8 @@ class Walk:
         self.input_perms, self.output_perms = [], []
         for name, shape in graph.inputs:
             perm = self.standard_perm(len(shape))
-            if self._arrives_channels_last(name, shape):
-                perm = tuple(range(len(shape)))  # keep the file's NHWC signature
+            if self.layouts_mode == "onnx" or self._arrives_channels_last(name, shape):
+                perm = tuple(range(len(shape)))  # keep the file's signature
             keras_shape = tuple(shape[p] for p in perm)[1:]
             tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
             model_inputs.append(tensor)
@@ -416,6 +424,8 @@ class Walk:
     def _output_perm(self, name, value):
         """Channels last for an ONNX NCHW output; ONNX's order as is for one the graph
         itself moved NCHW -> NHWC last (Keras's layout in the file)."""
+        if self.layouts_mode == "onnx":
+            return tuple(range(value.ndim))
         producers = {o: n for n in self.graph.nodes for o in n.outputs}
         producer, perm = producers.get(name), interop.channels_last_perm(value.ndim)
         for _ in range(MAX_LAYOUT_DEPTH):  # back through elementwise ops (a Softmax last)

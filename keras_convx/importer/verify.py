@@ -97,12 +97,14 @@ class ImportVerifyReport:
                 "ok" if e.informative else "uninformative")
             lines.append(f"{name}: {status} (rel {e.rel:.2e}, shape {list(e.shape)})")
         if self.quantization:
-            lines.append(f"a quantized graph (QDQ or dynamic): compared as float ({len(self.quantization)} "
-                         f"quantize/dequantize parameter sets kept in the report)")
+            lines.append(f"a quantized graph (QDQ or dynamic): compared as float "
+                         f"({len(self.quantization)} quantization parameter sets kept in the "
+                         f"report)")
         moved = [f"{row['role']} {row['name']} {row['onnx_shape']} -> {row['keras_shape']}"
                  for row in self.layouts if row["moved"]]
         if moved:
-            lines.append("moved to channels-last: " + "; ".join(moved))
+            lines.append("moved to channels-last: " + "; ".join(moved)
+                         + " (layouts='onnx' keeps the file's)")
         compared = [r for r in self.tensors if r[3].informative]
         lines.append(f"{len(self.tensors)} tensors compared ({len(compared)} informative), "
                      f"{len(self.failed)} failing")
@@ -273,7 +275,8 @@ def _compare_at(model, onnx_model, walk, data_format, seed, providers, level, si
 
 
 def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolerance=None,
-                  providers=None, optimization_level="all", sizes=None, _built=None):
+                  providers=None, optimization_level="all", sizes=None, layouts="keras",
+                  _built=None):
     """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
     external data loaded) on the same inputs, drawn at the model's scale, and compares
     the outputs (at `optimization_level`, on every provider) and every tensor the Keras
@@ -289,7 +292,7 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance
     providers = available_providers(providers)
     user_sizes = S.check_sizes(sizes)
-    built = _built or build(onnx_model, data_format)  # the layouts the import chose
+    built = _built or build(onnx_model, data_format, layouts=layouts)  # the import's layouts
     quantization = built[2].quantization
     onnx_model = float_graph(onnx_model)
     walk = built[1]
