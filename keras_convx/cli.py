@@ -546,6 +546,11 @@ def cmd_inspect(args):
                       f"{', '.join(verified['levels'])}")
         if verified.get("kept_float"):
             console.print(f"kept in float: {', '.join(verified['kept_float'])}")
+        if verified.get("latency_ratio") is not None:
+            ms, ratio = verified["latency_ms"], verified["latency_ratio"]
+            console.print(f"latency: int8 {ms['int8']:.2f} ms, float32 {ms['float32']:.2f} ms "
+                          f"a run ({ratio:.2f}x{', INT8 is SLOWER' if ratio > 1.0 else ''}; "
+                          f"{escape(str(verified.get('latency_on')))})")
         console.print(f"rule: {escape(verified['rule'])}")
     elif isinstance(verified, dict):
         worst = verified["worst_error"]

@@ -533,6 +533,7 @@ def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path
     assert main(["inspect", path]) == 0
     out = capsys.readouterr().out
     assert "verification (INT8): passed" in out and "top-1 agreement" in out
+    assert "latency: int8 " in out and "ms a run" in out  # measured at export, kept in the file
 
 
 @qdq

@@ -86,6 +86,9 @@ def int8_verification_entry(quant, float_report=None):
         "worst_layers": [{"layer": c.layer, "sqnr_db": c.sqnr_float if c.sqnr_float is not None
                           else c.sqnr_keras, "lost_db": c.drop} for c in quant.worst()],
         "kept_float": quant.kept_float, "providers": list(quant.providers),
+        # measured where it was exported: median ms of a run, and int8 / float32
+        "latency_ms": quant.latency_ms, "latency_ratio": quant.latency_ratio,
+        "latency_on": quant.latency_on,
         "levels": list(quant.levels),
         "float_graph": json.loads(verification_entry(float_report)) if float_report else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
