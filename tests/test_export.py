@@ -430,3 +430,20 @@ def test_checker_keeps_strict_shape_inference_with_large_weights():
     short.graph.initializer[0].raw_data = short.graph.initializer[0].raw_data[:-4]
     with pytest.raises(ValueError, match="initializer w holds 18428 bytes.*need 18432"):
         _check(short.SerializeToString(), short)
+
+
+def test_a_dynamic_batch_has_one_name_on_every_input_and_output(tmp_path):
+    """ONNX knows the batch axes are equal when they share a dim name (they had one name
+    per tensor: image_d0, fc_d0)."""
+    a, b = keras.Input((8, 8, 3), name="image"), keras.Input((5,), name="extra")
+    fmap = kc.Conv2D(4, 3, padding="same")(a)
+    pooled = keras.layers.GlobalAveragePooling2D()(fmap)
+    head = keras.layers.Dense(2, name="fc")(keras.layers.Concatenate()([pooled, b]))
+    model = keras.Model([a, b], [fmap, head])
+    path = tmp_path / "two.onnx"
+    assert kc.export_onnx(model, path, dynamic_axes=("batch", "spatial")).passed
+    graph = onnx.load(path).graph
+    names = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+             for v in list(graph.input) + list(graph.output)]
+    assert {dims[0] for dims in names} == {"batch"}, names
+    assert names[0][2] not in ("batch", names[0][3])  # height and width stay their own

@@ -13,6 +13,9 @@ from onnx import TensorProto, helper
 from keras_convx import interop
 from keras_convx.interop import compose, inverse  # noqa: F401  (re-exported)
 
+# the dim name of a dynamic batch, shared by every graph input and output
+BATCH_DIM = "batch"
+
 
 class Value:
     """An ONNX value standing for a Keras tensor of `shape` (Keras layout)."""
@@ -126,9 +129,15 @@ class GraphBuilder:
         """Static ONNX-side shape (None for unknown dims)."""
         return tuple(value.shape[p] for p in value.perm)
 
+    @staticmethod
+    def _dims(name, shape, dynamic):
+        """ONNX dims: one name for the batch on every input and output (so ONNX knows they
+        are equal), `<tensor>_d<i>` for other dynamic axes."""
+        return [(BATCH_DIM if i == 0 else f"{name}_d{i}") if dynamic[i] or shape[i] is None
+                else int(shape[i]) for i in range(len(shape))]
+
     def add_input(self, name, shape, dynamic):
-        dims = [f"{name}_d{i}" if dynamic[i] or shape[i] is None else int(shape[i])
-                for i in range(len(shape))]
+        dims = self._dims(name, shape, dynamic)
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
         self._names.add(name)
 
@@ -144,8 +153,7 @@ class GraphBuilder:
         else:
             self.rename(source, name)
         self._names.add(name)
-        dims = [f"{name}_d{i}" if dynamic[i] or shape[i] is None else int(shape[i])
-                for i in range(len(shape))]
+        dims = self._dims(name, shape, dynamic)
         self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
 
     def bind(self, key, label, value, kind="output", activation=None):
