@@ -98,6 +98,12 @@ def test_residual_subclassed_model_exports_natively_with_its_inner_tensors_verif
             "resnet/head"} <= labels
     assert report.bn_folded == 2
     assert (tmp_path / "m.onnx").exists()
+    # re-verified later from the file, the subclassed model as it is
+    again = kc.verify_onnx(model, tmp_path / "m.onnx")
+    assert again.passed and {c.tensor for c in again.tensors} == {c.tensor for c in
+                                                                   report.verify.tensors}
+    model.head.kernel.assign(model.head.kernel * 1.01)
+    assert not kc.verify_onnx(model, tmp_path / "m.onnx").passed
 
 
 def test_input_shape_comes_from_build_or_from_the_argument(tmp_path):

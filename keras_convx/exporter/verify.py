@@ -78,6 +78,8 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
     if not isinstance(model, keras.Model):
         raise TypeError(f"verify_onnx: model must be a Keras model, got "
                         f"{type(model).__name__}; call verify_onnx(model, path)")
+    if tensor_map.subclassed(model):  # as the export took it: a Functional node of itself
+        model = tensor_map.functional(model)
     if isinstance(path, onnx.ModelProto):
         onnx_model, path = path, ""
     else:
