@@ -288,9 +288,14 @@ def cmd_export(args):
     if report.verify:
         console.print(_report_table(report))
         _tensor_summary(console, report.verify, full=args.full_report)
+    quant = report.quantization
     console.print(f"wrote {out}: {report.node_count} nodes ({report.transpose_count} Transpose, "
                   f"{report.bn_folded} BatchNorm folded), {report.file_size / 1e6:.1f} MB, opset "
-                  f"{report.opset}; build {timings['build']:.2f} s, export {report.export_seconds:.2f} s")
+                  f"{report.opset}; " + _timing({
+                      "build": timings["build"], "export": report.export_seconds,
+                      "verification": report.verify.seconds if report.verify else None,
+                      "INT8 verification": quant.seconds if quant is not None else None}),
+                  soft_wrap=True)  # one line, whatever the terminal's width
     if args.report:
         _write_report(args.report, report)
     if args.plot and report.verify is not None:
@@ -419,10 +424,12 @@ def cmd_import(args):
         for row in (r for r in model.import_layouts if r["moved"]):
             print(f"{row['role']} {row['name']}: ONNX {row['onnx_shape']} -> Keras "
                   f"{row['keras_shape']} (--layouts onnx keeps the file's)")
+    verified = None if args.no_verify else model.import_report.seconds
     print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers "
-          f"({permutes} Permute), {model.count_params()} parameters; import and save "
-          f"{seconds:.2f} s"
-          f"{'' if args.no_verify else ', verified against onnxruntime'}")
+          f"({permutes} Permute), {model.count_params()} parameters"
+          f"{'' if args.no_verify else ', verified against onnxruntime'}; "
+          + _timing({"import and save": seconds - (verified or 0.0),
+                     "verification": verified}))
     return 0
 
 
@@ -799,12 +806,31 @@ def _precheck(args):
         precheck(path, scale=args.scale, **_overrides(args.set))
 
 
+# where a command's wall time went (the closing line's parts), from main()'s start
+_CLOCK = {}
+
+
+def _timing(parts):
+    """'total T s: backend import a s, build b s, ...': `parts` (name -> seconds, None
+    skipped) with the backend import measured in main() and the rest as 'other'."""
+    total = time.perf_counter() - _CLOCK.get("start", time.perf_counter())
+    parts = {"backend import": _CLOCK.get("backend import"), **parts}
+    known = {k: v for k, v in parts.items() if v is not None}
+    other = total - sum(known.values())
+    text = ", ".join(f"{k} {v:.2f} s" for k, v in known.items())
+    return f"total {total:.2f} s: {text}, other {max(other, 0.0):.2f} s"
+
+
 def main(argv=None):
+    _CLOCK.clear()
+    _CLOCK["start"] = time.perf_counter()
     args = build_parser().parse_args(argv)
     try:
         _precheck(args)
         if not args.debug and args.func is not cmd_inspect:
+            before = time.perf_counter()
             _import_backend_quietly()
+            _CLOCK["backend import"] = time.perf_counter() - before
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130

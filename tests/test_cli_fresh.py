@@ -5,6 +5,7 @@ conftest has imported Keras, which hid an import circle that broke `schema` and 
 error path of `inspect`.)"""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -93,6 +94,13 @@ def test_import_export_verify(tmp_path):
     assert code == 0 and "wrote nchw.keras" in out and "-> Keras" not in out, out + err
     code, out, err = cli(tmp_path, "export", "tiny.keras", "-o", "back.onnx")
     assert code == 0 and os.path.exists(tmp_path / "back.onnx"), out + err
+    # the closing line accounts for the wall time: its parts add up to the total
+    line = next(x for x in out.splitlines() if "total " in x and "wrote back.onnx" in x)
+    parts = dict((k.strip(), float(v)) for k, v in re.findall(r"([a-zA-Z0-9 ]+) (\d+\.\d+) s",
+                                                            line.split("total ")[1]))
+    total = float(line.split("total ")[1].split(" s:")[0])
+    assert {"backend import", "build", "export", "verification", "other"} <= set(parts), line
+    assert parts["backend import"] > 0.5 and abs(sum(parts.values()) - total) < 0.02, line
     code, out, err = cli(tmp_path, "verify", "back.onnx", "tiny.keras")
     assert code == 0, out + err
     code, _, err = cli(tmp_path, "export", "nope.yaml", "-o", "n.onnx")

@@ -84,11 +84,15 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     model.import_layouts = walk.layouts()
     if verify:
         from keras_convx.importer.errors import ImportVerificationError
+        import time
+
         from keras_convx.importer.verify import verify_import
 
+        start = time.perf_counter()
         report = verify_import(model, _with_data(path_or_model), data_format,
                                tolerance=tolerance, sizes=sizes, _built=(model, walk, graph))
         report.layouts = model.import_layouts
+        report.seconds = time.perf_counter() - start
         model.import_report = report
         if not report.passed:
             kept = _keep_failed(model, report, output) if output is not None else None

@@ -37,6 +37,8 @@ class ImportVerifyReport:
     sizes: list = dataclasses.field(default_factory=list)
     # per graph input/output: what moved to channels-last (`model.import_layouts`)
     layouts: list = dataclasses.field(default_factory=list)
+    # wall time of the verification
+    seconds: float = 0.0
 
     @property
     def informative(self):
