@@ -241,11 +241,47 @@ def conv(x, kernel, strides=1, padding="valid", data_format=None, dilation_rate=
             y, kernel, strides, padding, "channels_last", dilation_rate, groups, padding_mode))
 
     def op(y, s, p):
-        return kops.conv(y, kernel, strides=s, padding=p, data_format=data_format,
-                         dilation_rate=dilation_rate)
+        return _guarded_conv(y, kernel, s, p, data_format, dilation_rate)
 
     return _windowed(x, op, kshape[:-2], strides, padding, dilation_rate, padding_mode,
                      data_format, owner)
+
+
+# Backends whose CPU conv kernels return garbage (uninitialised memory, up to 1e35) for one
+# input channel when the last spatial axis is strided and its output has length 1:
+# TensorFlow 2.21 with oneDNN, torch 2.13 on channels-last strides (benchmarks/
+# kernel_sweep.py, RESULTS.md section 17). Two input channels are exact everywhere.
+_ONE_CHANNEL_BUG = ("tensorflow", "torch")
+
+
+def _guarded_conv(x, kernel, strides, padding, data_format, dilation_rate):
+    """`keras.ops.conv`, routed around the one-channel kernel bug: an axis whose output has
+    length 1 is convolved at stride 1 over exactly its window (a slice, free); where that
+    length is unknown, or 'same' padding makes it 1, a zero second channel (exact: 0 * 0)."""
+    shape = _static_shape(x)
+    if (keras.backend.backend() not in _ONE_CHANNEL_BUG or max(strides) == 1
+            or shape[_channel_axis(data_format)] != 1):
+        return kops.conv(x, kernel, strides=strides, padding=padding, data_format=data_format,
+                         dilation_rate=dilation_rate)
+    axes = _spatial_axes(len(shape), data_format)
+    kernel_size = _static_shape(kernel)[:-2]
+    strides, risky = list(strides), False
+    for i, axis in enumerate(axes):
+        extent = (kernel_size[i] - 1) * dilation_rate[i] + 1
+        length = shape[axis]
+        if strides[i] == 1:
+            continue
+        if length is None:
+            risky = True
+        elif padding == "valid" and (length - extent) // strides[i] == 0:
+            x, strides[i] = _take(x, axis, 0, extent), 1  # one window: stride is moot
+        elif padding == "same" and -(-length // strides[i]) == 1:
+            risky = True
+    if risky:
+        x = kops.concatenate([x, kops.zeros_like(x)], axis=_channel_axis(data_format))
+        kernel = kops.concatenate([kernel, kops.zeros_like(kernel)], axis=-2)
+    return kops.conv(x, kernel, strides=tuple(strides), padding=padding,
+                     data_format=data_format, dilation_rate=dilation_rate)
 
 
 def depthwise_conv(x, kernel, strides=1, padding="valid", data_format=None,
