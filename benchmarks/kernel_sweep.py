@@ -76,7 +76,7 @@ def cases(seed):
 
 def bad(y, want):
     err = np.abs(np.asarray(y, np.float64) - want).max() / max(np.abs(want).max(), 1e-12)
-    return not np.isfinite(err) or err > TOLERANCE, float(err)
+    return bool(not np.isfinite(err) or err > TOLERANCE), float(err)
 
 
 def measure(seed):
@@ -102,6 +102,10 @@ def measure(seed):
             raw_wrong, raw_err = False, None
         ours_wrong, ours_err = bad(kops.convert_to_numpy(kc_ops.conv(
             x, w, strides=strides, padding=padding, dilation_rate=dilation)), want)
+        if x.shape[-1] == 1:  # one channel: the depthwise path is a plain conv too
+            wrong, err = bad(kops.convert_to_numpy(kc_ops.depthwise_conv(
+                x, w, strides=strides, padding=padding, dilation_rate=dilation)), want)
+            ours_wrong, ours_err = ours_wrong or wrong, max(ours_err, err)
         raw_bad += raw_wrong
         ours_bad += ours_wrong
         if raw_wrong or ours_wrong:
@@ -159,7 +163,8 @@ def render(results):
              "1 and 3, strides 1 and 2), dilation 1-2 "
              "where unstrided, sizes drawn per case. **raw**: `keras.ops.conv`, the backend's "
              "own kernel; **ours**: `keras_convx.ops.conv`, which every keras_convx conv "
-             "layer calls. Bad: max error > 1e-4 of the oracle's scale, or not finite.", "",
+             "layer calls, and for one channel `keras_convx.ops.depthwise_conv` too (bad if "
+             "either is). Bad: max error > 1e-4 of the oracle's scale, or not finite.", "",
              "| backend | versions | cases | raw bad | keras_convx bad | s |",
              "|---|---|---:|---:|---:|---:|"]
     for r in results:

@@ -319,6 +319,8 @@ def depthwise_conv(x, kernel, strides=1, padding="valid", data_format=None,
     grouped = kops.reshape(kernel, kshape[:-2] + (1, kshape[-2] * kshape[-1]))
 
     def op(y, s, p):
+        if channels == 1:  # a plain conv, routed around the one-channel kernel bug
+            return _guarded_conv(y, grouped, s, p, data_format, dilation_rate)
         if rank == 3 or (_is_tensorflow() and rank == 2 and s[0] != s[1]):
             return kops.conv(y, grouped, strides=s, padding=p, data_format=data_format,
                              dilation_rate=dilation_rate)
