@@ -144,3 +144,59 @@ def test_keep_float_auto_says_what_it_kept_and_why_it_still_fails(tmp_path, monk
     assert "the most it keeps (2)" in message and "before: internal upstream" in message
     assert "outputs fail with no layer to blame" in message
     assert quant.auto in message and quant.auto in quant.to_json()
+
+
+def objectness_net():
+    """A detector's objectness head: a conv, a Sigmoid on logits near -8 (a sparse map,
+    almost all of it below one uint8 step), as YOLOX's; the conv before it has a SiLU
+    (Sigmoid -> Mul), as YOLOX's blocks."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 8, 3))
+    x = kc.layers.Conv2D(8, 3, padding="same", activation="silu", name="block")(inp)
+    logits = kc.layers.Conv2D(1, 1, name="objectness",
+                              bias_initializer=keras.initializers.Constant(-8.0))(x)
+    prob = keras.layers.Activation("sigmoid", name="prob")(logits)
+    return keras.Model(inp, keras.layers.Concatenate(name="head")([x, prob]))
+
+
+def test_int8_sparse_probability_map_is_judged_by_its_rounding(tmp_path):
+    """Measured on ddddocr's YOLOX: its objectness Sigmoid at 5.6 dB SQNR, whose own error
+    is 0.03x uint8 rounding's, failed the rule while the boxes agreed 13/13; and its
+    teacher-forced graph did not run (a tensor mapped twice got two feeds), so no layer's
+    own error was measured at all."""
+    model = objectness_net()
+    data = np.random.default_rng(2).normal(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    quant = _quant(lambda: kc.export_onnx(model, str(tmp_path / "m.onnx"), precision="int8",
+                                          calibration=data))
+    rows = [c for c in quant.checks if c.role == "internal"]
+    assert rows and all(c.sqnr_own is not None for c in rows if c.status != "uninformative")
+    prob = next(c for c in rows if c.layer == "prob" and "before" not in c.tensor)
+    assert prob.rounding and prob.status == "pass", prob.reason  # its error is rounding
+    assert quant.passed, quant.summary()
+
+
+def test_bounded_rounding_rule_against_faults():
+    """`judge_internal` on a Sigmoid's values: uint8 rounding over [0, 1] passes however
+    sparse the map; a map read 2x high fails, as does a sparse map shifted by 0.01 (2.5
+    steps) and read 10% high."""
+    rng = np.random.default_rng(0)
+    sparse = 1 / (1 + np.exp(-rng.normal(-8, 1.5, (4, 16, 16, 1))))
+    spread = rng.uniform(0, 1, (4, 16, 16, 1))
+
+    def rounded(v, step=1 / 255):
+        return np.round(v / step) * step
+
+    def judge(ref, forced, bounded=1.0):
+        rms = float(np.sqrt(np.mean((ref - forced) ** 2)))
+        return quantized.judge_internal("prob", "prob", ref, ref, forced, 4, 40.0,
+                                        sqnr_own=quantized.sqnr_db(ref, forced),
+                                        own_rms=rms, bounded=bounded)
+
+    assert judge(sparse, rounded(sparse)).status == "pass"
+    assert judge(sparse, rounded(sparse), bounded=None).status == "FAIL"  # SQNR alone
+    assert judge(spread, rounded(spread)).status == "pass"
+    # a grid 4x too coarse still holds 42 dB of a spread-out map: no fault by SQNR either;
+    # a scale read 2x wrong is one
+    assert judge(spread, rounded(spread, 4 / 255)).status == "pass"
+    assert judge(spread, rounded(np.clip(spread * 2, 0, 1))).status == "FAIL"
+    assert judge(sparse, rounded(np.clip(sparse * 1.1 + 0.01, 0, 1))).status == "FAIL"

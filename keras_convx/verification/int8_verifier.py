@@ -71,6 +71,8 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
         own = own_values(qdq_model, live, runs[0], f_values, reference, provider, in_perms,
                          io.get("input_dtypes"))
         sqnr, rows = {}, {}
+        producers = {o: n.op_type for n in (float_model or qdq_model).graph.node
+                     for o in n.output}
         for e in live:
             perm = [e["perm"]]
             q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
@@ -78,11 +80,16 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
             label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
             ins = [sqnr[n] for n in feeds_from[e["onnx"]] if sqnr.get(n) is not None]
             keras_value = reference.tensors[_ref_key(e)]
+            ref = f if f is not None else keras_value
+            forced = from_graph([own[e["onnx"]]], perm)[0] if e["onnx"] in own else None
             row = quantized.judge_internal(
                 label, e["label"], keras_value, f, q, samples,
                 min(ins) if ins else quantized.INPUT_SQNR_DB,
-                sqnr_own=quantized.sqnr_db(f if f is not None else keras_value, from_graph(
-                    [own[e["onnx"]]], perm)[0]) if e["onnx"] in own else None)
+                sqnr_own=quantized.sqnr_db(ref, forced) if forced is not None else None,
+                own_rms=None if forced is None else float(np.sqrt(np.mean(
+                    (np.asarray(ref, np.float64) - forced) ** 2))),
+                bounded=quantized.BOUNDED_WIDTHS.get(producers.get(e["onnx"]))
+                if _ref_key(e)[0] != "pre" else None)
             row.onnx = e["onnx"]
             sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
             rows[e["onnx"]] = row
@@ -170,7 +177,9 @@ def own_values(qdq_model, live, arrays, f_values, reference, provider, in_perms,
     """{mapped tensor: its QDQ value with its inputs teacher-forced} (`teacher_forced`): fed
     the float graph's values of the mapped tensors (Keras's, in the graph's layout, without
     a float graph) and the same graph inputs. Empty when the forced graph can't run."""
-    names = [e["onnx"] for e in live]
+    # a tensor mapped twice (a layer's output and, for a fused activation, its input) is
+    # fed once: a second feed would leave the first unfed and the graph would not run
+    names = list(dict.fromkeys(e["onnx"] for e in live))
     if f_values:
         teacher = {n: f_values[n] for n in names}
     else:
