@@ -265,7 +265,7 @@ def cmd_export(args):
                 calibration_method=args.calibration_method,
                 keep_float=_keep_float(args.keep_float),
                 input_dtype="uint8" if args.uint8_input else "float32", target=args.target,
-                sizes=_sizes(args.sizes))
+                sizes=_sizes(args.sizes), fp16_headroom=args.fp16_headroom)
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -685,6 +685,9 @@ def build_parser():
     p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
                    "--precision float16)")
+    p.add_argument("--fp16-headroom", type=float, default=None,
+                   help="float16: keep a tensor float32 when its observed max comes within "
+                        "this factor of 65504 (default 16)")
     p.add_argument("--target", choices=("cpu", "cuda", "tensorrt", "xnnpack", "coreml"),
                    default="cpu", help="the execution provider the file is for: lints what it "
                    "rejects or slows, with references, and lowers around it where it can")

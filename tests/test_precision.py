@@ -376,6 +376,52 @@ def test_float16_keeps_out_of_range_layers_float32(tmp_path, gain, why):
     assert np.max(np.abs(got - want)) < 1e-2 * np.max(np.abs(want))
 
 
+def offset_model(level):
+    """A conv whose outputs sit near `level` (a bias of 0.9 * level, the kernel moving
+    them by about a tenth of it), rescaled back to ~1 by a Rescaling."""
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((8, 8, 3))
+    x = kc.layers.Conv2D(4, 3, padding="same", name="hot")(inp)
+    x = keras.layers.Rescaling(1 / level)(x)
+    model = keras.Model(inp, kc.layers.Conv2D(4, 1, name="after")(x))
+    hot = model.get_layer("hot")
+    kernel = keras.ops.convert_to_numpy(hot.kernel)
+    hot.kernel.assign(kernel * (0.1 * level / 4))
+    hot.bias.assign(np.full(4, 0.9 * level, np.float32))
+    return model
+
+
+@pytest.mark.parametrize("level, headroom, kept", [(45000, None, True), (300, None, False),
+                                                   (6000, None, True), (6000, 1, False)])
+def test_float16_headroom(tmp_path, level, headroom, kept):
+    """A conv at ~45,000 on the drawn inputs fits float16 there, but data the check did not
+    draw goes further (a user's reached 67,700 where drawn ones gave 47,000): within the
+    16x headroom it stays float32, its max and margin in the report; at ~300 it goes
+    float16; fp16_headroom=1 keeps only what overflows (at ~6,000 here: at ~45,000 the
+    float16 graph then fails verification against Keras's own float16, 0.7x its scale)."""
+    model = offset_model(level)
+    report = kc.export_onnx(model, str(tmp_path / "h.onnx"), precision="float16",
+                            fp16_headroom=headroom)
+    assert report.passed
+    rows = [k for k in report.float16_kept if k["layer"] == "hot"]
+    assert bool(rows) == kept, report.float16_kept
+    if kept:
+        assert level / 2 < rows[0]["max_abs"] < 2 * level and \
+            rows[0]["margin"] == pytest.approx(65504 / rows[0]["max_abs"])
+        assert "within the 16x headroom" in rows[0]["reason"]
+    inits = {t.name: t.data_type for t in onnx.load(str(tmp_path / "h.onnx")).graph.initializer}
+    assert inits["hot/kernel"] == (onnx.TensorProto.FLOAT if kept else onnx.TensorProto.FLOAT16)
+
+
+def test_float16_headroom_is_checked():
+    with pytest.raises(ValueError, match="fp16_headroom must be a number >= 1"):
+        kc.export_onnx(offset_model(300), "never.onnx", precision="float16",
+                       fp16_headroom=0.5)
+    with pytest.raises(ValueError, match="fp16_headroom applies to precision='float16'"):
+        kc.export_onnx(offset_model(300), "never.onnx", fp16_headroom=4)
+    assert not os.path.exists("never.onnx")
+
+
 # --- model.quantize("int8") for the convolution family ------------------------------
 
 def family_model():

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from keras_convx.exporter import metadata as metadata_lib
-from keras_convx.exporter import passes, registry, tensor_map, trace
+from keras_convx.exporter import float16, passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
 from keras_convx.utils.files import staging_dir, umask_mode
@@ -346,7 +346,8 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
                 input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
                 fp16=False, optimization_level="all", external_data="auto", metadata=None,
                 precision=None, calibration=None, calibration_method="minmax",
-                keep_float=None, input_dtype="float32", target="cpu", sizes=None):
+                keep_float=None, input_dtype="float32", target="cpu", sizes=None,
+                fp16_headroom=None):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
 
     Args:
@@ -393,6 +394,10 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             smallest normal number, which GPUs flush to zero) stays float32, named in the
             report (`float16_kept`) and the file's metadata: onnxruntime's CPU provider
             computes float16 convolutions in float32 and would hide the overflow.
+        fp16_headroom: float16 only: a node also stays float32 when its observed max
+            |value| comes within this factor of 65504 (default 16: above 4094), since
+            data the check did not draw can go further; the report gives each kept
+            node's max and margin. 1 keeps only what overflows on the drawn data.
         calibration: INT8 calibration data (float16: data for the range check, besides
             random inputs at the model's scale and `samples`): arrays, a list of batches, a generator, a
             `keras.utils.PyDataset` or a `tf.data.Dataset` (`(x, y)` batches are fine).
@@ -433,6 +438,11 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         check_sizes(sizes)
     user_metadata = metadata_lib.user_entries(metadata)
     precision = _precision(precision, fp16)
+    if fp16_headroom is not None:
+        if precision != "float16":
+            raise ValueError(f"export: fp16_headroom applies to precision='float16', not "
+                             f"{precision!r}")
+        float16.check_headroom(fp16_headroom)
     from keras_convx.exporter import targets
 
     if target not in targets.TARGETS:
@@ -486,7 +496,9 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     lint += targets.lint(proto, target)
     kept16 = []
     if precision == "float16":
-        proto, kept16 = _to_float16(model, proto, io, samples, calibration)
+        proto, kept16 = _to_float16(model, proto, io, samples, calibration,
+                                    float16.HEADROOM if fp16_headroom is None
+                                    else fp16_headroom)
     if input_dtype == "uint8":
         _uint8_inputs(proto, io)
     proto = _finalize(proto, io)
@@ -610,11 +622,10 @@ def _uint8_inputs(proto, io):
                           if v.name not in initializers]
 
 
-def _to_float16(model, proto, io, samples, calibration):
+def _to_float16(model, proto, io, samples, calibration, headroom=float16.HEADROOM):
     """The float16 graph, with the nodes whose values leave float16's range on the
     verification inputs (random at the model's scale, `samples`, float16 `calibration`
     data) kept float32; returns (graph, [what was kept and why])."""
-    from keras_convx.exporter import float16
     from keras_convx.exporter.calibration_data import samples as calibration_samples
     from keras_convx.verification.inputs import model_inputs, to_graph
 
@@ -640,9 +651,10 @@ def _to_float16(model, proto, io, samples, calibration):
             node.name = f"{node.op_type}_{i}"
     found = float16.out_of_range(proto, proto.SerializeToString(),
                                  [dict(zip(names, to_graph(r, perms, io.get("input_dtypes"))))
-                                  for r in runs])
+                                  for r in runs], headroom)
     kept = [{"layer": node.split("/")[0], "node": node, "tensor": tensor, "max_abs": top,
-             "reason": why} for node, tensor, top, why in found]
+             "margin": float16.FLOAT16_MAX / top if top else None, "reason": why}
+            for node, tensor, top, why in found]
     block = [k["node"] for k in kept]
     block += [n for n in float16.consumers(proto, [k["tensor"] for k in kept]) if n not in block]
     return float16.convert(proto, block), kept
