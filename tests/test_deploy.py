@@ -78,7 +78,8 @@ def test_triton_repository_from_the_graph(pixels_model, tmp_path, monkeypatch):
                  "--triton-repo", str(repo), "--triton-max-batch", "16"]) == 0
     text = (repo / "cam" / "config.pbtxt").read_text()
     assert (repo / "cam" / "1" / "model.onnx").read_bytes() == open(out, "rb").read()
-    if triton.model_config_pb2() is None:  # Triton's own parser: make test installs it
+    pb2 = triton.model_config_pb2()
+    if pb2 is None:  # Triton's own parser: make test installs it
         pytest.skip("tritonclient is not installed (make test installs it with --no-deps; "
                     "see the README's plain pip block)")
     config = triton.validate(text)
