@@ -12,22 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+from keras_convx import cli_render as render  # stdlib only at import: the CLI stays fast
+from keras_convx.cli_render import BadInput  # both modules raise it; exit code 2
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DEFAULT_ZOO_MODEL = "resnet50"
 
-
-class BadInput(Exception):
-    """Exit code 2 with this one-line message."""
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=140)  # logs and CI: don't truncate the tables
-    return console
+# tests/test_rough_edges.py imports it from here
+_quant_summary = render.quant_summary
 
 
 def _overrides(pairs):
@@ -77,40 +70,15 @@ def load_source(source, weights=None, overrides=None, scale=None):
     return model, name
 
 
-def _summary_table(model, title):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"),
-                         ("params", "right")):
-        table.add_column(col, justify=justify)
-    for layer in model.layers:
-        try:
-            shape = str(tuple(layer.output.shape))
-        except (AttributeError, ValueError):
-            shape = "?"
-        table.add_row(layer.name, type(layer).__name__, shape, f"{layer.count_params():,}")
-    return table
-
-
 def cmd_build(args):
     from keras_convx.model_config import build_model
 
     from keras_convx.model_config.loader import resolve
 
-    console = _console()
+    console = render.new_console()
     model = build_model(resolve(args.config), scale=args.scale, **_overrides(args.set))
-    console.print(_summary_table(model, f"{model.name} ({args.config})"))
-    console.print(f"layers {len(model.layers)}; params {model.count_params():,} "
-                  f"(trainable {sum(int(_size(w)) for w in model.trainable_weights):,})")
+    render.build_summary(console, model, f"{model.name} ({args.config})")
     return 0
-
-
-def _size(weight):
-    n = 1
-    for d in weight.shape:
-        n *= int(d)
-    return n
 
 
 def cmd_validate(args):
@@ -122,79 +90,6 @@ def cmd_validate(args):
     outputs = ", ".join(f"{k} {plan.shapes.get(v)}" for k, v in plan.outputs.items())
     print(f"{args.config}: ok ({len(plan.order)} layers; outputs {outputs})")
     return 0
-
-
-def _write_text(path, text, flag):
-    """Writes `text` to `path` atomically (a temporary file, then a rename)."""
-    from keras_convx.utils.files import write_atomic
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadInput(f"{flag}: folder {folder} does not exist")
-    write_atomic(path, text)
-
-
-def _write_report(path, report):
-    _write_text(path, report.to_json(), "--report")
-
-
-def _report_table(report):
-    """Graph outputs at the deployed level: one row per output and batch."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(f"{report.path}  [{report.method}: {report.reason}]"))
-    for col in ("output", "provider", "ORT level", "batch", "scale", "max abs", "error/scale",
-                "cosine", "tolerance", "result"):
-        table.add_column(col)
-    for c in (report.verify.checks if report.verify else []):
-        table.add_row(escape(c.tensor), c.provider.replace("ExecutionProvider", ""), c.level,
-                      str(c.batch), f"{c.scale:.3g}", f"{c.max_abs:.2e}", f"{c.rel:.2e}",
-                      f"{c.cosine:.7f}", f"{c.tolerance:g}", _status(c.status))
-    return table
-
-
-def _status(status):
-    return {"pass": "[green]pass[/]", "FAIL": "[red]FAIL[/]", "fused": "fused",
-            "uninformative": "[yellow]uninformative[/]",
-            "ort-optimiser": "[yellow]ORT optimiser[/]"}.get(status, status)
-
-
-def _tensor_summary(console, verify, full=False):
-    """Per-layer agreement: counts, the worst tensors, the first that diverges."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    if verify is None:
-        return
-    tensors = verify.tensors
-    if not tensors:
-        console.print("internal tensors: not compared (no tensor map: graph from another "
-                      "exporter, or --no-diagnose)")
-    else:
-        counts = {}
-        for c in tensors:
-            counts[c.status] = counts.get(c.status, 0) + 1
-        compared = [c for c in tensors if c.status in ("pass", "FAIL")]
-        worst = sorted(compared, key=lambda c: -c.rel)[: (len(compared) if full else 5)]
-        table = Table(title=f"layer outputs at ORT level {tensors[0].level}: "
-                            + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-        for col in ("tensor", "role", "shape", "scale", "error/scale", "p99", "PSNR dB",
-                    "result"):
-            table.add_column(col)
-        shown = verify.diagnosis[:3] + [c for c in worst if c not in verify.diagnosis[:3]]
-        for c in shown:
-            table.add_row(escape(c.tensor), c.role, str(tuple(c.shape)), f"{c.scale:.3g}",
-                          f"{c.rel:.2e}", f"{c.p99_rel:.2e}", f"{c.psnr:.1f}",
-                          _status(c.status))
-        console.print(table)
-        fused = [c for c in tensors if c.status == "fused"]
-        if fused:
-            console.print(f"fused away (no ONNX tensor to compare): {len(fused)}, e.g. "
-                          + ", ".join(escape(f"{c.tensor} -> {c.into}") for c in fused[:3]))
-    console.print(f"rule: {verify.rule}")
-    for warning in verify.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def _parse_dynamic(text):
@@ -226,7 +121,7 @@ def cmd_export(args):
     from keras_convx.exporter import export_onnx
     from keras_convx.exporter import ExportError, VerificationError
 
-    console = _console()
+    console = render.new_console()
     out = args.output
     timings = {}
     with console.status("build") as status:
@@ -269,37 +164,20 @@ def cmd_export(args):
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
-                console.print(_report_table(err.report))
-                _tensor_summary(console, err.report.verify)
+                console.print(render.report_table(err.report))
+                render.tensor_summary(console, err.report.verify)
             if args.report and err.report is not None:
-                _write_report(args.report, err.report)
+                render.write_report(args.report, err.report)
             if args.plot and err.report is not None and err.report.verify is not None:
-                _plot(args.plot, err.report.verify)
+                render.plot(args.plot, err.report.verify)
             failed = "verification failed" if isinstance(err, VerificationError) else "export failed"
             print(f"keras-convx: {failed}: {err}", file=sys.stderr)
             return 1
-    timings["export"] = report.export_seconds
-    for finding in report.lint:
-        state = "fixed" if finding["fixed"] else "left as is"
-        console.print(f"target {report.target}: {finding['where']}: {finding['what']} "
-                      f"[{finding['reference']}]; {state}: {finding['fix']}")
-    if report.quantization is not None:
-        _quant_summary(console, report.quantization)
-    if report.verify:
-        console.print(_report_table(report))
-        _tensor_summary(console, report.verify, full=args.full_report)
-    quant = report.quantization
-    console.print(f"wrote {out}: {report.node_count} nodes ({report.transpose_count} Transpose, "
-                  f"{report.bn_folded} BatchNorm folded), {report.file_size / 1e6:.1f} MB, opset "
-                  f"{report.opset}; " + _timing({
-                      "build": timings["build"], "export": report.export_seconds,
-                      "verification": report.verify.seconds if report.verify else None,
-                      "INT8 verification": quant.seconds if quant is not None else None}),
-                  soft_wrap=True)  # one line, whatever the terminal's width
+    render.export_summary(console, report, out, timings["build"], args.full_report)
     if args.report:
-        _write_report(args.report, report)
+        render.write_report(args.report, report)
     if args.plot and report.verify is not None:
-        _plot(args.plot, report.verify)
+        render.plot(args.plot, report.verify)
     if args.triton_repo:
         from keras_convx.exporter.triton import TritonError, write_repository
 
@@ -331,38 +209,6 @@ def _keep_float(value):
     if value is None or value == "auto":
         return value
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _quant_summary(console, quant):
-    if quant.calibration is None:  # an existing file, re-verified
-        console.print(f"INT8, by the quantized rule: {quant.summary()}")
-    else:
-        console.print(f"INT8 ({quant.method} calibration on {quant.calibration_samples} "
-                      f"{quant.calibration} samples, judged on {quant.held_out_samples} held "
-                      f"out): {quant.summary()}")
-    for c in quant.checks:
-        if c.role == "output" and c.sqnr_keras is not None:
-            top1 = f", top-1 agreement {c.top1:.1%}" if c.top1 is not None else ""
-            console.print(f"  output {c.tensor} at {c.level}: {c.sqnr_keras:.1f} dB, cosine "
-                          f"{c.cosine:.4f}{top1}")
-    worst = ", ".join(f"{c.layer} (loses {c.drop:.1f} dB itself, at {c.sqnr_float:.1f} dB)"
-                      for c in quant.worst())
-    if worst:
-        console.print(f"  layers that lose most SQNR themselves: {worst}")
-    if quant.kept_float:
-        console.print(f"  kept in float: {', '.join(quant.kept_float)}")
-    for w in quant.warnings:
-        console.print(f"  warning: {w}")
-
-
-def _plot(path, verify):
-    from keras_convx.verification.plot import plot_report
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise BadInput(f"--plot: folder {folder} does not exist")
-    plot_report(verify, path)
-    print(f"plotted {len(verify.tensors)} tensors to {path}")
 
 
 def _sizes(text):
@@ -416,27 +262,15 @@ def cmd_import(args):
     if not args.no_verify:
         print(model.import_report.summary())
     if args.yaml:
-        _write_text(args.yaml, to_yaml(model), "--yaml")
-    import keras
-
-    permutes = sum(isinstance(layer, keras.layers.Permute) for layer in model.layers)
-    if args.no_verify:  # the verified summary lists them already
-        for row in (r for r in model.import_layouts if r["moved"]):
-            print(f"{row['role']} {row['name']}: ONNX {row['onnx_shape']} -> Keras "
-                  f"{row['keras_shape']} (--layouts onnx keeps the file's)")
-    verified = None if args.no_verify else model.import_report.seconds
-    print(f"wrote {out}{' and ' + args.yaml if args.yaml else ''}: {len(model.layers)} layers "
-          f"({permutes} Permute), {model.count_params()} parameters"
-          f"{'' if args.no_verify else ', verified against onnxruntime'}; "
-          + _timing({"import and save": seconds - (verified or 0.0),
-                     "verification": verified}))
+        render.write_text(args.yaml, to_yaml(model), "--yaml")
+    render.import_summary(model, out, args.yaml, not args.no_verify, seconds)
     return 0
 
 
 def cmd_verify(args):
     from keras_convx.exporter import verify_onnx
 
-    console = _console()
+    console = render.new_console()
     if not Path(args.model).is_file():
         raise BadInput(f"{args.model}: no such file")
     model, _ = load_source(args.source, args.weights, _overrides(args.set), args.scale)
@@ -460,18 +294,18 @@ def cmd_verify(args):
     from keras_convx.verification.quantized import QuantReport
 
     if isinstance(report, QuantReport):  # an INT8 file: the quantized rule
-        _quant_summary(console, report)
+        render.quant_summary(console, report)
         if args.plot:
             raise BadInput("--plot draws error/scale along the graph; an INT8 file is judged "
                            "by SQNR (the report lists it per layer)")
     else:
-        console.print(_report_table(SimpleNamespace(path=args.model, method="verify",
-                                                    reason="existing file", verify=report)))
-        _tensor_summary(console, report, full=args.full_report)
+        console.print(render.report_table(SimpleNamespace(
+            path=args.model, method="verify", reason="existing file", verify=report)))
+        render.tensor_summary(console, report, full=args.full_report)
     if args.report:
-        _write_report(args.report, report)
+        render.write_report(args.report, report)
     if args.plot:
-        _plot(args.plot, report)
+        render.plot(args.plot, report)
     if not report.passed and Path(args.source).suffix != ".keras" and not args.weights:
         print("keras-convx: verification failed; the source was built with fresh random "
               "weights: pass --weights or verify against a .keras file", file=sys.stderr)
@@ -491,11 +325,7 @@ def _meta(pairs):
 
 def cmd_inspect(args):
     """What a file holds, from the file alone (no model, no Keras)."""
-    import collections
-
     import onnx
-    from rich.markup import escape
-    from rich.table import Table
 
     if not Path(args.model).is_file():
         raise BadInput(f"{args.model}: no such file")
@@ -503,89 +333,16 @@ def cmd_inspect(args):
         proto = onnx.load(args.model, load_external_data=False)
     except Exception as err:
         raise BadInput(f"{args.model}: not an ONNX file ({str(err).splitlines()[0]})") from None
-    from keras_convx.exporter.metadata import EXPORT_KEY, RESERVED, VERIFICATION_KEY, read
-
-    console = _console()
-    size = os.path.getsize(args.model)
-    external = sum(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-    opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
-                default=0)
-    console.print(f"{escape(args.model)}: {size / 1e6:.2f} MB"
-                  f"{f' (+ {external} tensors of external data)' if external else ''}, "
-                  f"opset {opset}, IR {proto.ir_version}, producer "
-                  f"{escape(proto.producer_name or '-')}, {len(proto.graph.node)} nodes")
-    weights = {t.name for t in proto.graph.initializer}
-    table = Table(title="inputs and outputs")
-    for col in ("", "name", "type", "shape"):
-        table.add_column(col)
-    for kind, values in (("input", [v for v in proto.graph.input if v.name not in weights]),
-                         ("output", proto.graph.output)):
-        for v in values:
-            tensor = v.type.tensor_type
-            dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
-                    for d in tensor.shape.dim]
-            table.add_row(kind, escape(v.name), onnx.TensorProto.DataType.Name(
-                tensor.elem_type).lower(), "(" + ", ".join(dims) + ")")
-    console.print(table)
-    counts = collections.Counter(n.op_type for n in proto.graph.node)
-    console.print("ops: " + ", ".join(f"{op} {n}" for op, n in counts.most_common()))
-    metadata = read(proto)
-    for key, value in metadata.items():
-        if not key.startswith(RESERVED):
-            console.print(f"metadata {escape(key)}: {escape(str(value))}")
-    made = metadata.get(EXPORT_KEY)
-    if isinstance(made, dict):
-        layouts = ", ".join(f"{i['name']} {i['layout']} {i['dtype']}" for i in made["inputs"])
-        steps = ", ".join(p["class"] for p in made["preprocessing"]) or "none"
-        console.print(f"exported by keras_convx {made['keras_convx_version']}: "
-                      f"{made['precision']}, inputs {escape(layouts)}; preprocessing in the "
-                      f"graph: {steps}")
-    verified = metadata.get(VERIFICATION_KEY)
-    if isinstance(verified, dict) and verified.get("precision") == "int8":
-        top1 = verified.get("top1_agreement")
-        console.print(f"verification (INT8): {'passed' if verified['passed'] else 'FAILED'} on "
-                      f"{verified['date']}, calibrated on {verified['calibration_samples']} "
-                      f"samples ({escape(str(verified['calibration']))}), judged on "
-                      f"{verified['held_out_samples']} held out: outputs "
-                      f"{verified['output_sqnr_db']:.1f} dB SQNR against Keras"
-                      + (f", top-1 agreement {top1:.1%}" if top1 is not None else "")
-                      + f"; providers {', '.join(verified['providers'])}, ORT levels "
-                      f"{', '.join(verified['levels'])}")
-        if verified.get("kept_float"):
-            console.print(f"kept in float: {', '.join(verified['kept_float'])}")
-        if verified.get("latency_ratio") is not None:
-            ms, ratio = verified["latency_ms"], verified["latency_ratio"]
-            console.print(f"latency: int8 {ms['int8']:.2f} ms, float32 {ms['float32']:.2f} ms "
-                          f"a run ({ratio:.2f}x{', INT8 is SLOWER' if ratio > 1.0 else ''}; "
-                          f"{escape(str(verified.get('latency_on')))})")
-        console.print(f"rule: {escape(verified['rule'])}")
-    elif isinstance(verified, dict):
-        worst = verified["worst_error"]
-        console.print(f"verification: {'passed' if verified['passed'] else 'FAILED'} on "
-                      f"{verified['date']}, {verified['tensors_compared']} tensors, worst "
-                      f"error/scale {worst:.2e} (tolerance {verified['tolerance']:g}), "
-                      f"providers {', '.join(verified['providers'])}, ORT levels "
-                      f"{', '.join(verified['levels'])}" if worst is not None else
-                      f"verification: {verified}")
-        console.print(f"rule: {escape(verified['rule'])}")
-    else:
-        console.print("verification: none recorded in the file")
+    render.inspect_summary(render.new_console(), args.model, proto)
     return 0
 
 
 def cmd_coverage(args):
-    from rich.table import Table
-
     from keras_convx.exporter import coverage
 
     model, name = load_source(args.source, None, _overrides(args.set), args.scale)
     rows = coverage(model, args.batch_size)
-    table = Table(title=f"{name}: what native export meets")
-    for column in ("class", "how", "count", "reason"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row.kind, row.how, str(row.count), row.reason)
-    _console().print(table)
+    render.new_console().print(render.coverage_table(name, rows))
     missing = sum(r.how == "missing" for r in rows)
     return 1 if missing else 0
 
@@ -603,7 +360,7 @@ def cmd_schema(args):
     if not args.output:
         sys.stdout.write(text)
         return 0
-    _write_text(args.output, text, "--output")
+    render.write_text(args.output, text, "--output")
     print(f"wrote {args.output}")
     return 0
 
@@ -809,31 +566,16 @@ def _precheck(args):
         precheck(path, scale=args.scale, **_overrides(args.set))
 
 
-# where a command's wall time went (the closing line's parts), from main()'s start
-_CLOCK = {}
-
-
-def _timing(parts):
-    """'total T s: backend import a s, build b s, ...': `parts` (name -> seconds, None
-    skipped) with the backend import measured in main() and the rest as 'other'."""
-    total = time.perf_counter() - _CLOCK.get("start", time.perf_counter())
-    parts = {"backend import": _CLOCK.get("backend import"), **parts}
-    known = {k: v for k, v in parts.items() if v is not None}
-    other = total - sum(known.values())
-    text = ", ".join(f"{k} {v:.2f} s" for k, v in known.items())
-    return f"total {total:.2f} s: {text}, other {max(other, 0.0):.2f} s"
-
-
 def main(argv=None):
-    _CLOCK.clear()
-    _CLOCK["start"] = time.perf_counter()
+    render.CLOCK.clear()
+    render.CLOCK["start"] = time.perf_counter()
     args = build_parser().parse_args(argv)
     try:
         _precheck(args)
         if not args.debug and args.func is not cmd_inspect:
             before = time.perf_counter()
             _import_backend_quietly()
-            _CLOCK["backend import"] = time.perf_counter() - before
+            render.CLOCK["backend import"] = time.perf_counter() - before
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
