@@ -131,8 +131,11 @@ def quant_summary(console, quant):
             top1 = f", top-1 agreement {c.top1:.1%}" if c.top1 is not None else ""
             console.print(f"  output {c.tensor} at {c.level}: {c.sqnr_keras:.1f} dB, cosine "
                           f"{c.cosine:.4f}{top1}")
-    worst = ", ".join(f"{c.layer} (loses {c.drop:.1f} dB itself, at {c.sqnr_float:.1f} dB)"
-                      for c in quant.worst())
+    # a re-verified file has no float graph: its tensors are judged against Keras
+    worst = ", ".join(
+        f"{c.layer} (loses {c.drop:.1f} dB itself, at "
+        f"{c.sqnr_float if c.sqnr_float is not None else c.sqnr_keras:.1f} dB"
+        f"{'' if c.sqnr_float is not None else ' against Keras'})" for c in quant.worst())
     if worst:
         console.print(f"  layers that lose most SQNR themselves: {worst}")
     if quant.kept_float:

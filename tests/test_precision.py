@@ -580,6 +580,12 @@ def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path
     out = capsys.readouterr().out
     assert "verification (INT8): passed" in out and "top-1 agreement" in out
     assert "latency: int8 " in out and "ms a run" in out  # measured at export, kept in the file
+    # the CLI re-verifies it too (no float graph then: layers judged against Keras)
+    model.save(str(tmp_path / "m.keras"))
+    code = main(["verify", path, str(tmp_path / "m.keras")])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and "error" not in err, out + err
+    assert "INT8" in out
 
 
 @qdq
