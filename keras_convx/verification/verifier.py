@@ -10,6 +10,7 @@ fault (`judge.check_optimiser`); when tensors differ beyond tolerance, `judge.
 explain_amplification` decides whether the model merely amplifies float32 rounding.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -22,6 +23,16 @@ from keras_convx.verification.ort_runner import (
 )
 from keras_convx.verification.report import ExportError, TensorCheck, VerifyReport
 from keras_convx.verification.rules import DEFAULT_TOLERANCES
+
+
+@dataclasses.dataclass
+class _Call:
+    """What one `Verifier.verify` call keeps between its steps."""
+
+    floors: dict  # ONNX tensor -> the least scale its error is taken relative to
+    base_dir: str = None  # set for graphs whose weights are external data
+    session: object = None  # the deployed-level session of the provider being run
+    graph_values: dict = dataclasses.field(default_factory=dict)  # Keras layout, by key
 
 
 class Verifier:
@@ -91,36 +102,36 @@ class Verifier:
                 f"{len(self.reference.skipped)} mapped tensor(s) are not in this model "
                 f"(e.g. {self.reference.skipped[0]}): not compared")
         floor = judge.precision_tolerance(self.model, onnx_model)
-        self._floors = judge.scale_floors(onnx_model)
-        self._base_dir = base_dir  # set for graphs whose weights are external data
+        # this call's state: the verifier itself holds only what every call shares
+        call = _Call(floors=judge.scale_floors(onnx_model), base_dir=base_dir)
         plain = serialized if serialized is not None else onnx_model.SerializeToString()
         live = [e for e in self.entries if e["status"] == "live"
                 and (("pre" if e["kind"] == "preactivation" else "out"), e["key"])
                 in self.reference.tensors]
         for provider in providers:
-            self._graph_values = {}
+            call.graph_values = {}
             tol = tolerance if tolerance is not None else max(
                 DEFAULT_TOLERANCES.get(provider, rules.CPU_TOLERANCE), floor)
             baseline = None
             if inspect and self.entries:
                 data = inspection_graph(onnx_model, [e["onnx"] for e in live], plain)
-                baseline = self._run_tensors(report, data, onnx_model, provider, tol)
-            deployed = self._run_outputs(report, plain, onnx_model, provider,
+                baseline = self._run_tensors(call, report, data, onnx_model, provider, tol)
+            deployed = self._run_outputs(call, report, plain, onnx_model, provider,
                                          optimization_level, tol)
             if deployed is not None and has_float16(onnx_model):
                 from keras_convx.verification.half import check_float16_reference
 
-                check_float16_reference(report, self.model, self._session, self.io,
+                check_float16_reference(report, self.model, call.session, self.io,
                                         self.reference.runs, provider, optimization_level)
             if baseline is not None:
                 judge.explain_amplification(report, provider, tol, self.reference,
-                                            self._graph_values, self.entries)
+                                            call.graph_values, self.entries)
             if baseline is not None and deployed is not None \
                     and optimization_level != INSPECT_LEVEL:
                 arrays = self.reference.runs[self.reference.inspect_run]
                 judge.check_optimiser(report, onnx_model, live, provider, optimization_level,
                                       deployed, baseline, self.reference,
-                                      self._feeds_for(arrays), self._base_dir)
+                                      self._feeds_for(arrays), call.base_dir)
         for c in report.checks + report.tensors:
             if c.status == "uninformative" and c.role == "output":
                 report.warnings.append(
@@ -150,9 +161,9 @@ class Verifier:
                                  f"{first_line(err)}")
             return None
 
-    def _run_outputs(self, report, data, onnx_model, provider, level, tol):
-        session = ort_runner.session(data, provider, level, self._base_dir)
-        self._session = session
+    def _run_outputs(self, call, report, data, onnx_model, provider, level, tol):
+        session = ort_runner.session(data, provider, level, call.base_dir)
+        call.session = session
         names = [o.name for o in onnx_model.graph.output]
         out_perms = self.io.get("output_perms") or [None] * len(names)
         inspected = None
@@ -166,18 +177,18 @@ class Verifier:
             for j, (name, g, e) in enumerate(zip(names, got, self.reference.outputs[i])):
                 report.checks.append(judge.check(name, "output", provider, level, arrays, g, e, tol,
                                                  cosine=True, run=(i, j),
-                                                 scale_floor=self._floors.get(name, 0.0)))
+                                                 scale_floor=call.floors.get(name, 0.0)))
         return inspected
 
-    def _run_tensors(self, report, data, onnx_model, provider, tol):
+    def _run_tensors(self, call, report, data, onnx_model, provider, tol):
         """Every mapped tensor at INSPECT_LEVEL; returns the graph outputs of that run."""
-        session = ort_runner.session(data, provider, INSPECT_LEVEL, self._base_dir)
+        session = ort_runner.session(data, provider, INSPECT_LEVEL, call.base_dir)
         arrays = self.reference.runs[self.reference.inspect_run]
         got = self._run(report, session, arrays, f"{provider}, level {INSPECT_LEVEL}, inspection")
         if got is None:
             return None
         values = dict(zip([o.name for o in session.get_outputs()], got))
-        self._graph_values = {}  # Keras layout, for the layer-by-layer check
+        call.graph_values = {}  # Keras layout, for the layer-by-layer check
         for e in self.entries:
             role = "preactivation" if e["kind"] == "preactivation" else "internal"
             ref_key = ("pre" if role == "preactivation" else "out", e["key"])
@@ -192,11 +203,11 @@ class Verifier:
                 continue
             g = from_graph([values[e["onnx"]]], [e["perm"]])[0]
             if role == "internal":
-                self._graph_values[e["key"]] = g
+                call.graph_values[e["key"]] = g
             report.tensors.append(judge.check(label, role, provider, INSPECT_LEVEL, arrays, g,
                                               self.reference.tensors[ref_key], tol, key=e["key"],
                                               layer=e["label"],
-                                              scale_floor=self._floors.get(e["onnx"], 0.0)))
+                                              scale_floor=call.floors.get(e["onnx"], 0.0)))
         # the graph outputs themselves, unoptimised: layout moves after the last mapped
         # tensor (an output Transpose) are checked here, and this is what tells an export
         # error from an onnxruntime optimisation problem
@@ -207,7 +218,7 @@ class Verifier:
         for j, (name, g, e) in enumerate(zip(names, outputs, expected)):
             report.tensors.append(judge.check(name, "output", provider, INSPECT_LEVEL, arrays, g, e,
                                               tol, cosine=True, run=(self.reference.inspect_run, j),
-                                              scale_floor=self._floors.get(name, 0.0)))
+                                              scale_floor=call.floors.get(name, 0.0)))
         return outputs
 
     def _feeds_for(self, arrays):
