@@ -13,7 +13,6 @@ normal inputs. For each: the peak |value| over every node output, its margin to 
 how many tensors a headroom of 16x (4094) and of 4x would keep float32.
 """
 
-import argparse
 import glob
 import json
 import os
@@ -24,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.sections import update, write_json  # noqa: E402
+from benchmarks import sections  # noqa: E402
 
 SECTION = 18
 FLOAT16_MAX = 65504.0
@@ -135,14 +134,7 @@ def render(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json")
-    parser.add_argument("--update-results", nargs="+", metavar="JSON")
-    args = parser.parse_args(argv)
-    if args.update_results:
-        update(SECTION, render, args.update_results)
-        return
-    write_json(args.json, measure())
+    sections.main(__doc__, SECTION, render, lambda args: measure(), argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ call. A case is bad when its max error exceeds 1e-4 of the oracle's scale (or is
 finite); the kernels' garbage is uninitialised memory, so the count varies from run to run.
 """
 
-import argparse
 import collections
 import itertools
 import json
@@ -25,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.sections import update, write_json  # noqa: E402
+from benchmarks import sections  # noqa: E402
 
 SECTION = 17
 TOLERANCE = 1e-4
@@ -201,17 +200,10 @@ def render(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json")
-    parser.add_argument("--update-results", nargs="+", metavar="JSON")
-    args = parser.parse_args(argv)
-    if args.update_results:
-        update(SECTION, render, args.update_results)
-        return
-    result = measure(args.seed)
-    print(json.dumps({k: result[k] for k in ("backend", "cases", "raw_bad", "ours_bad")}))
-    write_json(args.json, result)
+    result = sections.main(__doc__, SECTION, render, lambda args: measure(args.seed), argv,
+                           [(("--seed",), {"type": int, "default": 0})])
+    if result:
+        print(json.dumps({k: result[k] for k in ("backend", "cases", "raw_bad", "ours_bad")}))
 
 
 if __name__ == "__main__":

@@ -45,3 +45,24 @@ def write_json(path, result):
     if path:
         with open(path, "w") as f:
             json.dump(result, f)
+
+
+def main(doc, number, render, measure, argv=None, options=()):
+    """The command line of a benchmark whose results may come from several runs (one per
+    backend): `--json FILE` writes `measure(args)`, `--update-results FILE...` writes
+    section `number` from such files. `options`: extra (args, kwargs) for add_argument."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for args, kwargs in options:
+        parser.add_argument(*args, **kwargs)
+    parser.add_argument("--json", help="write the measurements to this file")
+    parser.add_argument("--update-results", nargs="+", metavar="JSON",
+                        help=f"write RESULTS.md section {number} from --json files and stop")
+    args = parser.parse_args(argv)
+    if args.update_results:
+        update(number, render, args.update_results)
+        return None
+    result = measure(args)
+    write_json(args.json, result)
+    return result

@@ -12,7 +12,6 @@ float rule with its int8 rounding-flip allowance); and, on every fifth seed, its
 INT8 export calibrated on the seed's data (the quantized rule).
 """
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.sections import update, write_json  # noqa: E402
+from benchmarks import sections  # noqa: E402
 
 SECTION = 19
 RULES = ("float32 (float rule)", "model.quantize int8 (flip allowance)",
@@ -106,15 +105,8 @@ def render(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=50)
-    parser.add_argument("--json")
-    parser.add_argument("--update-results", nargs="+", metavar="JSON")
-    args = parser.parse_args(argv)
-    if args.update_results:
-        update(SECTION, render, args.update_results)
-        return
-    write_json(args.json, measure(args.seeds))
+    sections.main(__doc__, SECTION, render, lambda args: measure(args.seeds), argv,
+                  [(("--seeds",), {"type": int, "default": 50})])
 
 
 if __name__ == "__main__":
