@@ -100,6 +100,16 @@ bench: $(STAMP)
 		KERAS_BACKEND=$$b $(PY) benchmarks/trained_corpus.py --json benchmarks/runs/corpus-$$b.json; \
 	done
 	$(PY) benchmarks/trained_corpus.py --update-results $(BACKENDS:%=benchmarks/runs/corpus-%.json)
+	# backend conv kernels against a float64 oracle (17), float16 headroom of the corpus's
+	# float exports and the zoo (18), false alarms over seeds on correct exports (19)
+	@set -e; for b in $(BACKENDS); do \
+		KERAS_BACKEND=$$b $(PY) benchmarks/kernel_sweep.py --json benchmarks/runs/k-$$b.json; \
+		KERAS_BACKEND=$$b $(PY) benchmarks/seed_sweep.py --json benchmarks/runs/s-$$b.json; \
+	done
+	$(PY) benchmarks/kernel_sweep.py --update-results $(BACKENDS:%=benchmarks/runs/k-%.json)
+	$(PY) benchmarks/seed_sweep.py --update-results $(BACKENDS:%=benchmarks/runs/s-%.json)
+	KERAS_BACKEND=tensorflow $(PY) benchmarks/fp16_headroom.py --json benchmarks/runs/fp16.json
+	$(PY) benchmarks/fp16_headroom.py --update-results benchmarks/runs/fp16.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
