@@ -146,21 +146,26 @@ def cmd_export(args):
                 not os.path.isdir(args.triton_repo):
             raise BadInput(f"--triton-repo: {args.triton_repo} is a file, not a folder")
         status.update("export, check and verify" if not args.no_verify else "export and check")
+        from keras_convx.utils.progress import listen
+
         dynamic = _parse_dynamic(args.dynamic)
         input_shape = _parse_shape(args.input_shape, model)
         try:
-            report = export_onnx(
-                model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
-                verify=not args.no_verify, diagnose=not args.no_diagnose, nchw_io=args.nchw_io,
-                providers=args.providers.split(",") if args.providers else None,
-                input_shape=input_shape, tolerance=args.tolerance,
-                fp16=args.fp16, optimization_level=args.ort_level,
-                metadata=_meta(args.meta), precision=args.precision,
-                calibration=_calibration(args.calibration, model),
-                calibration_method=args.calibration_method,
-                keep_float=_keep_float(args.keep_float),
-                input_dtype="uint8" if args.uint8_input else "float32", target=args.target,
-                sizes=_sizes(args.sizes), fp16_headroom=args.fp16_headroom)
+            with listen(status.update):  # calibration reports its samples/s here
+                report = export_onnx(
+                    model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
+                    verify=not args.no_verify, diagnose=not args.no_diagnose,
+                    nchw_io=args.nchw_io,
+                    providers=args.providers.split(",") if args.providers else None,
+                    input_shape=input_shape, tolerance=args.tolerance,
+                    fp16=args.fp16, optimization_level=args.ort_level,
+                    metadata=_meta(args.meta), precision=args.precision,
+                    calibration=_calibration(args.calibration, model),
+                    calibration_method=args.calibration_method,
+                    keep_float=_keep_float(args.keep_float),
+                    input_dtype="uint8" if args.uint8_input else "float32",
+                    target=args.target, sizes=_sizes(args.sizes),
+                    fp16_headroom=args.fp16_headroom)
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:

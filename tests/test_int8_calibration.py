@@ -48,3 +48,22 @@ def test_streamed_calibration_equals_all_at_once(method, tmp_path):
     # count into the same bins (unseeded, entropy's threshold for y moved 39.5 -> 31.7)
     for name, (low, high) in whole.items():
         assert streamed[name] == pytest.approx((low, high), rel=1e-6), name
+
+
+def test_calibration_reports_progress(tmp_path):
+    """The CLI's spinner hears each streamed batch: samples done and samples/s."""
+    from keras_convx.utils.progress import listen
+
+    path = str(tmp_path / "g.onnx")
+    _graph(path)
+    feeds = [{"x": np.random.default_rng(i).standard_normal((4, 3, 12, 12)).astype(np.float32)}
+             for i in range(3)]
+    heard = []
+    with listen(heard.append):
+        int8.calibrate(path, str(tmp_path), feeds, "minmax")
+    assert heard[0] == "INT8 calibration (minmax): 0/12 samples"
+    assert heard[-1].startswith("INT8 calibration (minmax): 12/12 samples, ") and \
+        heard[-1].endswith(" samples/s")
+    assert len(heard) == 4
+    int8.calibrate(path, str(tmp_path), feeds, "minmax")  # no listener: nothing heard
+    assert len(heard) == 4

@@ -240,10 +240,15 @@ def calibrate(pre_path, stage, calibration_feeds, method, chunk=1):
     calibrator = create_calibrator(pre_path, [], augmented_model_path=os.path.join(
         stage, "augmented.onnx"), calibrate_method=getattr(CalibrationMethod, name),
         extra_options=options)
+    from keras_convx.utils.progress import Steps
+
     if method != "minmax":
         _seed_histograms(calibrator, calibration_feeds)
+    counts = [next(iter(f.values())).shape[0] for f in calibration_feeds]
+    steps = Steps(f"INT8 calibration ({method})", sum(counts))
     for start in range(0, len(calibration_feeds), chunk):
         calibrator.collect_data(_Reader(calibration_feeds[start:start + chunk]))
+        steps.advance(sum(counts[start:start + chunk]))
     cache = os.path.join(stage, "calibration.json")
     save_tensors_data(calibrator.compute_data(), cache)
     del calibrator
