@@ -242,6 +242,8 @@ def calibrate(pre_path, stage, calibration_feeds, method, chunk=1):
         extra_options=options)
     from keras_convx.utils.progress import Steps
 
+    calibration_feeds = _within_budget(calibrator.infer_session, calibration_feeds,
+                                       _tensor_bytes(pre_path))
     if method != "minmax":
         _seed_histograms(calibrator, calibration_feeds)
     counts = [next(iter(f.values())).shape[0] for f in calibration_feeds]
@@ -253,6 +255,46 @@ def calibrate(pre_path, stage, calibration_feeds, method, chunk=1):
     save_tensors_data(calibrator.compute_data(), cache)
     del calibrator
     return cache
+
+
+# Bytes of intermediate tensors one calibration run may hold: a batch is split into runs of
+# fewer samples when one sample's tensors take more (a 572x572 U-Net: its float tensors
+# add up to ~1.5 GB a sample, and runs of 16 were killed at 17.6 GB)
+ACTIVATION_BUDGET = 1 << 30
+
+
+def _tensor_bytes(path):
+    """Bytes of one sample's float tensors in the graph at `path` (its inferred shapes,
+    batch 1; tensors of unknown size are left out)."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    total = 0
+    for vi in list(graph.value_info) + list(graph.output):
+        tensor = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+        if tensor.elem_type == onnx.TensorProto.FLOAT and dims and None not in dims[1:]:
+            total += 4 * int(np.prod(dims[1:]))
+    return total
+
+
+def _within_budget(session, feeds, graph_bytes=0):
+    """`feeds` re-split so that one run's tensors stay within ACTIVATION_BUDGET: one
+    sample's are the larger of the graph's float tensors (`graph_bytes`) and what the
+    calibrator's session returns for one sample (a graph with a static batch keeps its
+    batches)."""
+    first = session.get_inputs()[0].shape[0]
+    batch = next(iter(feeds[0].values())).shape[0]
+    if isinstance(first, int) or batch <= 1:
+        return feeds
+    one = {k: v[:1] for k, v in feeds[0].items()}
+    per_sample = max(graph_bytes,
+                     sum(np.asarray(v).nbytes for v in session.run(None, one)))
+    size = int(max(1, min(batch, ACTIVATION_BUDGET // max(per_sample, 1))))
+    if size >= batch:
+        return feeds
+    return [{k: v[i:i + size] for k, v in feed.items()}
+            for feed in feeds for i in range(0, next(iter(feed.values())).shape[0], size)]
 
 
 def _seed_histograms(calibrator, calibration_feeds):
