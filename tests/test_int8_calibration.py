@@ -90,3 +90,25 @@ def test_calibration_runs_stay_within_the_activation_budget(tmp_path, monkeypatc
     assert len(heard) == 1 + 4  # 8 samples in 4 runs of 2
     for name, t in whole.items():
         assert np.allclose(small[name].range_value, t.range_value), name
+
+
+def test_held_out_batches_stay_within_the_activation_budget(tmp_path, monkeypatch):
+    """The held-out batch compared tensor by tensor is split like calibration runs (a
+    572x572 U-Net would expose every tensor of 8 samples at once, three times over)."""
+    import keras
+
+    import keras_convx as kc
+
+    inp = keras.Input((8, 8, 3))
+    x = kc.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    model = keras.Model(inp, kc.layers.Conv2D(4, 1)(x))
+    data = np.random.default_rng(0).normal(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    def inspected():
+        quant = kc.export_onnx(model, str(tmp_path / "q.onnx"), precision="int8",
+                               calibration=data).quantization
+        assert quant.held_out_samples == 8 and quant.passed
+        return {c.samples for c in quant.checks if c.role == "internal"}
+
+    assert inspected() == {8}  # 1 GiB: the whole held-out batch
+    monkeypatch.setattr(int8, "ACTIVATION_BUDGET", 10_000)  # a few samples' tensors
+    assert max(inspected()) < 8

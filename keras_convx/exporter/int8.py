@@ -26,6 +26,7 @@ from keras_convx.verification.quantized import LAYER_DROP_DB
 
 METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 16
+HELD_OUT_BATCH = 8
 # "auto" keep_float: at most this many layers are kept in float32 before giving up
 AUTO_KEEP_MAX = 8
 
@@ -263,12 +264,13 @@ def calibrate(pre_path, stage, calibration_feeds, method, chunk=1):
 ACTIVATION_BUDGET = 1 << 30
 
 
-def _tensor_bytes(path):
-    """Bytes of one sample's float tensors in the graph at `path` (its inferred shapes,
-    batch 1; tensors of unknown size are left out)."""
+def _tensor_bytes(path_or_model):
+    """Bytes of one sample's float tensors in a graph (a path or ModelProto; its inferred
+    shapes, batch 1; tensors of unknown size are left out)."""
     import onnx
 
-    graph = onnx.load(path, load_external_data=False).graph
+    graph = (path_or_model if isinstance(path_or_model, onnx.ModelProto) else
+             onnx.load(path_or_model, load_external_data=False)).graph
     total = 0
     for vi in list(graph.value_info) + list(graph.output):
         tensor = vi.type.tensor_type
@@ -374,16 +376,20 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
     initializers = {t.name for t in float_model.graph.initializer}
     input_names = [i.name for i in float_model.graph.input if i.name not in initializers]
     calib_feeds = feeds(calib, io, input_names)
-    runs = [list(b) for b in calibration_data.batched(held, io.get("static_batch") or 8)
+    auto = keep_float == "auto"
+    check_keep_float(keep_float, float_model, entries)  # before any work
+    kept = [] if auto or keep_float is None else list(keep_float)
+    pre = preprocessed(float_model, stage)
+    # the held-out batches: the first is compared tensor by tensor (every tensor of the
+    # float graph, the INT8 graph and Keras at once), so it keeps within the budget too
+    size = io.get("static_batch") or int(max(1, min(
+        HELD_OUT_BATCH, ACTIVATION_BUDGET // max(_tensor_bytes(pre.model), 1))))
+    runs = [list(b) for b in calibration_data.batched(held, size)
             if not io.get("static_batch") or b[0].shape[0] == io["static_batch"]]
     if verify and not runs:
         raise calibration_data.CalibrationError(
             f"export: the {held[0].shape[0]} held-out sample(s) can't fill one batch of the "
             f"graph's static batch size {io.get('static_batch')}: pass more calibration data")
-    auto = keep_float == "auto"
-    check_keep_float(keep_float, float_model, entries)
-    kept = [] if auto or keep_float is None else list(keep_float)
-    pre = preprocessed(float_model, stage)
     pre_model = pre.model
     pre_data = pre_model.SerializeToString()
     first = None  # what the rule found before "auto" kept anything in float
