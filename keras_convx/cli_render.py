@@ -282,6 +282,8 @@ def export_summary(console, report, out, build_seconds, full=False):
                   f"{report.opset}; " + timing({
                       "build": build_seconds, "export": report.export_seconds,
                       "verification": report.verify.seconds if report.verify else None,
+                      "INT8 quantization": None if report.int8_seconds is None else
+                      report.int8_seconds - (quant.seconds if quant is not None else 0.0),
                       "INT8 verification": quant.seconds if quant is not None else None}),
                   soft_wrap=True)  # one line, whatever the terminal's width
 

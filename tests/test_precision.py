@@ -252,15 +252,25 @@ def test_keep_float_auto_keeps_the_worst_until_the_rule_passes(mixed, tmp_path, 
 
 
 @qdq
-def test_cli_int8_from_npz(mixed, tmp_path):
+def test_cli_int8_from_npz(mixed, tmp_path, capsys):
+    import re
+
     from keras_convx.cli import main
 
     mixed["model"].save(str(tmp_path / "m.keras"))
     np.savez(str(tmp_path / "calib.npz"), pixels(30, seed=4))
     out = str(tmp_path / "m.onnx")
+    capsys.readouterr()
     assert main(["export", str(tmp_path / "m.keras"), "-o", out, "--precision", "int8",
                  "--calibration", str(tmp_path / "calib.npz"), "--report",
                  str(tmp_path / "r.json")]) == 0
+    # the closing line accounts for the INT8 stage: quantization and its verification
+    line = next(x for x in capsys.readouterr().out.splitlines() if "total " in x)
+    parts = dict((k.strip(), float(v)) for k, v in re.findall(
+        r"([a-zA-Z0-9 ]+) (\d+\.\d+) s", line.split("total ")[1]))
+    total = float(line.split("total ")[1].split(" s:")[0])
+    assert parts["INT8 quantization"] > 0 and parts["INT8 verification"] > 0, line
+    assert abs(sum(parts.values()) - total) < 0.02, line
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["precision"] == "int8" and report["quantization"]["passed"]
     assert read_metadata(onnx.load(out))["keras_convx.export"]["precision"] == "int8"

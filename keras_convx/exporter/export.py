@@ -50,6 +50,9 @@ class ExportReport:
     transpose_count: int = 0
     file_size: int = 0
     export_seconds: float = 0.0
+    # precision="int8": the INT8 stage's wall time (pre-processing, calibration,
+    # quantize_static and the quantized rule's verification, `quantization.seconds`)
+    int8_seconds: float = None
     bn_folded: int = 0
     fused: int = 0
     external_data: str = None
@@ -683,10 +686,12 @@ def _to_int8(model, proto, stage, tmp, io, report, calibration, method, keep_flo
     if external:
         raise ExportError("export: precision='int8' is not supported with external data "
                           "(a model past 2 GiB)")
+    start = time.perf_counter()
     try:
         qdq, quant = int8.export_int8(model, proto, stage, io, tensor_map.read(proto),
                                       calibration, method, keep_float, verify, providers,
                                       level, tensor_map)
+        report.int8_seconds = time.perf_counter() - start
     except ExportError:
         raise
     except ValueError:
