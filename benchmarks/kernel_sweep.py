@@ -24,28 +24,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
 from benchmarks import sections  # noqa: E402
+from oracle import conv as oracle  # noqa: E402  (the suite's float64 oracle)
 
 SECTION = 17
 TOLERANCE = 1e-4
-
-
-def oracle(x, w, strides, pads, dilation):
-    """Convolution (cross-correlation) of a channels-last `x` with an HWIO `w` in float64,
-    zero `pads` (before, after) per spatial axis."""
-    x = np.pad(x.astype(np.float64), [(0, 0)] + list(pads) + [(0, 0)])
-    w = w.astype(np.float64)
-    rank = x.ndim - 2
-    extent = [(k - 1) * d + 1 for k, d in zip(w.shape[:rank], dilation)]
-    outs = [(x.shape[1 + i] - extent[i]) // strides[i] + 1 for i in range(rank)]
-    out = np.zeros((x.shape[0],) + tuple(outs) + (w.shape[-1],))
-    for index in itertools.product(*[range(o) for o in outs]):
-        window = tuple(slice(index[i] * strides[i], index[i] * strides[i] + extent[i],
-                             dilation[i]) for i in range(rank))
-        patch = x[(slice(None),) + window + (slice(None),)]
-        out[(slice(None),) + index + (slice(None),)] = np.tensordot(
-            patch, w, axes=(list(range(1, rank + 2)), list(range(rank + 1))))
-    return out
 
 
 def same_pads(lengths, kernel, strides, dilation):
