@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BACKENDS ?= tensorflow jax torch
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-latest bench install clean
 
 install: $(STAMP)
 
@@ -38,6 +38,23 @@ test: $(STAMP)
 		echo "== KERAS_BACKEND=$$b"; \
 		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider --durations=15 tests; \
 	done
+
+# The newest torch the registry has, in a second venv, on the modules that meet the backend's
+# kernels: layers, serialization, export, import. PyPI's torch is a CUDA build (~6 GB with its
+# libraries; it runs on the CPU); PIP_CONFIG_FILE=/dev/null skips this machine's pip cap
+# (torch<=2.14.1) for this venv only. jax 0.11 and 0.12 need Python >= 3.12: on 3.11 pip's
+# newest is 0.10.2, what .venv has, so this venv adds no jax coverage.
+LATEST := .venv-latest
+LATEST_TORCH ?= 2.15.*
+LATEST_TESTS := tests/test_conv.py tests/test_family.py tests/test_layer_contract.py \
+	tests/test_serialization.py tests/test_backend_kernels.py tests/test_torch_parity.py \
+	tests/test_export.py tests/test_import.py tests/test_import_torch.py
+
+test-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python -m pip install --quiet "torch==$(LATEST_TORCH)"
+	PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python -m pip install --quiet -e ".[jax,test]"
+	KERAS_BACKEND=torch $(LATEST)/bin/python -m pytest -q -p no:cacheprovider $(LATEST_TESTS)
 
 # Sections 1-4 (run.py), then per backend: verification spread and faults (section 5),
 # keras.applications against Keras's own export (section 6; needs the bench extra);
