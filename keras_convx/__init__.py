@@ -32,7 +32,7 @@ _TABLE = {
     **{name: "keras_convx.exporter" for name in (
         "export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
         "VerificationError")},
-    "VerificationFailed": "keras_convx.verification.report",
+    **{name: "keras_convx.verification.report" for name in ("VerificationFailed", "Report")},
     **{name: "keras_convx.importer" for name in (
         "import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import",
         "diagnose_import")},

@@ -296,21 +296,19 @@ def cmd_verify(args):
                        f"({str(err).splitlines()[0]})") from None
     from types import SimpleNamespace
 
-    from keras_convx.verification.quantized import QuantReport
-
-    if isinstance(report, QuantReport):  # an INT8 file: the quantized rule
-        render.quant_summary(console, report)
+    if report.quantization is not None:  # an INT8 file: the quantized rule
+        render.quant_summary(console, report.quantization)
         if args.plot:
             raise BadInput("--plot draws error/scale along the graph; an INT8 file is judged "
                            "by SQNR (the report lists it per layer)")
     else:
         console.print(render.report_table(SimpleNamespace(
-            path=args.model, method="verify", reason="existing file", verify=report)))
-        render.tensor_summary(console, report, full=args.full_report)
+            path=args.model, method="verify", reason="existing file", verify=report.verify)))
+        render.tensor_summary(console, report.verify, full=args.full_report)
     if args.report:
         render.write_report(args.report, report)
     if args.plot:
-        render.plot(args.plot, report)
+        render.plot(args.plot, report.verify)
     if not report.passed and Path(args.source).suffix != ".keras" and not args.weights:
         print("keras-convx: verification failed; the source was built with fresh random "
               "weights: pass --weights or verify against a .keras file", file=sys.stderr)

@@ -46,7 +46,7 @@ def assert_export_parity(model, inputs=None, *, tolerance=None, providers=None,
         **export_kwargs: passed to `export_onnx` (`method`, `opset`, `dynamic_axes`...).
 
     Returns:
-        The `VerifyReport` of the last level, for further checks.
+        The `Report` of the last level (`verify_onnx`'s), for further checks.
 
     Raises:
         AssertionError: the model does not export, or a tensor differs; the message names

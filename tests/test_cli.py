@@ -42,7 +42,7 @@ def test_export_success_writes_file_and_report(tmp_path, capsys):
     # the plot: a PNG of every compared tensor; the report's rows carry Polygraphy's numbers
     assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "plotted" in stdout and "PSNR dB" in stdout
-    rows = json.loads(report.read_text())["tensors"]
+    rows = json.loads(report.read_text())["verify"]["tensors"]
     compared = [r for r in rows if r["status"] in ("pass", "FAIL")]
     assert compared and all(0 <= r["median_rel"] <= r["p99_rel"] <= r["rel"] * (1 + 1e-6)
                             for r in compared)

@@ -649,7 +649,8 @@ def test_import_onnx_verifies_and_saves_atomically_and_keeps_what_fails(tmp_path
     import json
 
     kept = json.loads((tmp_path / "nan.failed.json").read_text())
-    assert kept["passed"] is False and kept["tensors"][-1]["nonfinite"] == "both"
+    assert kept["passed"] is False and kept["direction"] == "import"
+    assert kept["verify"]["tensors"][-1]["nonfinite"] == "both"
     assert sorted(os.listdir(tmp_path)) == ["good.keras", "good.onnx", "nan.failed.json",
                                             "nan.failed.keras"]  # no temporary file left
 

@@ -53,7 +53,7 @@ def test_sizes_are_derived_from_the_graph():
 def test_a_size_the_net_cant_run_is_a_failed_verification_naming_the_node():
     with pytest.raises(ImportVerificationError) as caught:
         kc.import_onnx(_pyramid(), verify=True, sizes=[(16, 24)])
-    reason = caught.value.report.reason()
+    reason = caught.value.report.why()
     assert "onnxruntime" in reason and "[2, 3, 16, 24]" in reason and "'sum" in reason, reason
     # one base for failed verifications, export and import alike
     assert isinstance(caught.value, kc.VerificationFailed)
@@ -74,7 +74,7 @@ def test_a_net_that_runs_at_no_derived_size_says_how_to_pass_sizes():
                   {"x": DYNAMIC}, {"w": _w(4, 3, 3, 3), "bias_map": _w(1, 4, 10, 10)})
     with pytest.raises(ImportVerificationError) as caught:
         kc.import_onnx(model, verify=True)
-    reason = caught.value.report.reason()
+    reason = caught.value.report.why()
     assert "none of the sizes derived" in reason and "sizes=[(H, W)" in reason, reason
     assert "--sizes" in reason
     assert kc.import_onnx(model, verify=True, sizes=[(10, 10)]).import_report.passed

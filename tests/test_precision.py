@@ -335,7 +335,7 @@ def _qdq_file_imports_as_float(model, path, test_x, test_y, float_acc):
     kernels = [q for q in weights if "kernel" in q["node"]]
     assert len(kernels) == 3 and all(len(q["scale"]) > 1 and q["axis"] is not None
                                      and q["dtype"] == "int8" for q in kernels), kernels
-    assert back.import_report.passed and back.import_report.quantization == quantization
+    assert back.import_report.passed and back.import_report.verify.quantization == quantization
     logits = keras.ops.convert_to_numpy(back(test_x))
     expected = keras.ops.convert_to_numpy(model(test_x))
     sqnr = 10 * np.log10(np.sum(expected ** 2) / np.sum((logits - expected) ** 2))
@@ -578,7 +578,10 @@ def test_verify_onnx_rejudges_an_int8_file_by_the_quantized_rule(mixed, tmp_path
     model, path = mixed["model"], mixed["path"]
     held = [pixels(8, seed=21)]
     report = kc.verify_onnx(model, path, samples=[held])
-    assert isinstance(report, QuantReport) and report.passed, report.summary()
+    # the one Report type, its INT8 section a QuantReport
+    assert isinstance(report, kc.Report) and isinstance(report.quantization, QuantReport)
+    assert report.direction == "verify" and report.verify is None and report.passed, \
+        report.summary()
     assert report.calibration is None and not report.warnings  # real samples: no warning
     bad, layer = mutate_int8(onnx.load(path), "weight_scale_x4")
     onnx.save(bad, str(tmp_path / "bad.onnx"))

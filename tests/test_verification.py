@@ -319,3 +319,48 @@ def test_verify_onnx_takes_the_model_first_and_the_old_order_warns(tmp_path):
         assert kc.verify_onnx(tmp_path / "m.onnx", model).passed
     with pytest.raises(TypeError, match="must be a Keras model"):
         kc.verify_onnx(str(tmp_path / "m.onnx"), str(tmp_path / "m.onnx"))
+
+
+def test_one_report_type_for_export_verify_and_import(tmp_path):
+    """Export, verification and import give the same `Report` type, with the same
+    `passed`, `why()`, `summary()` and JSON; failures carry it in either direction."""
+    import json
+
+    from keras_convx.importer import ImportVerificationError
+
+    model = _model([kc.Conv2D(4, 3, name="conv"), keras.layers.ReLU(name="relu"),
+                    kc.Conv2D(3, 1, name="head")], (8, 8, 2))
+    path = str(tmp_path / "m.onnx")
+    made = kc.export_onnx(model, path)
+    again = kc.verify_onnx(model, path)
+    back = kc.import_onnx(path, verify=True)
+    reports = {"export": made, "verify": again, "import": back.import_report}
+    for direction, report in reports.items():
+        assert type(report) is kc.Report and report.direction == direction
+        assert report.passed and report.why() == "passed" and report.path == path
+        data = json.loads(report.to_json())
+        assert data["direction"] == direction and data["passed"] is True
+        assert data["verify"] is not None and report.summary().splitlines()[0].endswith(
+            "passed")
+    assert made.model is model and again.model is model
+    assert len(again.checks) == len(again.verify.checks) > 0  # sections read through
+    assert list(back.import_report.outputs) == list(back.import_report.verify.outputs)
+    # a wrong weight: the same type says what failed, in both directions
+    proto = onnx.load(path)
+    for init in proto.graph.initializer:
+        if "conv" in init.name and len(init.dims) == 4:
+            values = onnx.numpy_helper.to_array(init) * 1.5
+            init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+            break
+    bad = str(tmp_path / "bad.onnx")
+    onnx.save(proto, bad)
+    verdict = kc.verify_onnx(model, bad)
+    assert type(verdict) is kc.Report and not verdict.passed
+    assert "conv" in verdict.why() and "FAILED" in verdict.summary().splitlines()[0]
+    # the imported model against the wrong file: the import direction's failure
+    differs = kc.verify_import(back, onnx.load(bad))
+    assert type(differs) is kc.Report and differs.direction == "import" and not differs.passed
+    assert "first difference at node" in differs.why()
+    error = ImportVerificationError(differs)
+    assert isinstance(error, kc.VerificationFailed) and error.report is differs
+    assert differs.why() in str(error)

@@ -15,7 +15,10 @@ from keras_convx.exporter import float16, passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
 from keras_convx.utils.files import staging_dir, umask_mode
-from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport
+from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport  # noqa: F401
+from keras_convx.verification.report import Report
+
+ExportReport = Report  # the old name: export's report is the one `Report` type
 from keras_convx.exporter import lowerings  # noqa: F401,E402  (registers the lowerings)
 
 METHODS = ("auto", "native", "tf2onnx")
@@ -36,56 +39,6 @@ class UnsupportedModel(ValueError):
             + (f"{note}. " if note else "") +
             f"Teach it with @keras_convx.exporter.lowering(YourClass) (see README, "
             f"'Exporting your own layers')")
-
-
-@dataclasses.dataclass
-class ExportReport:
-    """What `export_onnx` did: method and why, graph size, timings, verification, diagnosis."""
-
-    path: str
-    method: str
-    reason: str
-    opset: int
-    node_count: int = 0
-    transpose_count: int = 0
-    file_size: int = 0
-    export_seconds: float = 0.0
-    # precision="int8": the INT8 stage's wall time (pre-processing, calibration,
-    # quantize_static and the quantized rule's verification, `quantization.seconds`)
-    int8_seconds: float = None
-    bn_folded: int = 0
-    fused: int = 0
-    external_data: str = None
-    precision: str = "float32"
-    # float16: nodes kept float32 because their values leave float16's range
-    float16_kept: list = dataclasses.field(default_factory=list)
-    target: str = "cpu"
-    # what the target is known to reject or slow, with references (`targets.RULES`)
-    lint: list = dataclasses.field(default_factory=list)
-    verify: VerifyReport = None
-    quantization: object = None  # a QuantReport (precision="int8")
-
-    @property
-    def passed(self):
-        return (self.verify is None or self.verify.passed) and (
-            self.quantization is None or self.quantization.passed)
-
-    @property
-    def diagnosis(self):
-        """The tensors whose ONNX values diverge from Keras's, in graph order."""
-        return self.verify.diagnosis if self.verify is not None else []
-
-    def to_dict(self):
-        out = dataclasses.asdict(self)
-        out["passed"] = self.passed
-        if self.verify is not None:
-            out["verify"] = self.verify.to_dict()
-        if self.quantization is not None:
-            out["quantization"] = self.quantization.to_dict()
-        return out
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, default=str)
 
 
 @dataclasses.dataclass
@@ -514,7 +467,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, json.dumps(made))]:
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
-    report = ExportReport(path=path, method=chosen, reason=reason, opset=int(opset),
+    report = Report(path=path, method=chosen, reason=reason, opset=int(opset), model=model,
                           node_count=len(proto.graph.node),
                           transpose_count=_count(proto, "Transpose"),
                           bn_folded=builder.bn_folded if builder is not None else 0,

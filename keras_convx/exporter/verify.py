@@ -13,7 +13,7 @@ from keras_convx.exporter import tensor_map
 from keras_convx.verification.inputs import input_distribution, metadata, model_inputs  # noqa: F401
 from keras_convx.verification.ort_runner import INSPECT_LEVEL, LEVELS, first_line  # noqa: F401
 from keras_convx.verification.report import (  # noqa: F401
-    ExportError, TensorCheck, VerificationError, VerifyReport,
+    ExportError, Report, TensorCheck, VerificationError, VerifyReport,
 )
 from keras_convx.verification.rules import (  # noqa: F401  (public constants)
     DEFAULT_TOLERANCES, LOW_PRECISION_TOLERANCES, TOLERANCE_RULE,
@@ -57,11 +57,13 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
             map from each Keras tensor to the ONNX tensor holding it).
 
     Returns:
-        A `VerifyReport`; `report.passed` says whether everything agreed, and
-        `report.diagnosis` lists the tensors that diverge, in graph order. An INT8 file
-        (its `keras_convx.export` metadata says so) is judged by the quantized rule
-        instead and gives a `QuantReport` (`keras_convx.verification.quantized`): pass
-        real `samples`, since random inputs can fall outside the calibrated ranges.
+        A `Report` (direction `"verify"`, the type `export_onnx` returns): `report.passed`
+        says whether everything agreed, `report.verify` holds the comparison (a
+        `VerifyReport`: `report.checks`, `report.tensors` read it), and `report.diagnosis`
+        lists the tensors that diverge, in graph order. An INT8 file (its
+        `keras_convx.export` metadata says so) is judged by the quantized rule instead:
+        `report.quantization` is a `QuantReport` (`keras_convx.verification.quantized`);
+        pass real `samples`, since random inputs can fall outside the calibrated ranges.
 
     Raises:
         ExportError: the graph can't be run against this model (onnxruntime rejects it,
@@ -90,14 +92,24 @@ def verify_onnx(model, path, samples=None, providers=None, tolerance=None,
             raise ExportError(f"verify: can't read {path}: {first_line(err)}") from None
     from keras_convx.exporter.metadata import EXPORT_KEY, read
 
+    report = Report(path=path, direction="verify", model=model, opset=_opset(onnx_model))
     if (read(onnx_model).get(EXPORT_KEY) or {}).get("precision") == "int8":
-        return _verify_int8(model, onnx_model, path, samples, providers, seed,
-                            optimization_level, inspect)
+        report.precision = "int8"
+        report.quantization = _verify_int8(model, onnx_model, path, samples, providers, seed,
+                                           optimization_level, inspect)
+        return report
     verifier = Verifier(model, metadata(onnx_model), tensor_map.read(onnx_model), samples,
                         batch_sizes, seed)
     external = path and any(t.data_location == 1 for t in onnx_model.graph.initializer)
-    return verifier.verify(onnx_model, path, providers, tolerance, optimization_level, inspect,
-                           base_dir=os.path.dirname(os.path.abspath(path)) if external else None)
+    report.verify = verifier.verify(
+        onnx_model, path, providers, tolerance, optimization_level, inspect,
+        base_dir=os.path.dirname(os.path.abspath(path)) if external else None)
+    return report
+
+
+def _opset(onnx_model):
+    return next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
+                None)
 
 
 def _verify_int8(model, onnx_model, path, samples, providers, seed, level, inspect):

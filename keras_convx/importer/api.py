@@ -1,5 +1,7 @@
 """`import_onnx`: an ONNX model -> a Functional Keras model of keras_convx and Keras layers."""
 
+import os
+
 from keras_convx.importer import frontend
 from keras_convx.importer.convert import build
 
@@ -91,8 +93,10 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
         start = time.perf_counter()
         report = verify_import(model, _with_data(path_or_model), data_format,
                                tolerance=tolerance, sizes=sizes, _built=(model, walk, graph))
-        report.layouts = model.import_layouts
-        report.seconds = time.perf_counter() - start
+        report.verify.layouts = model.import_layouts
+        report.verify.seconds = time.perf_counter() - start
+        if isinstance(path_or_model, (str, os.PathLike)):
+            report.path = os.fspath(path_or_model)
         model.import_report = report
         if not report.passed:
             kept = _keep_failed(model, report, output) if output is not None else None
@@ -107,8 +111,6 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
 def _with_data(source):
     """The graph as imported, as a ModelProto with its weights (external data checked and
     loaded as the front end does)."""
-    import os
-
     import onnx
 
     if isinstance(source, onnx.ModelProto):

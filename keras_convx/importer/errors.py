@@ -33,7 +33,7 @@ class ImportVerificationError(OnnxImportError, VerificationFailed):
     """The imported Keras model differs from onnxruntime on the same inputs.
 
     Attributes:
-        report: the `ImportVerifyReport`.
+        report: the import's `Report` (its `verify` section an `ImportVerifyReport`).
         kept: the `.failed.keras` file kept for inspection (with its `.failed.json`
             report), or None when no output path was given.
     """
@@ -41,7 +41,7 @@ class ImportVerificationError(OnnxImportError, VerificationFailed):
     def __init__(self, report, kept=None):
         self.report, self.kept = report, kept
         where = f"; kept {kept} and its .failed.json" if kept else "; nothing written"
-        super().__init__(f"import_onnx: verification failed: {report.reason()}{where}")
+        super().__init__(f"import_onnx: verification failed: {report.why()}{where}")
 
 
 class Unsupported(Exception):

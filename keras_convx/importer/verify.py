@@ -15,7 +15,8 @@ from keras_convx.importer.errors import OnnxImportError
 
 @dataclasses.dataclass
 class ImportVerifyReport:
-    """The imported Keras model against onnxruntime on the same inputs, by the export's rule.
+    """The imported Keras model against onnxruntime on the same inputs, by the export's rule:
+    the `verify` section of an import's `Report`.
 
     `outputs`: {ONNX output name: `stats.TensorError`}. `tensors`: [(node name, op type,
     ONNX tensor name, `stats.TensorError`)] for every tensor the Keras model holds, in graph
@@ -282,13 +283,29 @@ def verify_import(model, onnx_model, data_format="channels_last", seed=0, tolera
     """Runs `model` (Keras, as `import_onnx` built it) and `onnx_model` (a ModelProto,
     external data loaded) on the same inputs, drawn at the model's scale, and compares
     the outputs (at `optimization_level`, on every provider) and every tensor the Keras
-    model holds (unoptimised, on CPU); returns an `ImportVerifyReport`.
+    model holds (unoptimised, on CPU).
+
+    Returns a `Report` (direction `"import"`, the type `export_onnx` returns) whose
+    `verify` section is an `ImportVerifyReport` (`report.outputs`, `report.tensors`,
+    `report.why()` read it).
 
     A graph with symbolic axes after the batch (dynamic height/width) is compared at two
     sizes it accepts, derived from the graph (`keras_convx.verification.sizes`: multiples
     of its total stride that every unpadded window fits in), or at each of `sizes` (an int
     for every dynamic axis, or a tuple of one per axis). A runtime that raises makes a
     failed report naming it, the input shape and the node, never an exception."""
+    from keras_convx.verification.report import Report
+
+    section = _compare_import(model, onnx_model, data_format, seed, tolerance, providers,
+                              optimization_level, sizes, layouts, _built)
+    opset = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
+                 None)
+    return Report(path="", direction="import", opset=opset, verify=section)
+
+
+def _compare_import(model, onnx_model, data_format, seed, tolerance, providers,
+                    optimization_level, sizes, layouts, _built):
+    """`verify_import`'s comparison: an `ImportVerifyReport`."""
     from keras_convx.verification import sizes as S
 
     tolerance = stats.CPU_TOLERANCE if tolerance is None else tolerance

@@ -1,4 +1,5 @@
-"""What verification found: one row per tensor compared, and the report of a run."""
+"""What verification found: one row per tensor compared, the comparison's section, and
+`Report`, the one report type of every direction (export, import, verify, INT8)."""
 
 import dataclasses
 import json
@@ -179,3 +180,123 @@ class VerifyReport:
 
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, default=str)
+
+
+DIRECTIONS = ("export", "import", "verify")
+
+
+@dataclasses.dataclass
+class Report:
+    """What one export, import or verification did and found: the one report type.
+
+    `export_onnx` returns it, `verify_onnx` returns it, `import_onnx` puts it on
+    `model.import_report`, and every `VerificationFailed` (`VerificationError`,
+    `ImportVerificationError`) carries it as `.report`.
+
+    `direction`: `"export"`, `"import"` or `"verify"`; `path`: the ONNX file; `model`: the
+    Keras model of an export or verification (not serialized: `to_dict` gives its name).
+    Its sections, None where they do not apply: `verify`, the float comparison tensor by
+    tensor (a `VerifyReport` for export and verify, an `ImportVerifyReport` for import), and
+    `quantization`, the INT8 rule (a `QuantReport`). The export's own facts (method, graph
+    size, timings, precision, target lint) are fields. An attribute the report does not
+    have is read from its sections, so `report.checks`, `report.outputs` or
+    `report.layers` reach the section that holds them.
+    """
+
+    path: str
+    method: str = None
+    reason: str = ""
+    opset: int = None
+    direction: str = "export"
+    model: object = dataclasses.field(default=None, repr=False, compare=False)
+    node_count: int = 0
+    transpose_count: int = 0
+    file_size: int = 0
+    export_seconds: float = 0.0
+    # precision="int8": the INT8 stage's wall time (pre-processing, calibration,
+    # quantize_static and the quantized rule's verification, `quantization.seconds`)
+    int8_seconds: float = None
+    bn_folded: int = 0
+    fused: int = 0
+    external_data: str = None
+    precision: str = "float32"
+    # float16: nodes kept float32 because their values leave float16's range
+    float16_kept: list = dataclasses.field(default_factory=list)
+    target: str = "cpu"
+    # what the target is known to reject or slow, with references (`targets.RULES`)
+    lint: list = dataclasses.field(default_factory=list)
+    verify: object = None  # VerifyReport (export, verify) or ImportVerifyReport (import)
+    quantization: object = None  # a QuantReport (INT8)
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"Report: direction must be one of {DIRECTIONS}, got "
+                             f"{self.direction!r}")
+
+    def __getattr__(self, name):
+        # only called for what the report itself lacks: read it from its sections
+        if name.startswith("__") or name in ("verify", "quantization"):
+            raise AttributeError(name)
+        for section in (self.__dict__.get("verify"), self.__dict__.get("quantization")):
+            if section is not None and hasattr(section, name):
+                return getattr(section, name)
+        raise AttributeError(f"{type(self).__name__} ({self.__dict__.get('direction')}) has "
+                             f"no attribute {name!r}, nor do its sections")
+
+    @property
+    def sections(self):
+        return [s for s in (self.verify, self.quantization) if s is not None]
+
+    @property
+    def passed(self):
+        """Every section passed; an import or verification with no section never does (an
+        export without verification has none and passes: nothing was claimed)."""
+        if not self.sections:
+            return self.direction == "export"
+        return all(s.passed for s in self.sections)
+
+    @property
+    def diagnosis(self):
+        """The tensors whose ONNX values diverge from Keras's, in graph order."""
+        return getattr(self.verify, "diagnosis", None) or []
+
+    def why(self):
+        """Why it does not pass, in one line (`"passed"` when it does): the first failing
+        section's own account."""
+        if self.passed:
+            return "passed"
+        if not self.sections:
+            return f"nothing was verified ({self.direction})"
+        bad = next(s for s in self.sections if not s.passed)
+        return bad.reason() if callable(getattr(bad, "reason", None)) else \
+            bad.summary().splitlines()[0]
+
+    def summary(self):
+        """The one rendering: a line for the run, then each section's own lines."""
+        what = {"export": f"export ({self.method})" if self.method else "export",
+                "import": "import", "verify": "verification"}[self.direction]
+        state = "passed" if self.passed else (
+            "not verified" if not self.sections else "FAILED")
+        lines = [f"{what} of {self.path or '(in memory)'}: {state}"]
+        for section in self.sections:
+            lines.append(section.summary())
+        return "\n".join(lines)
+
+    def to_dict(self):
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("model", "verify", "quantization")}
+        out["model"] = getattr(self.model, "name", None)
+        out["passed"] = self.passed
+        for key in ("verify", "quantization"):
+            section = getattr(self, key)
+            out[key] = _section_dict(section) if section is not None else None
+        return out
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+
+def _section_dict(section):
+    if hasattr(section, "to_dict"):
+        return section.to_dict()
+    return json.loads(section.to_json())
