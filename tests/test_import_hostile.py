@@ -42,7 +42,7 @@ def _conv_with_external(tmp_path, location, length=None):
 def test_external_data_inside_the_folder_loads(tmp_path):
     path = _conv_with_external(tmp_path, "weights.bin")
     (tmp_path / "model" / "weights.bin").write_bytes((tmp_path / "weights.bin").read_bytes())
-    model = kc.import_onnx(path)
+    model = kc.import_onnx(path, verify=False)
     proto = onnx.load(str(path))  # onnx's own loader, for the reference
     assert kc.verify_import(model, proto).passed
 
@@ -52,7 +52,7 @@ def test_external_data_outside_the_folder_is_refused(tmp_path, location):
     path = _conv_with_external(tmp_path, location)
     with pytest.raises(OnnxImportError, match=r"initializer 'w': external data location .* is "
                                               r"outside the model's folder"):
-        kc.import_onnx(path)
+        kc.import_onnx(path, verify=False)
 
 
 def test_onnx_itself_refuses_the_traversal_too(tmp_path):
@@ -68,13 +68,13 @@ def test_external_data_range_past_the_file_is_refused(tmp_path):
     path = _conv_with_external(tmp_path, "weights.bin", length=10 ** 6)
     (tmp_path / "model" / "weights.bin").write_bytes((tmp_path / "weights.bin").read_bytes())
     with pytest.raises(OnnxImportError, match=r"initializer 'w': external data range"):
-        kc.import_onnx(path)
+        kc.import_onnx(path, verify=False)
 
 
 def test_external_data_needs_a_path(tmp_path):
     path = _conv_with_external(tmp_path, "weights.bin")
     with pytest.raises(OnnxImportError, match=r"pass the model's path"):
-        kc.import_onnx(onnx.load(str(path), load_external_data=False))
+        kc.import_onnx(onnx.load(str(path), load_external_data=False), verify=False)
 
 
 def test_tensor_larger_than_its_data_is_refused():
@@ -82,7 +82,7 @@ def test_tensor_larger_than_its_data_is_refused():
     proto.graph.initializer[0].dims[0] = 300  # claims 100x the bytes it holds
     with pytest.raises(OnnxImportError, match=r"initializer 'w': shape \[300, 4, 3, 3\] needs "
                                               r"43200 bytes, the data holds 432"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 def test_absurd_initializer_shape_is_refused_before_allocation():
@@ -90,7 +90,7 @@ def test_absurd_initializer_shape_is_refused_before_allocation():
     del proto.graph.initializer[0].dims[:]
     proto.graph.initializer[0].dims.extend([10 ** 6, 10 ** 6, 3, 3])
     with pytest.raises(OnnxImportError, match=r"initializer 'w': shape .* elements, more than"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 def test_cycle_is_refused_with_node_names():
@@ -99,25 +99,25 @@ def test_cycle_is_refused_with_node_names():
                    helper.make_node("Relu", ["b"], ["y"], name="third")], {"x": X4})
     with pytest.raises(OnnxImportError, match=r"cycle through node 'first' \(Relu\), node "
                                               r"'second'"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 def test_undefined_input_and_duplicate_output_are_refused():
     proto = graph([helper.make_node("Relu", ["nowhere"], ["y"], name="lost")], {"x": X4})
     with pytest.raises(OnnxImportError, match=r"node 'lost' \(Relu\): input 'nowhere' is not"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
     proto = graph([helper.make_node("Relu", ["x"], ["y"], name="one"),
                    helper.make_node("Tanh", ["x"], ["y"], name="two")], {"x": X4})
     with pytest.raises(OnnxImportError, match=r"node 'two' \(Tanh\): output 'y' is already "
                                               r"produced by node 'one'"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 def test_unknown_domain_is_named():
     proto = graph([helper.make_node("Relu", ["x"], ["y"], name="custom", domain="evil.ops")],
                   {"x": X4}, domains=["evil.ops"])
     with pytest.raises(OnnxImportError, match=r"custom \(Relu\): unknown domain 'evil.ops'"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 @pytest.mark.parametrize("dims,pattern", [
@@ -131,7 +131,7 @@ def test_absurd_input_shapes_are_refused(dims, pattern):
     for d, n in zip(shape.dim, dims):
         d.dim_value = n
     with pytest.raises(OnnxImportError, match=pattern):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
 
 
 def test_huge_constant_folding_is_refused_before_running():
@@ -141,7 +141,7 @@ def test_huge_constant_folding_is_refused_before_running():
                   {"x": X4}, {"s": i64(100000, 100000)})
     start = time.perf_counter()
     with pytest.raises(OnnxImportError, match=r"node 'bomb' \(ConstantOfShape\): .*exceeds"):
-        kc.import_onnx(proto)
+        kc.import_onnx(proto, verify=False)
     assert time.perf_counter() - start < MUTANT_SECONDS
 
 
@@ -151,7 +151,7 @@ def test_truncated_and_garbage_files(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00\xff" * 100)
     for name in ("cut.onnx", "junk.onnx", "missing.onnx"):
         with pytest.raises(OnnxImportError, match=name.replace(".", r"\.")):
-            kc.import_onnx(tmp_path / name)
+            kc.import_onnx(tmp_path / name, verify=False)
 
 
 # ---- fuzz -------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_fuzz_mutants_give_a_model_or_a_clear_error():
     step = max(len(passed_front_end) // FUZZ_BUILT, 1)
     for kind, mutant in passed_front_end[::step][:FUZZ_BUILT]:
         try:
-            model = kc.import_onnx(mutant)
+            model = kc.import_onnx(mutant, verify=False)
         except OnnxImportError as err:
             assert str(err).startswith("import_onnx: "), err
             counts["built: clear error"] += 1

@@ -48,7 +48,7 @@ def _scales(proto):
 
 
 def test_ceil_mode_max_pool_exports_as_one_max_pool_and_quantizes(tmp_path):
-    model = kc.import_onnx(ceil_mode_graph())
+    model = kc.import_onnx(ceil_mode_graph(), verify=False)
     pad = next(layer for layer in model.layers if "Padding" in type(layer).__name__)
     assert pad.constant_value < -1e38  # what the importer builds: the lowest float32
     report = kc.export_onnx(model, str(tmp_path / "f.onnx"))

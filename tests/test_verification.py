@@ -333,7 +333,8 @@ def test_one_report_type_for_export_verify_and_import(tmp_path):
     path = str(tmp_path / "m.onnx")
     made = kc.export_onnx(model, path)
     again = kc.verify_onnx(model, path)
-    back = kc.import_onnx(path, verify=True)
+    back = kc.import_onnx(path)  # verifies by default, as export does
+    assert not hasattr(kc.import_onnx(path, verify=False), "import_report")
     reports = {"export": made, "verify": again, "import": back.import_report}
     for direction, report in reports.items():
         assert type(report) is kc.Report and report.direction == direction

@@ -6,7 +6,7 @@ from keras_convx.importer import frontend
 from keras_convx.importer.convert import build
 
 
-def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=False,
+def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=True,
                 tolerance=None, output=None, sizes=None, layouts="keras"):
     """Imports an ONNX model as a backend-agnostic Keras model with its weights.
 
@@ -28,7 +28,8 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
         name: the Keras model's name (default: the ONNX graph's name).
         verify: run the model and onnxruntime on the same inputs and compare every tensor
             the model holds, by the export's rule (`verify_import`); the report is
-            `model.import_report`.
+            `model.import_report`. True by default, as `export_onnx`'s (it used to be False:
+            `verify=False` gives the unverified model without the comparison's cost).
         tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
         output: a `.keras` path to save the model to, atomically, once verified.
         sizes: the sizes of dynamic axes after the batch (height, width...) verification
