@@ -168,14 +168,14 @@ def test_hostile_filesystem_conditions(tmp_path, capsys, monkeypatch):
     assert code == 2 and "is not writable" in err
     monkeypatch.setattr(os, "access", real_access)
 
-    from keras_convx.exporter import export as export_module
+    from keras_convx.exporter import publish as publish_module
 
     def disk_full(path, data):
         with real_open(path, "wb") as f:
             f.write(data[:100])  # a partial write, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export_module, "_write_file", disk_full)
+    monkeypatch.setattr(publish_module, "write_file", disk_full)
     out = tmp_path / "full" / "a.onnx"
     out.parent.mkdir()
     code, _, err = run(capsys, "export", str(config), "--scale", "t", "-o", str(out))

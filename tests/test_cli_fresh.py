@@ -100,7 +100,9 @@ def test_import_export_verify(tmp_path):
                                                             line.split("total ")[1]))
     total = float(line.split("total ")[1].split(" s:")[0])
     assert {"backend import", "build", "export", "verification", "other"} <= set(parts), line
-    assert parts["backend import"] > 0.5 and abs(sum(parts.values()) - total) < 0.02, line
+    # each printed value is rounded to 0.01 s: the parts add up within half that per value
+    assert parts["backend import"] > 0.5, line
+    assert abs(sum(parts.values()) - total) <= 0.005 * (len(parts) + 1) + 1e-9, line
     code, out, err = cli(tmp_path, "verify", "back.onnx", "tiny.keras")
     assert code == 0, out + err
     code, _, err = cli(tmp_path, "export", "nope.yaml", "-o", "n.onnx")

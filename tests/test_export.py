@@ -401,7 +401,7 @@ def test_checker_keeps_strict_shape_inference_with_large_weights():
     # contradicts its Conv must still be rejected, as the full checker rejects it
     from onnx import TensorProto, helper, numpy_helper
 
-    from keras_convx.exporter.export import _SMALL_CONSTANT_BYTES, _check
+    from keras_convx.exporter.publish import _SMALL_CONSTANT_BYTES, check as _check
 
     def conv_model(out_channels):
         weight = numpy_helper.from_array(

@@ -270,7 +270,8 @@ def test_cli_int8_from_npz(mixed, tmp_path, capsys):
         r"([a-zA-Z0-9 ]+) (\d+\.\d+) s", line.split("total ")[1]))
     total = float(line.split("total ")[1].split(" s:")[0])
     assert parts["INT8 quantization"] > 0 and parts["INT8 verification"] > 0, line
-    assert abs(sum(parts.values()) - total) < 0.02, line
+    # each printed value is rounded to 0.01 s: the parts add up within half that per value
+    assert abs(sum(parts.values()) - total) <= 0.005 * (len(parts) + 1) + 1e-9, line
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["precision"] == "int8" and report["quantization"]["passed"]
     assert read_metadata(onnx.load(out))["keras_convx.export"]["precision"] == "int8"

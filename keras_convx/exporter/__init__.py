@@ -8,8 +8,8 @@ client of it (the tensor map and flat graphs only the exporter has).
 import importlib
 
 _PUBLIC = {
-    "export": ("ExportReport", "UnsupportedModel", "export_onnx", "unsupported_layers",
-               "LoweringContext", "coverage", "CoverageRow"),
+    "export": ("ExportReport", "UnsupportedModel", "export_onnx", "LoweringContext"),
+    "lowering_coverage": ("unsupported_layers", "coverage", "CoverageRow"),
     "registry": ("CHANNELS_FIRST", "KERAS_ORDER", "LOWERINGS", "SAME", "Lowering", "lowering"),
     "verify": ("ExportError", "VerificationError", "Verifier", "VerifyReport", "verify_onnx"),
     "trace": ("substitute",),

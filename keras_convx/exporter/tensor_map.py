@@ -28,7 +28,7 @@ def subclassed(model):
 def functional(model, input_shapes=None):
     """The Functional graph of a Functional or (built) Sequential model; a subclassed
     model becomes a Functional model of one node, itself, traced through its `call` when
-    flattened (`trace.as_functional`; `input_shapes` without batch, else the shapes it
+    flattened (`subclassed.as_functional`; `input_shapes` without batch, else the shapes it
     was built or called with).
 
     Raises:
@@ -41,7 +41,9 @@ def functional(model, input_shapes=None):
             raise ValueError("export: build the Sequential model with an input shape first")
         return model._functional
     if subclassed(model):
-        return trace.as_functional(model, input_shapes)
+        from keras_convx.exporter.subclassed import as_functional
+
+        return as_functional(model, input_shapes)
     if not hasattr(model, "_nodes_by_depth"):
         raise ValueError(f"export: model must be a Keras model (Functional, Sequential or "
                          f"subclassed), got {type(model).__name__}")
