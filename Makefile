@@ -127,6 +127,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/seed_sweep.py --update-results $(BACKENDS:%=benchmarks/runs/s-%.json)
 	KERAS_BACKEND=tensorflow $(PY) benchmarks/fp16_headroom.py --json benchmarks/runs/fp16.json
 	$(PY) benchmarks/fp16_headroom.py --update-results benchmarks/runs/fp16.json
+	# export cost at real sizes (22): calibration memory, INT8 time, weight throughput
+	$(PY) benchmarks/export_cost.py --json benchmarks/runs/export-cost.json
+	$(PY) benchmarks/export_cost.py --update-results benchmarks/runs/export-cost.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info
