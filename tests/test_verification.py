@@ -365,3 +365,24 @@ def test_one_report_type_for_export_verify_and_import(tmp_path):
     error = ImportVerificationError(differs)
     assert isinstance(error, kc.VerificationFailed) and error.report is differs
     assert differs.why() in str(error)
+
+
+def test_the_signature_is_typed_and_stored_in_the_file(tmp_path):
+    """The exporter's per input/output contract is a `Signature`, written to the file's
+    `keras_convx.io` and read back as one; its dict form and None are accepted, anything
+    else is refused by name."""
+    from keras_convx.verification.signature import Signature
+
+    model = _model([kc.Conv2D(4, 3, name="conv")], (8, 8, 3))
+    path = tmp_path / "m.onnx"
+    report = kc.export_onnx(model, path, nchw_io=True, input_dtype="uint8",
+                            dynamic_axes=(), batch_size=2)
+    assert report.passed
+    sig = Signature.read(onnx.load(path))
+    assert sig == Signature(input_perms=[[0, 3, 1, 2]], output_perms=[[0, 3, 1, 2]],
+                            input_dtypes=["uint8"], input_shapes=[[None, 8, 8, 3]],
+                            static_batch=2)
+    assert Signature.of(sig) is sig and Signature.of(None) == Signature()
+    assert Signature.of({"static_batch": 4, "unknown": 1}).static_batch == 4
+    with pytest.raises(TypeError, match="Signature: expected a Signature, its dict form"):
+        Signature.of([1, 2])

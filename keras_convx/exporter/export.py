@@ -15,6 +15,7 @@ from keras_convx.exporter.lower import (  # noqa: F401  (their public home stays
     LoweringContext, UnsupportedModel, _tf2onnx, lower_native, lower_tf2onnx,
 )
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport  # noqa: F401
+from keras_convx.verification import signature
 from keras_convx.verification.report import Report
 
 ExportReport = Report  # the old name: export's report is the one `Report` type
@@ -66,7 +67,7 @@ def _count(proto, op):
 
 def _finalize(proto, io):
     prop = proto.metadata_props.add()
-    prop.key, prop.value = "keras_convx.io", json.dumps(io)
+    prop.key, prop.value = signature.KEY, io.to_json()
     return proto
 
 
@@ -162,7 +163,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     start = time.perf_counter()
     proto, builder, io, chosen, reason = _convert(model, method, opset, dynamic_axes, nchw_io,
                                                   batch_size, fold_batch_norm)
-    io["input_shapes"] = [list(kt.shape) for kt in model.inputs]
+    io.input_shapes = [list(kt.shape) for kt in model.inputs]
     from keras_convx.exporter import targets
 
     lint = targets.adapt(proto, target) + targets.lint(proto, target)

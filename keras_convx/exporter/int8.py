@@ -52,16 +52,16 @@ def feeds(arrays, io, input_names, batch=None):
     the graph's static batch when it has one (a remainder is dropped), else the largest
     divisor of the sample count up to `batch` (onnxruntime's histogram calibrators stack
     the runs' outputs, so they must agree in shape)."""
-    static = io.get("static_batch")
+    static = io.static_batch
     count = arrays[0].shape[0]
     size = static or max(d for d in range(1, (batch or CALIBRATION_BATCH) + 1)
                          if count % d == 0)
-    perms = io.get("input_perms") or [None] * len(arrays)
+    perms = io.input_perms or [None] * len(arrays)
     out = []
     for chunk in calibration_data.batched(arrays, size):
         if static and chunk[0].shape[0] != static:
             continue
-        out.append(dict(zip(input_names, to_graph(chunk, perms, io.get("input_dtypes")))))
+        out.append(dict(zip(input_names, to_graph(chunk, perms, io.input_dtypes))))
     if not out:
         raise calibration_data.CalibrationError(
             f"export: {arrays[0].shape[0]} calibration sample(s) can't fill one batch of the "
@@ -371,7 +371,7 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
         arrays = model_inputs(model, io, 80, np.random.default_rng(seed))
     else:
         arrays = integer_pixels(calibration_data.samples(calibration, model),
-                                io.get("input_dtypes"), "export: calibration")
+                                io.input_dtypes, "export: calibration")
     calib, held = calibration_data.split(arrays)
     initializers = {t.name for t in float_model.graph.initializer}
     input_names = [i.name for i in float_model.graph.input if i.name not in initializers]
@@ -382,14 +382,14 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
     pre = preprocessed(float_model, stage)
     # the held-out batches: the first is compared tensor by tensor (every tensor of the
     # float graph, the INT8 graph and Keras at once), so it keeps within the budget too
-    size = io.get("static_batch") or int(max(1, min(
+    size = io.static_batch or int(max(1, min(
         HELD_OUT_BATCH, ACTIVATION_BUDGET // max(_tensor_bytes(pre.model), 1))))
     runs = [list(b) for b in calibration_data.batched(held, size)
-            if not io.get("static_batch") or b[0].shape[0] == io["static_batch"]]
+            if not io.static_batch or b[0].shape[0] == io.static_batch]
     if verify and not runs:
         raise calibration_data.CalibrationError(
             f"export: the {held[0].shape[0]} held-out sample(s) can't fill one batch of the "
-            f"graph's static batch size {io.get('static_batch')}: pass more calibration data")
+            f"graph's static batch size {io.static_batch}: pass more calibration data")
     pre_model = pre.model
     pre_data = pre_model.SerializeToString()
     first = None  # what the rule found before "auto" kept anything in float

@@ -10,6 +10,7 @@ from keras_convx.exporter import passes, registry, tensor_map, trace
 from keras_convx.exporter.graph import GraphBuilder, Unsupported, Value, channels_first_perm
 from keras_convx.exporter.tensor_map import functional as _functional
 from keras_convx.verification.report import ExportError
+from keras_convx.verification.signature import Signature
 
 
 class UnsupportedModel(ValueError):
@@ -94,7 +95,7 @@ def _dims_dynamic(shape, dynamic_axes):
 
 def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_size=1,
                  fold_batch_norm=True):
-    """The native lowering: returns (onnx ModelProto, GraphBuilder, io metadata)."""
+    """The native lowering: returns (onnx ModelProto, GraphBuilder, `Signature`)."""
     fmodel = _functional(model)
     flat = tensor_map.flat_graph(fmodel, None if "batch" in dynamic_axes else batch_size)
     if flat.problems:
@@ -136,9 +137,9 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
     proto = b.model(model.name)
     prop = proto.metadata_props.add()
     prop.key, prop.value = tensor_map.METADATA_KEY, json.dumps(b.tensor_map())
-    io = {"input_perms": [p if p != list(range(len(p))) else None for p in in_perms],
-          "output_perms": [p if p != list(range(len(p))) else None for p in out_perms],
-          "static_batch": None if "batch" in dynamic_axes else batch_size}
+    io = Signature(input_perms=[p if p != list(range(len(p))) else None for p in in_perms],
+                   output_perms=[p if p != list(range(len(p))) else None for p in out_perms],
+                   static_batch=None if "batch" in dynamic_axes else batch_size)
     return proto, b, io
 
 
@@ -175,8 +176,8 @@ def lower_tf2onnx(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch
         _rename(proto, value.name, new)
     in_perms = [list(_spatial_io_perm(tuple(kt.shape), nchw_io)) if nchw_io and
                 len(kt.shape) >= 3 else None for kt in model.inputs]
-    io = {"input_perms": in_perms, "output_perms": [None] * len(model.outputs),
-          "static_batch": None if "batch" in dynamic_axes else batch_size}
+    io = Signature(input_perms=in_perms, output_perms=[None] * len(model.outputs),
+                   static_batch=None if "batch" in dynamic_axes else batch_size)
     return proto, None, io
 
 

@@ -40,8 +40,8 @@ def export_entry(model, io, opset, precision):
     import keras
 
     inputs = []
-    dtypes = io.get("input_dtypes") or ["float32"] * len(model.inputs)
-    for kt, perm, dtype in zip(model.inputs, io.get("input_perms") or [None] * len(model.inputs),
+    dtypes = io.input_dtypes or ["float32"] * len(model.inputs)
+    for kt, perm, dtype in zip(model.inputs, io.input_perms or [None] * len(model.inputs),
                                dtypes):
         rank = len(kt.shape)
         layout = ("channels_first" if perm else "channels_last") if rank >= 3 else "plain"

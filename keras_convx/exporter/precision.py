@@ -45,7 +45,7 @@ def uint8_inputs(proto, io):
             for e in entries:
                 e["onnx"] = renamed.get(e.get("onnx"), e.get("onnx"))
             prop.value = json.dumps(entries)
-    io["input_dtypes"] = ["uint8" if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    io.input_dtypes = ["uint8" if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
                           else "float32" for v in proto.graph.input
                           if v.name not in initializers]
 
@@ -59,7 +59,7 @@ def to_float16(model, proto, io, samples, calibration, headroom=float16.HEADROOM
 
     runs = []
     try:
-        runs.append(model_inputs(model, io, io.get("static_batch") or 2,
+        runs.append(model_inputs(model, io, io.static_batch or 2,
                                  np.random.default_rng(0)))
     except ValueError:
         pass  # unknown spatial dims: the user's data only
@@ -68,17 +68,17 @@ def to_float16(model, proto, io, samples, calibration, headroom=float16.HEADROOM
                      (sample if isinstance(sample, (list, tuple)) else [sample])])
     if calibration is not None:
         arrays = calibration_samples(calibration, model)
-        size = io.get("static_batch") or 16
+        size = io.static_batch or 16
         runs += [[a[i:i + size] for a in arrays] for i in range(0, arrays[0].shape[0], size)
-                 if not io.get("static_batch") or arrays[0].shape[0] - i >= size]
+                 if not io.static_batch or arrays[0].shape[0] - i >= size]
     initializers = {t.name for t in proto.graph.initializer}
     names = [i.name for i in proto.graph.input if i.name not in initializers]
-    perms = io.get("input_perms") or [None] * len(names)
+    perms = io.input_perms or [None] * len(names)
     for i, node in enumerate(proto.graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
     found = float16.out_of_range(proto, proto.SerializeToString(),
-                                 [dict(zip(names, to_graph(r, perms, io.get("input_dtypes"))))
+                                 [dict(zip(names, to_graph(r, perms, io.input_dtypes)))
                                   for r in runs], headroom)
     kept = [{"layer": node.split("/")[0], "node": node, "tensor": tensor, "max_abs": top,
              "margin": float16.FLOAT16_MAX / top if top else None, "reason": why}

@@ -124,7 +124,7 @@ def _verify_int8(model, onnx_model, path, samples, providers, seed, level, inspe
         runs = [[np.asarray(a, np.float32) for a in (s if isinstance(s, (list, tuple)) else [s])]
                 for s in samples]
     else:
-        runs = [model_inputs(model, io, io.get("static_batch") or 8,
+        runs = [model_inputs(model, io, io.static_batch or 8,
                              np.random.default_rng(seed))]
     data = onnx_model.SerializeToString()
     report = verify_int8(model, onnx_model, data, io, tensor_map.read(onnx_model), runs,

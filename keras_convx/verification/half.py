@@ -41,14 +41,14 @@ def check_float16_reference(report, model, session, io, runs, provider, level):
             f"{next((t for t in text if 'kernel' in t.lower()), text[0] if text else '')[:160]}"
             f"); compared with float32 only")
         return
-    perms = io.get("input_perms") or [None] * len(model.inputs)
-    out_perms = io.get("output_perms")
+    perms = io.input_perms or [None] * len(model.inputs)
+    out_perms = io.output_perms
     names = [o.name for o in session.get_outputs()]
     tol = LOW_PRECISION_TOLERANCES["float16"]
     for i, arrays in enumerate(runs):
         expected = first if i == 0 else run_keras(twin, arrays)
         feeds = dict(zip([x.name for x in session.get_inputs()],
-                         to_graph(arrays, perms, io.get("input_dtypes"))))
+                         to_graph(arrays, perms, io.input_dtypes)))
         got = from_graph(session.run(None, feeds), out_perms or [None] * len(names))
         for j, (name, g, e) in enumerate(zip(names, got, expected)):
             if not np.isfinite(e).all():

@@ -1,15 +1,15 @@
 """Inputs for verification: drawn at the scale the model expects, and laid out for the
 graph (the exporter's `keras_convx.io` metadata says how)."""
 
-import json
-
 import keras
 import numpy as np
 
+from keras_convx.verification.signature import Signature
+
 
 def metadata(onnx_model):
-    props = {p.key: p.value for p in onnx_model.metadata_props}
-    return json.loads(props.get("keras_convx.io", "{}"))
+    """The file's `Signature` (its `keras_convx.io` metadata; empty when it has none)."""
+    return Signature.read(onnx_model)
 
 
 def input_distribution(model, index):
@@ -36,11 +36,13 @@ def input_distribution(model, index):
 
 def model_inputs(model, io, batch, rng, fill=None):
     """Random inputs in Keras layout for each model input, at its expected scale; `fill`:
-    the sizes the unknown dims after the batch take, in order (`sizes.axis_sizes`)."""
+    the sizes the unknown dims after the batch take, in order (`sizes.axis_sizes`); `io`:
+    a `Signature` (or its dict form, or None)."""
+    io = Signature.of(io)
     arrays = []
     for i, kt in enumerate(model.inputs):
         shape = list(kt.shape)
-        fixed = io.get("input_shapes", [None] * len(model.inputs))[i]
+        fixed = (io.input_shapes or [None] * len(model.inputs))[i]
         if fixed:
             shape = list(fixed)
         shape[0] = batch
@@ -53,7 +55,7 @@ def model_inputs(model, io, batch, rng, fill=None):
                 f"or export with an input shape"
             )
         kind, a, b = input_distribution(model, i)
-        if (io.get("input_dtypes") or [None] * (i + 1))[i] == "uint8":
+        if (io.input_dtypes or [None] * (i + 1))[i] == "uint8":
             x = rng.integers(0, 256, shape)  # the pixels a uint8 graph takes
         elif kind == "uniform":
             x = rng.uniform(a, b, shape)
@@ -65,7 +67,7 @@ def model_inputs(model, io, batch, rng, fill=None):
 
 def to_graph(arrays, perms, dtypes=None):
     """Keras-layout arrays as the graph takes them: transposed by `perms`, cast to the
-    graph's input `dtypes` (`io["input_dtypes"]`; e.g. uint8 pixels)."""
+    graph's input `dtypes` (`Signature.input_dtypes`; e.g. uint8 pixels)."""
     out = [np.ascontiguousarray(np.transpose(a, p)) if p else a for a, p in zip(arrays, perms)]
     if dtypes:
         out = [a.astype(d) if d and d != "float32" else a for a, d in zip(out, dtypes)]

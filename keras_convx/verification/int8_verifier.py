@@ -35,7 +35,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
         produced &= {o for n in float_model.graph.node for o in n.output}
     live = [e for e in entries if e["status"] == "live" and e["onnx"] in produced]
     reference = Reference(model, live if graphs is not None else [], runs, 0,
-                          io.get("static_batch"), graphs)
+                          io.static_batch, graphs)
     live = [e for e in live if _ref_key(e) in reference.tensors]
     # graph order (ONNX nodes are topologically sorted): inputs are judged before users
     order = {o: i for i, n in enumerate((float_model or qdq_model).graph.node) for o in n.output}
@@ -45,13 +45,13 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     # itself may hold the pre-activation)
     seen = post_qdq(qdq_model)
     names = [seen.get(e["onnx"], e["onnx"]) for e in live]
-    in_perms = io.get("input_perms") or [None] * len(model.inputs)
-    out_perms = io.get("output_perms") or [None] * len(qdq_model.graph.output)
+    in_perms = io.input_perms or [None] * len(model.inputs)
+    out_perms = io.output_perms or [None] * len(qdq_model.graph.output)
     out_names = [o.name for o in qdq_model.graph.output]
 
     def run(session, arrays):
         feeds = dict(zip([i.name for i in session.get_inputs()],
-                         to_graph(arrays, in_perms, io.get("input_dtypes"))))
+                         to_graph(arrays, in_perms, io.input_dtypes)))
         return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
     for provider in providers:
@@ -69,7 +69,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
         feeds_from = mapped_inputs(float_model if float_model is not None else qdq_model,
                                    [e["onnx"] for e in live])
         own = own_values(qdq_model, live, runs[0], f_values, reference, provider, in_perms,
-                         io.get("input_dtypes"))
+                         io.input_dtypes)
         sqnr, rows = {}, {}
         producers = {o: n.op_type for n in (float_model or qdq_model).graph.node
                      for o in n.output}
@@ -144,8 +144,8 @@ def time_sessions(float_data, qdq_data, inputs, provider, level, repeats=LATENCY
 def measure_latency(report, float_data, qdq_data, io, arrays, provider, level):
     """Times the float and the QDQ graph on `arrays` (one batch, Keras layout) and records
     it in `report` (`QuantReport.note_latency`)."""
-    inputs = to_graph(arrays, io.get("input_perms") or [None] * len(arrays),
-                      io.get("input_dtypes"))
+    inputs = to_graph(arrays, io.input_perms or [None] * len(arrays),
+                      io.input_dtypes)
     float_s, int8_s = time_sessions(float_data, qdq_data, inputs, provider, level)
     report.note_latency(float_s, int8_s, batch=int(arrays[0].shape[0]), provider=provider,
                         level=level)

@@ -21,6 +21,7 @@ from keras_convx.verification.keras_runner import Reference
 from keras_convx.verification.ort_runner import (
     INSPECT_LEVEL, LEVELS, available_providers, first_line, has_float16, inspection_graph,
 )
+from keras_convx.verification.signature import Signature
 from keras_convx.verification.report import ExportError, TensorCheck, VerifyReport
 from keras_convx.verification.rules import DEFAULT_TOLERANCES
 
@@ -52,11 +53,11 @@ class Verifier:
 
     def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0,
                  graphs=None, fills=None):
-        self.model, self.io = model, dict(io or {})
+        self.model, self.io = model, Signature.of(io)
         self.entries = list(entries) if graphs is not None else []
         rng = np.random.default_rng(seed)
         runs = []
-        static = self.io.get("static_batch")
+        static = self.io.static_batch
         sizes = [static] if static else list(batch_sizes)
         try:
             # Smaller batches are the leading samples of the largest: Keras's values for
@@ -72,7 +73,7 @@ class Verifier:
         for sample in [] if samples is None else samples:
             sample = sample if isinstance(sample, (list, tuple)) else [sample]
             runs.append(integer_pixels([np.asarray(s, np.float32) for s in sample],
-                                       self.io.get("input_dtypes")))
+                                       self.io.input_dtypes))
         # the largest random batch shows every tensor (more samples, same single run)
         inspect = max(range(len(runs)), key=lambda i: runs[i][0].shape[0]) if runs else 0
         self.reference = Reference(model, self.entries, runs, inspect, static, graphs)
@@ -165,7 +166,7 @@ class Verifier:
         session = ort_runner.session(data, provider, level, call.base_dir)
         call.session = session
         names = [o.name for o in onnx_model.graph.output]
-        out_perms = self.io.get("output_perms") or [None] * len(names)
+        out_perms = self.io.output_perms or [None] * len(names)
         inspected = None
         for i, arrays in enumerate(self.reference.runs):
             got = self._run(report, session, arrays, f"{provider}, level {level}")
@@ -212,7 +213,7 @@ class Verifier:
         # tensor (an output Transpose) are checked here, and this is what tells an export
         # error from an onnxruntime optimisation problem
         names = [o.name for o in onnx_model.graph.output]
-        outputs = from_graph([values[n] for n in names], self.io.get("output_perms")
+        outputs = from_graph([values[n] for n in names], self.io.output_perms
                               or [None] * len(names))
         expected = self.reference.outputs[self.reference.inspect_run]
         for j, (name, g, e) in enumerate(zip(names, outputs, expected)):
@@ -223,5 +224,5 @@ class Verifier:
 
     def _feeds_for(self, arrays):
         """The input arrays in the graph's layout, in input order."""
-        perms = self.io.get("input_perms") or [None] * len(arrays)
-        return to_graph(arrays, perms, self.io.get("input_dtypes"))
+        perms = self.io.input_perms or [None] * len(arrays)
+        return to_graph(arrays, perms, self.io.input_dtypes)
