@@ -6,6 +6,7 @@ TensorFlow, JAX and PyTorch backends. Spatial arguments (`strides`, `pads`,
 """
 
 import keras
+import numpy as np
 from keras import ops as kops
 
 from keras_convx.utils import args as A
@@ -21,7 +22,9 @@ def _channel_axis(data_format):
 
 
 def _static_shape(x):
-    return tuple(None if d is None else int(d) for d in x.shape)
+    """The static dims of `x`, None where unknown: a symbolic dim (JAX's shape-polymorphic
+    batch while Keras infers a composite layer's output spec) is unknown too, not an int."""
+    return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in x.shape)
 
 
 def _take(x, axis, start, stop, step=None):

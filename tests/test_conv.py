@@ -242,3 +242,33 @@ def test_channels_first_bias_when_last_length_equals_channels():
     kernel, bias = randomize_weights(layer)
     expected = oracle.conv(x, kernel, (1,), [(0, 0)], (1,), "channels_first") + bias[:, None]
     assert_close(layer(x), expected)
+
+
+class _Composite(keras.layers.Layer):
+    """A user's composite layer: Keras infers its output spec by calling it on symbolic
+    inputs (on JAX, a shape-polymorphic batch that is not an int)."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, x):
+        return keras.ops.relu(self.inner(x))
+
+
+@pytest.mark.parametrize("make,shape,expected", [
+    (lambda: kc.Conv1D(3, 3, padding="same"), (9, 2), (9, 3)),
+    (lambda: kc.Conv2D(3, 3, strides=2), (9, 9, 2), (4, 4, 3)),
+    (lambda: kc.Conv3D(3, 2), (4, 4, 4, 1), (3, 3, 3, 3)),
+    (lambda: kc.DepthwiseConv2D(3, padding="same"), (8, 8, 2), (8, 8, 2)),
+    (lambda: kc.SeparableConv2D(3, 3), (8, 8, 2), (6, 6, 3)),
+    (lambda: kc.Conv2DTranspose(3, 3, strides=2), (4, 4, 2), (9, 9, 3)),
+])
+def test_conv_layers_inside_a_composite_layer_of_a_functional_model(make, shape, expected):
+    """Every backend builds the Functional model (on JAX the symbolic batch used to reach
+    an int() and fail) with the right shape, and runs it."""
+    x = keras.Input(shape)
+    model = keras.Model(x, _Composite(make())(x))
+    assert tuple(model.output.shape) == (None,) + expected
+    out = model(np.random.default_rng(0).standard_normal((2,) + shape).astype("float32"))
+    assert tuple(out.shape) == (2,) + expected

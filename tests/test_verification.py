@@ -386,3 +386,41 @@ def test_the_signature_is_typed_and_stored_in_the_file(tmp_path):
     assert Signature.of({"static_batch": 4, "unknown": 1}).static_batch == 4
     with pytest.raises(TypeError, match="Signature: expected a Signature, its dict form"):
         Signature.of([1, 2])
+
+
+class _Decoding(keras.Model):
+    """A task model as keras-hub's detectors are: `predict_step` decodes, and unpacks
+    `(x, y)` as their training data comes (a bare batch makes it fail)."""
+
+    def predict_step(self, data):
+        x, _ = data
+        return keras.ops.argmax(self(x, training=False), axis=-1)
+
+
+class _Block(keras.layers.Layer):
+    """A composite layer (no lowering: traced through its `call`), as keras-hub's are."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = kc.Conv2D(4, 3, padding="same", name="inner")
+
+    def call(self, x):
+        return keras.ops.relu(self.conv(x)) + x
+
+
+def test_verification_runs_the_forward_pass_not_a_decoding_predict_step(tmp_path):
+    """Verification compares the model's forward pass (`call`), on every backend: never
+    `predict_on_batch`, which a task model's `predict_step` turns into decoding (on JAX it
+    crashed on keras-hub's RetinaNet). Weights assigned after a first verification are the
+    ones the next one runs with."""
+    x = keras.Input((8, 8, 2), name="x")
+    h = _Block(name="block")(kc.Conv2D(4, 3, name="conv")(x))  # traced: keys inside it
+    model = _Decoding(x, keras.layers.GlobalAveragePooling2D(name="gap")(h), name="decoding")
+    for i, w in enumerate(model.weights):
+        w.assign(rand(tuple(w.shape), i))
+    path = str(tmp_path / "m.onnx")
+    assert kc.export_onnx(model, path).passed
+    assert kc.export_onnx(model, str(tmp_path / "m2.onnx"), diagnose=False).passed
+    conv = model.get_layer("conv")
+    conv.kernel.assign(conv.kernel * 1.5)  # the file is stale now: verification must see it
+    assert not kc.verify_onnx(model, path).passed
