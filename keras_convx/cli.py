@@ -6,18 +6,25 @@ reason; `--debug` shows the traceback). Anything else (3: "internal error") is a
 keras_convx: please report it with the `--debug` traceback.
 """
 
-import argparse
 import os
 import sys
 import time
 from pathlib import Path
 
+from keras_convx import cli_parser
 from keras_convx import cli_render as render  # stdlib only at import: the CLI stays fast
+from keras_convx.cli_parser import DEFAULT_ZOO_MODEL
 from keras_convx.cli_render import BadInput  # both modules raise it; exit code 2
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-DEFAULT_ZOO_MODEL = "resnet50"
+def load_source(source, weights=None, overrides=None, scale=None):
+    """`keras_convx.model_config.source.load_source` (kept here for scripts)."""
+    from keras_convx.model_config.source import load_source as load
+
+    return load(source, weights, overrides, scale)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # tests/test_rough_edges.py imports it from here
 _quant_summary = render.quant_summary
@@ -33,41 +40,6 @@ def _overrides(pairs):
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value) if value.strip() else value
     return out
-
-
-def load_source(source, weights=None, overrides=None, scale=None):
-    """A Keras model from a YAML config, a `.keras` file or a zoo name; (model, name)."""
-    import keras
-
-    from keras_convx.model_config import build_model
-
-    from keras_convx.model_config.loader import resolve
-
-    if Path(source).is_dir():
-        raise BadInput(f"{source}: is a directory, not a model file")
-    resolved = resolve(source, also=(".keras",))
-    path = Path(resolved)
-    if path.suffix == ".keras":
-        if not path.exists():
-            raise BadInput(f"{source}: no such file")
-        if overrides or scale:
-            raise BadInput("--set/--scale apply to YAML configs, not .keras files")
-        try:
-            model = keras.saving.load_model(path, safe_mode=True)
-        except Exception as err:  # a truncated or foreign file can fail in many ways
-            raise BadInput(f"{source}: not a loadable .keras file ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    else:
-        model = build_model(path, scale=scale, **(overrides or {}))
-    name = path.stem
-    if weights:
-        if not Path(weights).is_file():
-            raise BadInput(f"{weights}: no such weights file")
-        try:
-            model.load_weights(weights)
-        except Exception as err:
-            raise BadInput(f"{weights}: can't load into {name} ({str(err).splitlines()[0]})") from None
-    return model, name
 
 
 def cmd_build(args):
@@ -380,157 +352,11 @@ def cmd_bench(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-convx",
-        description="Convolution layers for Keras 3, models from YAML, verified ONNX export.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def config_args(p):
-        p.add_argument("--set", action="append", metavar="NAME=VALUE",
-                       help="override a config variable (repeatable)")
-        p.add_argument("--scale", help="a scale preset of the config")
-
-    from keras_convx.verification import rules as stats  # constants only: no keras or numpy before parsing
-
-    def sizes_arg(p):
-        p.add_argument("--sizes", metavar="HxW,HxW",
-                       help="sizes of dynamic height/width to verify at, e.g. 48x192,96x320 "
-                            "(default: two derived from the graph, multiples of its stride)")
-
-    def verify_args(p):
-        p.add_argument("--providers", help="onnxruntime providers, e.g. cpu,cuda (default: "
-                                           "every available one)")
-        p.add_argument("--tolerance", type=float,
-                       help="max abs error as a fraction of each tensor's max |value| "
-                            f"(default {stats.CPU_TOLERANCE:g} on CPU, {stats.CUDA_TOLERANCE:g} "
-                            f"on CUDA or in float16)")
-        p.add_argument("--ort-level", default="all",
-                       choices=("disable", "basic", "extended", "all"),
-                       help="onnxruntime optimisation level the outputs are checked at, as "
-                            "deployed (default all); internal tensors are checked unoptimised")
-        p.add_argument("--no-diagnose", action="store_true",
-                       help="compare the graph outputs only, not every layer's output")
-        p.add_argument("--diagnose", action="store_true",
-                       help="compare every layer's output (the default; kept for scripts)")
-        p.add_argument("--full-report", action="store_true",
-                       help="list every compared tensor, not only the worst")
-        p.add_argument("--plot", metavar="PNG",
-                       help="write the error/scale of every compared tensor along the graph, "
-                            "with the tolerance line, as a PNG (needs matplotlib)")
-
-    p = sub.add_parser("demo", help=f"export the zoo's {DEFAULT_ZOO_MODEL} (BatchNorm statistics "
-                                    f"as after training) natively and verify every layer")
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("build", help="build a YAML config and print its layer table")
-    p.add_argument("config", help="a zoo name (e.g. resnet50) or a .yaml/.yml config")
-    config_args(p)
-    p.set_defaults(func=cmd_build)
-    p = sub.add_parser("validate", help="check a YAML config without building weights")
-    p.add_argument("config", help="a zoo name (e.g. resnet50) or a .yaml/.yml config")
-    config_args(p)
-    p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("export", help="export a config, .keras file or zoo model to ONNX")
-    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
-    p.add_argument("-o", "--output", help="the .onnx file (default export/<name>.onnx)")
-    p.add_argument("--weights", help="a .weights.h5 file to load first")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..21 (default 17)")
-    p.add_argument("--method", choices=("auto", "native", "tf2onnx"), default="auto",
-                   help="native lowering, tf2onnx (TensorFlow backend only), or auto: native, "
-                        "else tf2onnx with the reason shown (default auto)")
-    p.add_argument("--input-shape", help="shape without batch, e.g. 224,224,3 (';' between inputs)")
-    p.add_argument("--dynamic", default="batch",
-                   help="dynamic dims, comma-separated: batch, spatial (height/width/...), "
-                        "or none (default batch)")
-    p.add_argument("--nchw-io", action="store_true", help="NCHW graph inputs/outputs")
-    p.add_argument("--fp16", action="store_true", help="float16 weights and compute (same as "
-                   "--precision float16)")
-    p.add_argument("--fp16-headroom", type=float, default=None,
-                   help="float16: keep a tensor float32 when its observed max comes within "
-                        "this factor of 65504 (default 16)")
-    p.add_argument("--target", choices=("cpu", "cuda", "tensorrt", "xnnpack", "coreml"),
-                   default="cpu", help="the execution provider the file is for: lints what it "
-                   "rejects or slows, with references, and lowers around it where it can")
-    p.add_argument("--triton-repo", metavar="DIR",
-                   help="also write a Triton model repository entry: DIR/<name>/1/model.onnx "
-                        "and DIR/<name>/config.pbtxt (onnxruntime backend, dims from the graph)")
-    p.add_argument("--triton-name", help="the Triton model name (default: the file's stem)")
-    p.add_argument("--triton-max-batch", type=int, default=8,
-                   help="max_batch_size when the batch is dynamic (default 8)")
-    p.add_argument("--uint8-input", action="store_true",
-                   help="the graph takes uint8 pixels and casts them first (the model's "
-                        "Rescaling/Normalization run in the graph)")
-    p.add_argument("--precision", choices=("float32", "float16", "int8"), default=None,
-                   help="graph precision (default float32); int8 needs --calibration")
-    p.add_argument("--calibration", metavar="NPZ|FOLDER|random",
-                   help="INT8 calibration data: a .npz (arrays named after the inputs), a "
-                        "folder of images (resized to the input), or 'random' (not "
-                        "representative; the report says so)")
-    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"),
-                   default="minmax", help="INT8 calibration method (default minmax)")
-    p.add_argument("--keep-float", metavar="LAYERS|auto",
-                   help="comma-separated Keras layers kept in float in an INT8 graph, or auto")
-    p.add_argument("--no-verify", action="store_true", help="skip verification in onnxruntime")
-    p.add_argument("--bn-as-trained", action="store_true",
-                   help="first set every BatchNormalization's statistics to those of random "
-                        "inputs at the model's scale, as training would (for random-weight "
-                        "models: initial statistics shrink activations until they prove nothing)")
-    verify_args(p)
-    sizes_arg(p)
-    p.add_argument("--report", help="write the report as JSON")
-    p.add_argument("--meta", action="append", metavar="KEY=VALUE",
-                   help="store KEY=VALUE in the file's metadata (repeatable)")
-    config_args(p)
-    p.set_defaults(func=cmd_export)
-    p = sub.add_parser("inspect", help="print what an ONNX file holds: inputs, outputs, op "
-                                        "counts, size, metadata and its verification summary")
-    p.add_argument("model", help="the .onnx file")
-    p.set_defaults(func=cmd_inspect)
-    p = sub.add_parser("import", help="import an ONNX model (e.g. from PyTorch) as a Keras "
-                                       "model, verified against onnxruntime")
-    p.add_argument("model", help="the .onnx file")
-    p.add_argument("-o", "--output", help="the .keras file (default: next to the model)")
-    p.add_argument("--yaml", help="also write the model's YAML config (weights stay in .keras)")
-    p.add_argument("--data-format", choices=("channels_last", "channels_first"),
-                   default="channels_last", help="layout of the Keras model (default "
-                                                 "channels_last: NCHW graphs become NHWC)")
-    p.add_argument("--layouts", choices=("keras", "onnx"), default="keras",
-                   help="keras (default): feature-map inputs and outputs channels-last; onnx: "
-                        "every input and output keeps the file's layout")
-    p.add_argument("--tolerance", type=float,
-                   help=f"max abs error as a fraction of each output's max |value| (default "
-                        f"{stats.CPU_TOLERANCE:g})")
-    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
-    sizes_arg(p)
-    p.set_defaults(func=cmd_import)
-    p = sub.add_parser("verify", help="re-verify an ONNX file against its source model")
-    p.add_argument("model", help="the .onnx file")
-    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
-    p.add_argument("--weights", help="a .weights.h5 file to load into the source first")
-    verify_args(p)
-    p.add_argument("--report", help="write the report as JSON")
-    config_args(p)
-    p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("coverage", help="list the layers and keras.ops a model's trace reaches "
-                                         "and how each exports (exit 1 if any is missing)")
-    p.add_argument("source", help="a .yaml config, a .keras file or a zoo name")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="trace with this static batch (an export with --dynamic none)")
-    config_args(p)
-    p.set_defaults(func=cmd_coverage)
-    p = sub.add_parser("schema", help="write the JSON Schema of YAML configs (editor "
-                                       "completion and checks)")
-    p.add_argument("-o", "--output", help="the .json file (default: standard output)")
-    p.set_defaults(func=cmd_schema)
-    p = sub.add_parser("bench", help="run the benchmarks (sections 1-4); writes into --out, "
-                                      "the recorded results only with --update-results")
-    p.add_argument("--quick", action="store_true", help="tiny shapes, one repeat (smoke run)")
-    p.add_argument("--out", help="folder for the results (default: a new folder under "
-                                 "benchmarks/runs/)")
-    p.add_argument("--update-results", action="store_true",
-                   help="also rewrite the recorded benchmarks/RESULTS.md and results.png")
-    p.set_defaults(func=cmd_bench)
-    return parser
+    """The `keras-convx` parser (`cli_parser`), each subcommand bound to its function."""
+    return cli_parser.build_parser({
+        "demo": cmd_demo, "build": cmd_build, "validate": cmd_validate, "export": cmd_export,
+        "inspect": cmd_inspect, "import": cmd_import, "verify": cmd_verify,
+        "coverage": cmd_coverage, "schema": cmd_schema, "bench": cmd_bench})
 
 
 def _import_backend_quietly():

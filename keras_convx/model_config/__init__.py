@@ -7,7 +7,7 @@ module on first use.
 
 _TABLE = {"Plan": "builder", "build_model": "builder", "layer_types": "builder",
           "register_layer": "builder", "validate": "builder", "ConfigError": "loader",
-          "to_dict": "writer", "to_yaml": "writer"}
+          "to_dict": "writer", "to_yaml": "writer", "load_source": "source"}
 
 __all__ = sorted(_TABLE)
 
