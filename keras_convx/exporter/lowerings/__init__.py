@@ -2,5 +2,5 @@
 
 from keras_convx.exporter.lowerings import (  # noqa: F401
     activations, applications, attention_ops, conv, core, keras_hub, merging, normalization,
-    operations, pooling, preprocessing, reshaping, shape_ops, tensor_ops,
+    operations, pooling, preprocessing, recurrent, reshaping, shape_ops, tensor_ops,
 )

@@ -1,0 +1,110 @@
+"""Native export of Keras's recurrent layers (issue 35): LSTM, GRU and Bidirectional lowered
+to ONNX's LSTM and GRU ops on every backend, verified tensor by tensor against Keras, with
+what ONNX can't express refused by name, and a wrong gate order caught by verification."""
+
+import os
+
+import keras
+import numpy as np
+import onnx
+import pytest
+
+import keras_convx as kc
+from keras_convx.exporter.export import UnsupportedModel
+
+L = keras.layers
+
+
+def crnn(kind="lstm", seq=True, back=False, bidi=None, state=False, seed=0):
+    """A small conv front end -> recurrent layer -> Dense head (a CRNN's shape)."""
+    x = keras.Input((10, 6), name="x")
+    h = kc.Conv1D(8, 3, padding="same", name="conv")(x)
+    rnn = L.LSTM if kind == "lstm" else L.GRU
+    if bidi:
+        outs = L.Bidirectional(rnn(5, return_sequences=seq), merge_mode=bidi, name="rnn")(h)
+    elif state:
+        outs = rnn(5, return_sequences=seq, go_backwards=back, return_state=True, name="rnn")(h)
+        outs = [L.Dense(3, name="head")(outs[0])] + list(outs[1:])
+    else:
+        outs = L.Dense(3, name="head")(
+            rnn(5, return_sequences=seq, go_backwards=back, name="rnn")(h))
+    model = keras.Model(x, outs)
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.5, tuple(w.shape)).astype("float32"))
+    return model
+
+
+CASES = {
+    "lstm-sequence": dict(),
+    "lstm-backwards-last": dict(back=True, seq=False),
+    "gru-backwards-sequence": dict(kind="gru", back=True),
+    "gru-reset-before": dict(kind="gru"),
+    "bidirectional-lstm-concat": dict(bidi="concat"),
+    "bidirectional-gru-ave-last": dict(kind="gru", bidi="ave", seq=False),
+    "lstm-states": dict(state=True),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_recurrent_layers_export_natively_and_verify(name, tmp_path):
+    model = crnn(**CASES[name])
+    if name == "gru-reset-before":  # reset_after=False: ONNX's linear_before_reset=0
+        x = keras.Input((10, 6), name="x")
+        h = kc.Conv1D(8, 3, padding="same", name="conv")(x)
+        h = L.GRU(5, return_sequences=True, reset_after=False, name="rnn")(h)
+        model = keras.Model(x, L.Dense(3, name="head")(h))
+        rng = np.random.default_rng(1)
+        for w in model.weights:
+            w.assign(rng.normal(0, 0.5, tuple(w.shape)).astype("float32"))
+    path = str(tmp_path / "m.onnx")
+    report = kc.export_onnx(model, path, method="native")
+    assert report.passed and report.method == "native", report.why()
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert ("LSTM" if "lstm" in name else "GRU") in ops
+    # the recurrent layer's own output is among the compared tensors, not only the head's
+    rnn = [c for c in report.verify.tensors if c.layer == "rnn" and c.status == "pass"]
+    assert rnn and max(c.rel for c in rnn) < 1e-5
+    assert report.verify.required_tolerance < 1e-5
+
+
+def _gate_swapped(path, out):
+    """The file with the LSTM's f and o gate blocks of W exchanged: a wrong gate order."""
+    model = onnx.load(path)
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    for init in model.graph.initializer:
+        if init.name == node.input[1]:
+            w = onnx.numpy_helper.to_array(init).copy()
+            units = w.shape[1] // 4
+            w[:, units:2 * units], w[:, 2 * units:3 * units] = (
+                w[:, 2 * units:3 * units].copy(), w[:, units:2 * units].copy())
+            init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    onnx.save(model, out)
+
+
+def test_a_wrong_gate_order_fails_verification_at_the_recurrent_layer(tmp_path):
+    model = crnn()
+    path, bad = str(tmp_path / "m.onnx"), str(tmp_path / "bad.onnx")
+    assert kc.export_onnx(model, path).passed
+    _gate_swapped(path, bad)
+    verdict = kc.verify_onnx(model, bad)
+    assert not verdict.passed and verdict.diagnosis[0].layer == "rnn", verdict.why()
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda: L.LSTM(4, activation="relu"), "activation='relu'"),
+    (lambda: L.GRU(4, recurrent_activation="hard_sigmoid"), "recurrent_activation"),
+])
+def test_what_onnx_cannot_express_is_refused_by_name(make, reason, tmp_path):
+    x = keras.Input((7, 3), name="x")
+    model = keras.Model(x, make()(x))
+    with pytest.raises(UnsupportedModel, match=reason):
+        kc.export_onnx(model, str(tmp_path / "m.onnx"), method="native")
+
+
+def test_a_masked_sequence_is_refused_by_name(tmp_path):
+    x = keras.Input((7, 3), name="x")
+    keep = keras.Input((7,), dtype="bool", name="keep")
+    model = keras.Model([x, keep], L.LSTM(4, name="rnn")(x, mask=keep))
+    with pytest.raises(UnsupportedModel, match="LSTM with a mask or an initial state"):
+        kc.export_onnx(model, os.path.join(tmp_path, "m.onnx"), method="native")
