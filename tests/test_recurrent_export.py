@@ -20,7 +20,10 @@ def crnn(kind="lstm", seq=True, back=False, bidi=None, state=False, seed=0):
     x = keras.Input((10, 6), name="x")
     h = kc.Conv1D(8, 3, padding="same", name="conv")(x)
     rnn = L.LSTM if kind == "lstm" else L.GRU
-    if bidi:
+    if bidi == "none":  # merge_mode=None: the two directions' outputs
+        outs = L.Bidirectional(rnn(5, return_sequences=seq), merge_mode=None, name="rnn")(h)
+        outs = [L.Dense(3, name=f"head{i}")(o) for i, o in enumerate(outs)]
+    elif bidi:
         outs = L.Bidirectional(rnn(5, return_sequences=seq), merge_mode=bidi, name="rnn")(h)
     elif state:
         outs = rnn(5, return_sequences=seq, go_backwards=back, return_state=True, name="rnn")(h)
@@ -43,6 +46,7 @@ CASES = {
     "bidirectional-lstm-concat": dict(bidi="concat"),
     "bidirectional-gru-ave-last": dict(kind="gru", bidi="ave", seq=False),
     "lstm-states": dict(state=True),
+    "bidirectional-gru-unmerged": dict(kind="gru", bidi="none"),
 }
 
 

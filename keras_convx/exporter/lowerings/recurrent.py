@@ -114,7 +114,7 @@ def lower_rnn(b, layer, ctx):
 @lowering(L.Bidirectional, layout=KERAS_ORDER)
 def lower_bidirectional(b, layer, ctx):
     """Bidirectional(LSTM/GRU) -> one ONNX node with direction="bidirectional"; merge modes
-    concat, sum, mul and ave."""
+    concat, sum, mul, ave and None (both outputs)."""
     fwd, bwd = layer.forward_layer, layer.backward_layer
     for part in (fwd, bwd):
         if type(part) not in (L.LSTM, L.GRU):
@@ -124,9 +124,9 @@ def lower_bidirectional(b, layer, ctx):
     if type(fwd) is not type(bwd) or fwd.go_backwards or not bwd.go_backwards or \
             fwd.return_sequences != bwd.return_sequences:
         raise Unsupported("Bidirectional whose layers differ in kind or order")
-    if layer.return_state or layer.merge_mode not in ("concat", "sum", "mul", "ave"):
+    if layer.return_state or layer.merge_mode not in ("concat", "sum", "mul", "ave", None):
         raise Unsupported(f"Bidirectional with merge_mode={layer.merge_mode!r} or "
-                          f"return_state: only one merged output is lowered")
+                          f"return_state: only the outputs are lowered")
     y, h, _ = _rnn(b, [fwd, bwd], ctx.x, "bidirectional")
     units = int(fwd.cell.units)
     if fwd.return_sequences:  # (batch, time, 2, units); the backward half in time order
@@ -138,6 +138,8 @@ def lower_bidirectional(b, layer, ctx):
         return b.node("Reshape", [both, b.ints(shape, "shape")])
     halves = b.node("Split", [both, b.ints([1, 1], "split")], n_outputs=2, axis=axis)
     first, second = (_squeeze(b, half, axis) for half in halves)
+    if layer.merge_mode is None:  # the two directions' outputs, forward first
+        return [first, second]
     if layer.merge_mode == "sum":
         return b.node("Add", [first, second])
     if layer.merge_mode == "mul":
