@@ -61,8 +61,8 @@ def _weights(layer):
 
 def _rnn(b, layers, x, direction):
     """One ONNX LSTM/GRU node over `layers` (one, or forward and backward); returns its
-    (Y, Y_h, Y_c) names: Y (batch, time, directions, units), the states (batch,
-    directions, units)."""
+    (Y, Y_h, Y_c) names as ONNX gives them: Y (time, directions, batch, units), the states
+    (directions, batch, units); Y_c None for a GRU."""
     first = layers[0]
     parts = [_weights(layer) for layer in layers]
     w = np.stack([p[0] for p in parts]).astype(np.float32)
@@ -73,14 +73,9 @@ def _rnn(b, layers, x, direction):
         inputs.append(b.const(np.stack([p[2] for p in parts]).astype(np.float32), "B"))
     attrs = dict(hidden_size=int(first.cell.units), direction=direction)
     if isinstance(first, L.LSTM):
-        outs = b.node("LSTM", inputs, n_outputs=3, **attrs)
-    else:
-        attrs["linear_before_reset"] = int(bool(first.cell.reset_after))
-        outs = b.node("GRU", inputs, n_outputs=2, **attrs) + [None]
-    y = b.node("Transpose", [outs[0]], perm=[2, 0, 1, 3])  # (time, dirs, batch, units) ->
-    states = [None if s is None else b.node("Transpose", [s], perm=[1, 0, 2])  # batch first
-              for s in outs[1:]]
-    return [y] + states
+        return b.node("LSTM", inputs, n_outputs=3, **attrs)
+    attrs["linear_before_reset"] = int(bool(first.cell.reset_after))
+    return b.node("GRU", inputs, n_outputs=2, **attrs) + [None]
 
 
 def _squeeze(b, name, axis):
@@ -99,16 +94,16 @@ def lower_rnn(b, layer, ctx):
     """keras.layers.LSTM/GRU -> ONNX LSTM/GRU (forward, or reverse for `go_backwards`)."""
     _check(layer, ctx)
     y, h, c = _rnn(b, [layer], ctx.x, "reverse" if layer.go_backwards else "forward")
-    if layer.return_sequences:
-        out = _squeeze(b, y, 2)
+    last = _squeeze(b, h, 0) if layer.return_state or not layer.return_sequences else None
+    if layer.return_sequences:  # (time, 1, batch, units) -> (batch, time, units)
+        out = b.node("Transpose", [_squeeze(b, y, 1)], perm=[1, 0, 2])
         if layer.go_backwards:
             out = _reverse_time(b, out)
     else:
-        out = _squeeze(b, h, 1)
+        out = last
     if not layer.return_state:
         return out
-    states = [_squeeze(b, h, 1)] + ([_squeeze(b, c, 1)] if c is not None else [])
-    return [out] + states
+    return [out, last] + ([_squeeze(b, c, 0)] if c is not None else [])
 
 
 @lowering(L.Bidirectional, layout=KERAS_ORDER)
@@ -129,10 +124,10 @@ def lower_bidirectional(b, layer, ctx):
                           f"return_state: only the outputs are lowered")
     y, h, _ = _rnn(b, [fwd, bwd], ctx.x, "bidirectional")
     units = int(fwd.cell.units)
-    if fwd.return_sequences:  # (batch, time, 2, units); the backward half in time order
-        both, axis = y, 2
-    else:
-        both, axis = h, 1  # (batch, 2, units)
+    if fwd.return_sequences:  # -> (batch, time, 2, units); the backward half in time order
+        both, axis = b.node("Transpose", [y], perm=[2, 0, 1, 3]), 2
+    else:  # -> (batch, 2, units)
+        both, axis = b.node("Transpose", [h], perm=[1, 0, 2]), 1
     if layer.merge_mode == "concat":
         shape = [0, 0, 2 * units] if fwd.return_sequences else [0, 2 * units]
         return b.node("Reshape", [both, b.ints(shape, "shape")])
