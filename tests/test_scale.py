@@ -21,14 +21,27 @@ def make():
     # a zoo model, scaled down; no BatchNorm, so replicas see the same math
     return kc.build_model({root!r} + "/configs/wavenet.yaml", scale="t", length=64)
 
-def train(model, w0):
+def train(model, w0, lone_replica=False):
     model.set_weights(w0)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 64, 1)).astype("float32")
     y = np.eye(256, dtype="float32")[rng.integers(0, 256, (16, 64))]
-    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    batch = 8
+    if lone_replica:  # the fault: a replica that never all-reduces sees its half of each batch
+        rows = [0, 1, 2, 3, 8, 9, 10, 11]
+        x, y, batch = x[rows], y[rows], 4
+    model.fit(x, y, batch_size=batch, epochs=3, shuffle=False, verbose=0)
     return model.get_weights()
+
+def judge(single, dist, w0, w_fault):
+    # Rounding differs (the batch is summed in two halves) and a few steps can carry it
+    # through a ReLU kink: measured err/moved 2e-5 here, 7e-3 on the CI machine. A replica
+    # that skips the all-reduce lands at about 1x moved, so 2% of moved separates the two.
+    gap = lambda a: max(float(np.abs(p - q).max()) for p, q in zip(single, a))
+    moved, err, fault = gap(w0), gap(dist), gap(w_fault)
+    print("moved", moved, "err", err, "fault", fault)
+    assert moved > 1e-3 and fault > 0.25 * moved and err < 0.02 * moved
 """
 
 MIRRORED = TRAIN + r"""
@@ -39,10 +52,9 @@ strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
     model = make()
 dist = train(model, w0)
-moved = max(float(np.abs(a - b).max()) for a, b in zip(single, w0))
-err = max(float(np.abs(a - b).max()) for a, b in zip(single, dist))
-print("replicas", strategy.num_replicas_in_sync, "moved", moved, "err", err)
-assert strategy.num_replicas_in_sync == 2 and moved > 1e-3 and err < 1e-5
+print("replicas", strategy.num_replicas_in_sync)
+assert strategy.num_replicas_in_sync == 2
+judge(single, dist, w0, train(make(), w0, lone_replica=True))
 """
 
 DATA_PARALLEL = TRAIN + r"""
@@ -50,12 +62,11 @@ import jax
 assert len(jax.devices()) == 2, jax.devices()
 w0 = make().get_weights()
 single = train(make(), w0)
+fault = train(make(), w0, lone_replica=True)
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
 dist = train(make(), w0)
-moved = max(float(np.abs(a - b).max()) for a, b in zip(single, w0))
-err = max(float(np.abs(a - b).max()) for a, b in zip(single, dist))
-print("devices", len(jax.devices()), "moved", moved, "err", err)
-assert moved > 1e-3 and err < 1e-5
+print("devices", len(jax.devices()))
+judge(single, dist, w0, fault)
 """
 
 
