@@ -60,12 +60,12 @@ def one_seed(seed, folder):
             out[rule] = {"passed": False, "reason": str(err).splitlines()[0][:300]}
 
     attempt(RULES[0], lambda: kc.export_onnx(net, os.path.join(folder, "f.onnx"),
-                                             samples=[[data[:4]]]))
+                                             verify=kc.VerifyOptions(samples=[[data[:4]]])))
     net8 = keras.models.clone_model(net)
     net8.set_weights(net.get_weights())
     net8.quantize("int8")
     attempt(RULES[1], lambda: kc.export_onnx(net8, os.path.join(folder, "q.onnx"),
-                                             samples=[[data[:4]]]))
+                                             verify=kc.VerifyOptions(samples=[[data[:4]]])))
     if seed % 5 == 0:
         attempt(RULES[2], lambda: kc.export_onnx(net, os.path.join(folder, "s.onnx"),
                                                  precision="int8", calibration=data))

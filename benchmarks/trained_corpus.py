@@ -878,7 +878,8 @@ def run_net(name, spec, work, log):
         def load_export():
             holder["model"] = keras.models.load_model(spec["file"], compile=False)
             report = kc.export_onnx(holder["model"], stem + ".onnx",
-                                    samples=[[_nhwc(x[0])] for x in task[:2]])
+                                    verify=kc.VerifyOptions(
+                                        samples=[[_nhwc(x[0])] for x in task[:2]]))
             return {"status": "passed" if report.passed else "failed",
                     "method": report.method}
         stage("reexport", load_export)
@@ -933,7 +934,8 @@ def _import(kc, path, holder=None):
 
 
 def _reexport(kc, model, path, task):
-    report = kc.export_onnx(model, path, samples=[[_nhwc(x[0])] for x in task[:2]],
+    report = kc.export_onnx(model, path,
+                            verify=kc.VerifyOptions(samples=[[_nhwc(x[0])] for x in task[:2]]),
                             **_export_kwargs(model))
     return {"status": "passed" if report.passed else "failed", "method": report.method}
 

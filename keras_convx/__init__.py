@@ -33,6 +33,7 @@ _TABLE = {
         "export_onnx", "verify_onnx", "ExportReport", "VerifyReport", "ExportError",
         "VerificationError")},
     **{name: "keras_convx.verification.report" for name in ("VerificationFailed", "Report")},
+    "VerifyOptions": "keras_convx.verification.options",
     **{name: "keras_convx.importer" for name in (
         "import_onnx", "OnnxImportError", "UnsupportedOps", "verify_import",
         "diagnose_import")},

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from keras_convx import cli_args as args_lib
 from keras_convx import cli_parser
 from keras_convx import cli_render as render  # stdlib only at import: the CLI stays fast
 from keras_convx.cli_parser import DEFAULT_ZOO_MODEL
@@ -30,25 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _quant_summary = render.quant_summary
 
 
-def _overrides(pairs):
-    import yaml
-
-    out = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise BadInput(f"--set expects name=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else value
-    return out
-
-
 def cmd_build(args):
     from keras_convx.model_config import build_model
 
     from keras_convx.model_config.loader import resolve
 
     console = render.new_console()
-    model = build_model(resolve(args.config), scale=args.scale, **_overrides(args.set))
+    model = build_model(resolve(args.config), scale=args.scale, **args_lib.overrides(args.set))
     render.build_summary(console, model, f"{model.name} ({args.config})")
     return 0
 
@@ -58,35 +47,10 @@ def cmd_validate(args):
 
     from keras_convx.model_config.loader import resolve
 
-    plan = validate(resolve(args.config), scale=args.scale, **_overrides(args.set))
+    plan = validate(resolve(args.config), scale=args.scale, **args_lib.overrides(args.set))
     outputs = ", ".join(f"{k} {plan.shapes.get(v)}" for k, v in plan.outputs.items())
     print(f"{args.config}: ok ({len(plan.order)} layers; outputs {outputs})")
     return 0
-
-
-def _parse_dynamic(text):
-    parts = [a.strip() for a in (text or "batch").split(",") if a.strip()]
-    bad = [a for a in parts if a not in ("batch", "spatial", "none")]
-    if bad or ("none" in parts and len(parts) > 1):
-        raise BadInput(f"--dynamic takes batch, spatial (comma-separated) or none, got {text!r}")
-    return tuple(a for a in parts if a != "none")
-
-
-def _parse_shape(text, model=None):
-    if not text:
-        return None
-    try:
-        shapes = [[None if d in ("", "?", "None") else int(d) for d in part.split(",")]
-                  for part in text.split(";")]
-    except ValueError:
-        raise BadInput(f"--input-shape expects e.g. 224,224,3 (several inputs: ';'), got {text!r}")
-    if model is not None:
-        wanted = [tuple(kt.shape[1:]) for kt in model.inputs]
-        if len(shapes) != len(wanted) or any(len(s) != len(w) for s, w in zip(shapes, wanted)):
-            raise BadInput(f"--input-shape {text!r} does not fit the model's inputs "
-                           f"{'; '.join(','.join(str(d) for d in w) for w in wanted)} "
-                           f"(dims without the batch, ';' between inputs)")
-    return shapes if len(shapes) > 1 else shapes[0]
 
 
 def cmd_export(args):
@@ -98,7 +62,8 @@ def cmd_export(args):
     timings = {}
     with console.status("build") as status:
         start = time.perf_counter()
-        model, name = load_source(args.source, args.weights, _overrides(args.set), args.scale)
+        model, name = load_source(args.source, args.weights, args_lib.overrides(args.set),
+                                  args.scale)
         if args.bn_as_trained:
             from keras_convx.verification.batch_norm import calibrate_batch_norm
 
@@ -120,24 +85,21 @@ def cmd_export(args):
         status.update("export, check and verify" if not args.no_verify else "export and check")
         from keras_convx.utils.progress import listen
 
-        dynamic = _parse_dynamic(args.dynamic)
-        input_shape = _parse_shape(args.input_shape, model)
+        dynamic = args_lib.parse_dynamic(args.dynamic)
+        input_shape = args_lib.parse_shape(args.input_shape, model)
+        precision = args_lib.precision(args)
+        verify = args_lib.verify_options(args)
         try:
             with listen(status.update):  # calibration reports its samples/s here
                 report = export_onnx(
                     model, out, opset=args.opset, method=args.method, dynamic_axes=dynamic,
-                    verify=not args.no_verify, diagnose=not args.no_diagnose,
-                    nchw_io=args.nchw_io,
-                    providers=args.providers.split(",") if args.providers else None,
-                    input_shape=input_shape, tolerance=args.tolerance,
-                    fp16=args.fp16, optimization_level=args.ort_level,
-                    metadata=_meta(args.meta), precision=args.precision,
-                    calibration=_calibration(args.calibration, model),
+                    nchw_io=args.nchw_io, input_shape=input_shape, verify=verify,
+                    metadata=args_lib.meta(args.meta), precision=precision,
+                    calibration=args_lib.calibration(args.calibration, model),
                     calibration_method=args.calibration_method,
-                    keep_float=_keep_float(args.keep_float),
+                    keep_float=args_lib.keep_float(args.keep_float),
                     input_dtype="uint8" if args.uint8_input else "float32",
-                    target=args.target, sizes=_sizes(args.sizes),
-                    fp16_headroom=args.fp16_headroom)
+                    target=args.target, fp16_headroom=args.fp16_headroom)
         except ExportError as err:
             status.stop()
             if err.report is not None and err.report.verify is not None:
@@ -167,39 +129,6 @@ def cmd_export(args):
     return 0
 
 
-def _calibration(value, model):
-    """--calibration: a .npz file, an image folder, or 'random'."""
-    if value is None or value == "random":
-        return value
-    from keras_convx.exporter.calibration_data import CalibrationError, load
-
-    if not os.path.exists(value):
-        raise BadInput(f"--calibration: {value} does not exist (a .npz file, a folder of "
-                       f"images, or 'random')")
-    try:
-        return load(value, model)
-    except CalibrationError as err:
-        raise BadInput(str(err)) from None
-
-
-def _keep_float(value):
-    if value is None or value == "auto":
-        return value
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _sizes(text):
-    """--sizes HxW,HxW -> export_onnx/import_onnx's `sizes=` (None when not given)."""
-    if text is None:
-        return None
-    from keras_convx.verification.sizes import parse_sizes
-
-    try:
-        return parse_sizes(text)
-    except ValueError as err:
-        raise BadInput(str(err)) from None
-
-
 def cmd_import(args):
     from keras_convx.importer import import_onnx
     from keras_convx.model_config import to_yaml
@@ -223,7 +152,7 @@ def cmd_import(args):
     try:
         model = import_onnx(args.model, data_format=args.data_format,
                                verify=not args.no_verify, tolerance=args.tolerance, output=out,
-                               sizes=_sizes(args.sizes), layouts=args.layouts)
+                               sizes=args_lib.sizes(args.sizes), layouts=args.layouts)
     except ImportVerificationError as err:
         print(err.report.summary())
         print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)
@@ -250,7 +179,7 @@ def cmd_verify(args):
     console = render.new_console()
     if not Path(args.model).is_file():
         raise BadInput(f"{args.model}: no such file")
-    model, _ = load_source(args.source, args.weights, _overrides(args.set), args.scale)
+    model, _ = load_source(args.source, args.weights, args_lib.overrides(args.set), args.scale)
     try:
         import onnx
 
@@ -287,17 +216,6 @@ def cmd_verify(args):
     return 0 if report.passed else 1
 
 
-def _meta(pairs):
-    """--meta KEY=VALUE pairs as a dict of strings."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--meta: {pair!r} must be KEY=VALUE")
-        out[key.strip()] = value
-    return out or None
-
-
 def cmd_inspect(args):
     """What a file holds, from the file alone (no model, no Keras)."""
     import onnx
@@ -315,7 +233,7 @@ def cmd_inspect(args):
 def cmd_coverage(args):
     from keras_convx.exporter import coverage
 
-    model, name = load_source(args.source, None, _overrides(args.set), args.scale)
+    model, name = load_source(args.source, None, args_lib.overrides(args.set), args.scale)
     rows = coverage(model, args.batch_size)
     render.new_console().print(render.coverage_table(name, rows))
     missing = sum(r.how == "missing" for r in rows)
@@ -392,7 +310,7 @@ def _precheck(args):
     if isinstance(path, str) and path.endswith((".yaml", ".yml")):
         from keras_convx.model_config.precheck import precheck
 
-        precheck(path, scale=args.scale, **_overrides(args.set))
+        precheck(path, scale=args.scale, **args_lib.overrides(args.set))
 
 
 def main(argv=None):

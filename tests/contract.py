@@ -93,7 +93,7 @@ def _check_keras_file(model, x, y, tmp_path):
 
 def _check_export(model, case, tmp_path):
     path = tmp_path / "layer.onnx"
-    report = kc.export_onnx(model, path, tolerance=EXPORT_TOL)
+    report = kc.export_onnx(model, path, verify=kc.VerifyOptions(tolerance=EXPORT_TOL))
     assert report.passed, report.verify.diagnosis
     ops = collections.Counter(node.op_type for node in onnx.load(path).graph.node
                               if node.op_type not in LAYOUT_OPS)

@@ -48,7 +48,8 @@ def test_uint8_input_refuses_what_a_cast_would_change(pixels_model, tmp_path):
     path = str(tmp_path / "u8.onnx")
     with pytest.raises(ValueError, match="integers in 0..255; got values in \\[0.5, 0.5\\]"):
         kc.export_onnx(pixels_model, path, input_dtype="uint8",
-                       samples=[[np.full((1, 16, 16, 3), 0.5, np.float32)]])
+                       verify=kc.VerifyOptions(
+                           samples=[[np.full((1, 16, 16, 3), 0.5, np.float32)]]))
     with pytest.raises(ValueError, match="input_dtype must be 'float32' or 'uint8'"):
         kc.export_onnx(pixels_model, path, input_dtype="int16")
     assert not list(tmp_path.iterdir())
@@ -156,8 +157,8 @@ def test_target_lints_name_the_construct_and_the_reference(tmp_path):
     model = keras.Model(inp, kc.layers.Conv2D(4, 3, padding="same")(inp))
     report = kc.export_onnx(model, str(tmp_path / "x.onnx"), target="xnnpack",
                             dynamic_axes=("batch", "spatial"),
-                            samples=[[np.ones((1, 9, 11, 3), np.float32) *
-                                      np.arange(3, dtype=np.float32)]])
+                            verify=kc.VerifyOptions(samples=[[np.ones((1, 9, 11, 3), np.float32) *
+                                      np.arange(3, dtype=np.float32)]]))
     assert [f["rule"] for f in report.lint] == ["symbolic-spatial-conv"]
     assert "onnxruntime#32387" in report.lint[0]["reference"] and not report.lint[0]["fixed"]
     report = kc.export_onnx(upsampler(), str(tmp_path / "c.onnx"), target="coreml")
@@ -196,7 +197,8 @@ def test_dynamic_height_width_with_strided_same(tmp_path):
     samples = [[rng.standard_normal((1, h, w, 3)).astype(np.float32)] for h, w in sizes]
     model = fully_convolutional()
     path = str(tmp_path / "fcn.onnx")
-    report = kc.export_onnx(model, path, dynamic_axes=("batch", "spatial"), samples=samples)
+    report = kc.export_onnx(model, path, dynamic_axes=("batch", "spatial"),
+                            verify=kc.VerifyOptions(samples=samples))
     assert report.passed
     outputs = {c.run[0] for c in report.verify.checks}
     # two random runs at sizes derived from the graph, then every sample's size, odd ones too

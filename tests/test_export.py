@@ -30,7 +30,8 @@ def single(make, shape, seed=0):
 
 
 def export_and_check(model, path, method="native", **kwargs):
-    report = kc.export_onnx(model, path, method=method, tolerance=SCALE_TOL, **kwargs)
+    report = kc.export_onnx(model, path, method=method,
+                            verify=kc.VerifyOptions(tolerance=SCALE_TOL), **kwargs)
     assert report.passed and os.path.exists(path)
     assert {c.batch for c in report.verify.checks} == {1, 2}  # dynamic batch
     # every tensor the graph keeps was compared, none failed
@@ -195,7 +196,8 @@ def test_channels_last_chain_has_one_transpose_per_input_and_output(tmp_path):
 def test_dynamic_axes(tmp_path):
     model = single(lambda: kc.Conv2D(4, 3, padding="same", padding_mode="replicate"), (None, None, 3))
     report = kc.export_onnx(model, tmp_path / "s.onnx", dynamic_axes=("batch", "spatial"),
-                            samples=[[rand((2, 7, 9, 3))], [rand((1, 12, 5, 3))]])
+                            verify=kc.VerifyOptions(
+                                samples=[[rand((2, 7, 9, 3))], [rand((1, 12, 5, 3))]]))
     # the two samples and random inputs at two sizes derived from the graph (16x24, 32x40)
     assert report.passed and len(report.verify.checks) == 4
     assert {c.shape[1:3] for c in report.verify.checks} == {(7, 9), (12, 5), (16, 24), (32, 40)}
@@ -241,7 +243,7 @@ def test_broken_lowering_is_caught_and_diagnosed(tmp_path, monkeypatch):
     monkeypatch.setitem(exporter.LOWERINGS, kc.Conv2D, dataclasses.replace(real, fn=wrong))
     path = tmp_path / "m.onnx"
     with pytest.raises(exporter.VerificationError, match="first diverging layer: broken") as info:
-        kc.export_onnx(model, path, diagnose=True)
+        kc.export_onnx(model, path, verify=kc.VerifyOptions(diagnose=True))
     assert not os.path.exists(path)  # atomic: nothing at path
     assert os.path.exists(tmp_path / "m.failed.onnx") and os.path.exists(tmp_path / "m.failed.json")
     diagnosis = info.value.report.diagnosis
@@ -447,3 +449,33 @@ def test_a_dynamic_batch_has_one_name_on_every_input_and_output(tmp_path):
              for v in list(graph.input) + list(graph.output)]
     assert {dims[0] for dims in names} == {"batch"}, names
     assert names[0][2] not in ("batch", names[0][3])  # height and width stay their own
+
+
+def test_verify_options_group_and_the_old_flat_form(tmp_path):
+    """export_onnx's verification options are one group, `VerifyOptions`; the flat keywords
+    of older releases still work, with a DeprecationWarning, and mean the same."""
+    import inspect
+
+    model = single(lambda: kc.layers.Conv2D(3, 3, padding="same"), (6, 6, 2))
+    grouped = kc.export_onnx(model, tmp_path / "g.onnx",
+                             verify=kc.VerifyOptions(tolerance=2e-5, diagnose=False))
+    with pytest.deprecated_call(match=r"export_onnx\(diagnose=\.\.\., tolerance=\.\.\.\) is "
+                                      r"deprecated: pass verify=keras_convx\.VerifyOptions"):
+        flat = kc.export_onnx(model, tmp_path / "f.onnx", tolerance=2e-5, diagnose=False)
+    for report in (grouped, flat):
+        assert report.passed and {c.tolerance for c in report.verify.checks} == {2e-5}
+        assert not report.verify.tensors  # diagnose=False: outputs only
+    named = [p for p in inspect.signature(kc.export_onnx).parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert len(named) == 17 and "tolerance" not in [p.name for p in named]
+    with pytest.raises(TypeError, match="inside verify=VerifyOptions"):
+        kc.export_onnx(model, tmp_path / "x.onnx", verify=kc.VerifyOptions(), tolerance=1e-5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tolerence'"):
+        kc.export_onnx(model, tmp_path / "x.onnx", tolerence=1e-5)
+    with pytest.raises(TypeError, match="verify must be True, False or a VerifyOptions"):
+        kc.export_onnx(model, tmp_path / "x.onnx", verify="yes")
+    with pytest.raises(ValueError, match="optimization_level must be one of"):
+        kc.VerifyOptions(optimization_level="max")
+    with pytest.raises(ValueError, match="tolerance must be a positive number, got -1"):
+        kc.VerifyOptions(tolerance=-1)
+    assert not os.path.exists(tmp_path / "x.onnx")

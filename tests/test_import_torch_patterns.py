@@ -81,5 +81,5 @@ def test_imported_pattern_exports_again_and_verifies(name, imported, tmp_path):
                                                                    (1, 32, 8, 3))] \
         if 2 in dynamic else None
     report = kc.export_onnx(imported[name], str(tmp_path / f"{name}.onnx"), dynamic_axes=axes,
-                            samples=samples)
+                            verify=kc.VerifyOptions(samples=samples))
     assert report.passed, report.verify.summary()

@@ -93,7 +93,7 @@ def test_prelu_with_dynamic_height_width_imports_and_exports_again(prelu_net, tm
     model, net = prelu_net
     assert net.import_report.passed and net.output_shape == (None, None, None, 4)
     x = np.random.default_rng(1).standard_normal((2, 12, 20, 3)).astype(np.float32)
-    report = kc.export_onnx(net, str(tmp_path / "p.onnx"), samples=[x])
+    report = kc.export_onnx(net, str(tmp_path / "p.onnx"), verify=kc.VerifyOptions(samples=[x]))
     assert report.passed, report
     # no samples: random inputs at sizes derived from the exported graph
     report = kc.export_onnx(net, str(tmp_path / "q.onnx"), dynamic_axes=("batch", "spatial"))
@@ -101,7 +101,7 @@ def test_prelu_with_dynamic_height_width_imports_and_exports_again(prelu_net, tm
     shapes = {tuple(c.shape) for c in report.verify.checks if c.role == "output"}
     assert {s[1:3] for s in shapes} == {(16, 24), (32, 40)}, shapes
     with pytest.raises(ValueError, match="sizes"):
-        kc.export_onnx(net, str(tmp_path / "r.onnx"), sizes=[(0, 3)])
+        kc.export_onnx(net, str(tmp_path / "r.onnx"), verify=kc.VerifyOptions(sizes=[(0, 3)]))
 
 
 def test_prelu_slope_along_a_dynamic_axis_is_refused_by_name():

@@ -91,7 +91,8 @@ def test_lowering_verifies(name, after_conv, tmp_path):
     model = keras.Model(x, CASES[name](h))
     for i, w in enumerate(model.weights):
         w.assign(rand(tuple(w.shape), i) * 0.5 + (1.0 if "gamma" in w.path else 0.0))
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=TOL)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=TOL))
     assert report.passed, report.verify.summary()
     # no layout moves beyond one per input and output (Permute really moves data)
     assert report.transpose_count <= (3 if name == "permute" else 2)
@@ -115,6 +116,7 @@ def test_layer_norm_channels_first_model(tmp_path):
     model = keras.Model(x, L.LayerNormalization(axis=1)(h))
     for i, w in enumerate(model.weights):
         w.assign(rand(tuple(w.shape), i))
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=TOL)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=TOL))
     assert report.passed and report.transpose_count == 0
     assert np.isfinite(report.verify.checks[0].rel)

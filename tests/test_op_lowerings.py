@@ -114,7 +114,8 @@ def test_op_lowering_verifies(name, after_conv, tmp_path):
     model = keras.Model(x, CASES[name](h))
     for i, w in enumerate(model.weights):
         w.assign(rand(tuple(w.shape), i) * 0.5)
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=TOL)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=TOL))
     assert report.passed, report.verify.summary()
     assert report.verify.informative
 

@@ -368,7 +368,8 @@ def test_float16_keeps_out_of_range_layers_float32(tmp_path, gain, why):
     hot = np.abs(keras.ops.convert_to_numpy(model.get_layer("hot")(x)))
     assert hot.max() > 65504 if gain > 1 else hot.max() < 2.0 ** -14
     path = str(tmp_path / "h.onnx")
-    report = kc.export_onnx(model, path, fp16=True)  # the alias of precision="float16"
+    with pytest.deprecated_call(match=r"fp16=True\) is deprecated: pass precision='float16'"):
+        report = kc.export_onnx(model, path, fp16=True)  # the old alias of precision="float16"
     assert report.passed and report.precision == "float16"
     assert [k["layer"] for k in report.float16_kept] == ["hot"]
     assert why in report.float16_kept[0]["reason"]
@@ -536,7 +537,7 @@ def test_int8_layers_refuse_what_they_do_not_support():
 def test_int8_layers_export_as_qdq_and_verify(quantized_family, tmp_path):
     model, x, _ = quantized_family
     path = str(tmp_path / "q.onnx")
-    report = kc.export_onnx(model, path, samples=[[x]])
+    report = kc.export_onnx(model, path, verify=kc.VerifyOptions(samples=[[x]]))
     assert report.passed, report.verify.summary()
     m = onnx.load(path)
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
@@ -567,7 +568,8 @@ def test_digits_model_quantize_keeps_accuracy_and_exports(digits, tmp_path):
     acc = {name: float(np.mean(np.argmax(keras.ops.convert_to_numpy(m(test_x)), 1) == test_y))
            for name, m in (("float", model), ("int8", clone))}
     assert abs(acc["int8"] - acc["float"]) <= 0.01, acc
-    report = kc.export_onnx(clone, str(tmp_path / "d.onnx"), samples=[[test_x[:16]]])
+    report = kc.export_onnx(clone, str(tmp_path / "d.onnx"),
+                            verify=kc.VerifyOptions(samples=[[test_x[:16]]]))
     assert report.passed
 
 

@@ -129,7 +129,7 @@ def test_fp16_export_verifies_at_float16_tolerance(tmp_path):
     import onnx
 
     model = kc.build_model(os.path.join(ROOT, "configs", "unet3d.yaml"), scale="t")
-    report = kc.export_onnx(model, tmp_path / "h.onnx", fp16=True)
+    report = kc.export_onnx(model, tmp_path / "h.onnx", precision="float16")
     graph = onnx.load(tmp_path / "h.onnx").graph
     kinds = {t.data_type for t in graph.initializer}
     assert onnx.TensorProto.FLOAT16 in kinds

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "keras_convx")
 # the stack, top first: a module may import its own floor or any floor below
 FLOORS = [
-    ("__main__", "cli", "cli_parser", "cli_render", "testing", "pytest_plugin"),
+    ("__main__", "cli", "cli_args", "cli_parser", "cli_render", "testing", "pytest_plugin"),
     ("exporter", "importer"),
     ("verification",),
     ("model_config", "conversion", "weights"),

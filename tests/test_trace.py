@@ -64,7 +64,8 @@ def gated():
 
 
 def test_composite_block_exports_with_its_inner_tensors_named(gated, tmp_path):
-    report = kc.export_onnx(gated, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    report = kc.export_onnx(gated, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed, report.verify.summary()
     # keras.ops nodes are named by Keras's global counter: split, split_3, ...
     labels = {c.tensor.rstrip("0123456789").rstrip("_") for c in report.verify.tensors}
@@ -128,13 +129,14 @@ def test_a_registered_lowering_wins_over_tracing(tmp_path):
 
 def test_variable_on_the_left_of_a_tensor_is_a_constant_operand(tmp_path):
     report = kc.export_onnx(_model(ScaleFirst(name="affine")), tmp_path / "m.onnx",
-                            method="native", tolerance=1e-5)
+                            method="native", verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed, report.verify.summary()
 
 
 def test_activation_of_a_lambda_is_traced(tmp_path):
     model = _model(L.Activation(lambda t: ops.gelu(t, approximate=False) * 0.5, name="act"))
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed
     assert any(c.tensor.startswith("act/gelu") for c in report.verify.tensors)
 
@@ -144,7 +146,8 @@ def test_nested_model_built_for_any_size_is_traced_at_the_callers_size(tmp_path)
     pooled = L.AveragePooling2D(2, strides=2, padding="same")(inner_in)
     inner = keras.Model(inner_in, L.Conv2D(4, 3, padding="same")(pooled), name="any_size")
     model = _model(inner, shape=(9, 9, 4))
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed
     assert any(c.tensor.startswith("any_size/") for c in report.verify.tensors)
 
@@ -210,7 +213,8 @@ def test_a_call_that_needs_the_batch_as_a_number_exports_with_a_dynamic_batch(tm
     for i, w in enumerate(model.weights):
         w.assign(rand(tuple(w.shape), i))
     # traced with the batch symbol: its tile and reshapes follow the graph's batch
-    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+    report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                            verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed
     assert {c.batch for c in report.verify.checks} == {1, 2}
     assert any(c.tensor.startswith("tokens/") and c.status == "pass"
@@ -228,7 +232,7 @@ def test_a_call_that_needs_the_batch_as_a_number_exports_with_a_dynamic_batch(tm
         assert np.max(np.abs(got - expected)) <= 1e-5 * np.max(np.abs(expected))
     # a static batch still traces with the number itself
     report = kc.export_onnx(model, tmp_path / "s.onnx", method="native", dynamic_axes=(),
-                            batch_size=2, tolerance=1e-5)
+                            batch_size=2, verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed
 
 
@@ -240,7 +244,7 @@ def test_a_constant_built_from_the_batch_size_is_refused_under_a_dynamic_batch(t
         kc.export_onnx(model, tmp_path / "m.onnx", method="native")
     assert not (tmp_path / "m.onnx").exists()
     report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", dynamic_axes=(),
-                            batch_size=3, tolerance=1e-5)
+                            batch_size=3, verify=kc.VerifyOptions(tolerance=1e-5))
     assert report.passed
 
 
@@ -322,7 +326,8 @@ def test_backend_code_is_refused_by_name_and_a_substitute_goes_through_it(tmp_pa
     kc.exporter.substitute(__name__, "backend_relu", ops.relu)
     try:
         tensor_map._CACHE.clear()
-        report = kc.export_onnx(model, tmp_path / "m.onnx", method="native", tolerance=1e-5)
+        report = kc.export_onnx(model, tmp_path / "m.onnx", method="native",
+                                verify=kc.VerifyOptions(tolerance=1e-5))
     finally:
         del kc.exporter.trace.SUBSTITUTES[__name__, "backend_relu"]
         tensor_map._CACHE.clear()

@@ -85,7 +85,8 @@ def text_direction_classifier(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-4)
     # the net really reads the text: upright and turned lines are told apart
     assert (expected.argmax(1) == np.arange(len(TEXTS)) % 2).mean() >= 0.75, expected
-    report = kc.export_onnx(model, str(tmp_path / "cls.onnx"), samples=[_nhwc(x)])
+    report = kc.export_onnx(model, str(tmp_path / "cls.onnx"),
+                            verify=kc.VerifyOptions(samples=[_nhwc(x)]))
     assert report.passed, report
 
 
@@ -105,7 +106,7 @@ def dbnet_text_detector(tmp_path):
     assert ((got > 0.3) == text).mean() >= 0.999
     np.testing.assert_allclose(got, expected, atol=1e-4)
     again = kc.export_onnx(model, str(tmp_path / "det.onnx"), dynamic_axes=("batch", "spatial"),
-                           diagnose=False)
+                           verify=kc.VerifyOptions(diagnose=False))
     assert again.passed, again
 
 
@@ -158,7 +159,8 @@ def mtcnn_pnet(tmp_path):
     np.testing.assert_allclose(got_face, _nhwc(face), atol=1e-5)
     np.testing.assert_allclose(got_boxes, _nhwc(boxes), atol=1e-4)
     assert np.array_equal(got_face.argmax(-1), _nhwc(face).argmax(-1))
-    report = kc.export_onnx(model, str(tmp_path / "pnet.onnx"), samples=[_nhwc(x)])
+    report = kc.export_onnx(model, str(tmp_path / "pnet.onnx"),
+                            verify=kc.VerifyOptions(samples=[_nhwc(x)]))
     assert report.passed, report
 
 
@@ -170,7 +172,8 @@ def fer_emotion_classifier(tmp_path):
 
     digits = load_digits().images[:8] / 16.0
     x = np.kron(digits, np.ones((8, 8)))[..., None].astype(np.float32) * 2 - 1  # fer: [-1, 1]
-    report = kc.export_onnx(model, str(tmp_path / "fer.onnx"), samples=[x])
+    report = kc.export_onnx(model, str(tmp_path / "fer.onnx"),
+                            verify=kc.VerifyOptions(samples=[x]))
     assert report.passed, report
     expected = keras.ops.convert_to_numpy(model(x))
     got = _ort(str(tmp_path / "fer.onnx"), {model.inputs[0].name: x})[0]

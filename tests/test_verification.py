@@ -420,7 +420,8 @@ def test_verification_runs_the_forward_pass_not_a_decoding_predict_step(tmp_path
         w.assign(rand(tuple(w.shape), i))
     path = str(tmp_path / "m.onnx")
     assert kc.export_onnx(model, path).passed
-    assert kc.export_onnx(model, str(tmp_path / "m2.onnx"), diagnose=False).passed
+    assert kc.export_onnx(model, str(tmp_path / "m2.onnx"),
+                          verify=kc.VerifyOptions(diagnose=False)).passed
     conv = model.get_layer("conv")
     conv.kernel.assign(conv.kernel * 1.5)  # the file is stale now: verification must see it
     assert not kc.verify_onnx(model, path).passed

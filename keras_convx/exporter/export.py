@@ -3,6 +3,7 @@
 import json
 import os
 import time
+import warnings
 
 import keras
 
@@ -15,6 +16,7 @@ from keras_convx.exporter.lower import (  # noqa: F401  (their public home stays
     LoweringContext, UnsupportedModel, _tf2onnx, lower_native, lower_tf2onnx,
 )
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport  # noqa: F401
+from keras_convx.verification import options as verify_options
 from keras_convx.verification import signature
 from keras_convx.verification.report import Report
 
@@ -71,14 +73,16 @@ def _finalize(proto, io):
     return proto
 
 
-def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",), verify=True,
-                providers=None, tolerance=None, samples=None, nchw_io=False,
-                input_shape=None, batch_size=1, diagnose=True, fold_batch_norm=True,
-                fp16=False, optimization_level="all", external_data="auto", metadata=None,
+def export_onnx(model, path, *,
+                method="auto", opset=17, dynamic_axes=("batch",), input_shape=None,
+                batch_size=1, nchw_io=False, fold_batch_norm=True,
+                verify=True,
                 precision=None, calibration=None, calibration_method="minmax",
-                keep_float=None, input_dtype="float32", target="cpu", sizes=None,
-                fp16_headroom=None):
+                keep_float=None, fp16_headroom=None, input_dtype="float32", target="cpu",
+                external_data="auto", metadata=None, **deprecated):
     """Exports a Keras model to ONNX and proves it with onnxruntime before writing it.
+
+    The options come in three groups: what to export, how to verify, what to deploy.
 
     Args:
         model: a Functional, Sequential or subclassed Keras model (a subclassed model
@@ -87,25 +91,63 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         path: the `.onnx` file to write; it appears only after checks and
             verification passed (a failure leaves `<stem>.failed.onnx` and
             `<stem>.failed.json` instead).
-        opset: ONNX opset (17 to 21).
+
+    What to export:
         method: `"native"` (direct lowering, any backend), `"tf2onnx"` (TensorFlow
             backend) or `"auto"` (native when every layer has a lowering).
+        opset: ONNX opset (17 to 21).
         dynamic_axes: which dims are symbolic: `("batch",)`, `("batch", "spatial")`
             or `()` (fully static, batch `batch_size`).
-        verify: run onnxruntime and compare with Keras (a failure raises
-            `VerificationError`).
-        providers, tolerance, samples, optimization_level: see `verify_onnx`.
-        sizes: the sizes of dynamic height/width (and other unknown dims after the batch)
-            random verification inputs take: ints or tuples (one per axis), e.g.
-            `[(32, 64)]`; default two derived from the graph (multiples of its total
-            stride). Samples need none.
-        nchw_io: give channels_last models NCHW graph inputs and outputs.
         input_shape: shape(s) without batch, to fix unknown spatial dims.
-        diagnose: compare every Keras tensor the graph keeps (layer and `keras.ops`
-            outputs, pre-activations), not only the graph outputs; the report's
-            `diagnosis` names the first that diverges. On by default; `False` checks
-            the outputs only (faster, and blind to errors the outputs hide).
+        batch_size: the batch of a fully static graph.
+        nchw_io: give channels_last models NCHW graph inputs and outputs.
         fold_batch_norm: fold inference BatchNormalization into the preceding Conv.
+
+    How to verify:
+        verify: `True` (default: run onnxruntime and compare with Keras, tensor by
+            tensor; a failure raises `VerificationError`), `False`, or a
+            `keras_convx.VerifyOptions` (samples, providers, tolerance, sizes of dynamic
+            height/width, `diagnose`, optimization level). The same options given flat
+            (`tolerance=...`, `samples=...`, `providers=...`, `sizes=...`,
+            `diagnose=...`, `optimization_level=...`) still work, with a
+            DeprecationWarning.
+
+    What to deploy:
+        precision: `"float32"` (default), `"float16"` (weights and compute in float16,
+            inputs and outputs float32, verified at float16 tolerance) or `"int8"` (static,
+            calibrated QDQ by onnxruntime.quantization: weights symmetric int8 per output
+            channel, activations uint8; the float graph is verified first, then the INT8
+            graph by the quantized rule, `keras_convx.verification.quantized`).
+            Mixed-precision Keras models export to float32 unless asked. A float16 node
+            whose values leave float16's range on the verification inputs (|x| > 65504,
+            or all below its smallest normal number, which GPUs flush to zero) stays
+            float32, named in the report (`float16_kept`) and the file's metadata:
+            onnxruntime's CPU provider computes float16 convolutions in float32 and would
+            hide the overflow. (`fp16=True`, the older spelling, still works with a
+            DeprecationWarning.)
+        calibration: INT8 calibration data (float16: data for the range check, besides
+            random inputs at the model's scale and the verification samples): arrays, a
+            list of batches, a generator, a `keras.utils.PyDataset` or a `tf.data.Dataset`
+            (`(x, y)` batches are fine). A fifth of the samples (at most 64) is held out
+            to verify on. `"random"` calibrates on random inputs at the model's scale, and
+            the report says so.
+        calibration_method: `"minmax"`, `"entropy"` or `"percentile"`.
+        keep_float: Keras layer names whose nodes stay float32 in an INT8 graph, or
+            `"auto"`: the worst layers are kept in float until the quantized rule passes
+            (at most 8).
+        fp16_headroom: float16 only: a node also stays float32 when its observed max
+            |value| comes within this factor of 65504 (default 16: above 4094), since
+            data the check did not draw can go further; the report gives each kept
+            node's max and margin. 1 keeps only what overflows on the drawn data.
+        input_dtype: `"float32"` (default) or `"uint8"`: the graph takes uint8 pixels
+            (in the input's layout) and casts them to float32 first, so the model's own
+            Rescaling/Normalization layers run in the graph; verified on integer inputs
+            (samples must be integers in 0..255).
+        target: the execution provider the file is for: `"cpu"` (default), `"cuda"`,
+            `"tensorrt"`, `"xnnpack"` or `"coreml"`. The report's `lint` lists what that
+            target is known to reject or run slowly, each with its reference
+            (`keras_convx.exporter.targets.RULES`); where an alternative lowering exists
+            it is applied (CUDA, TensorRT: ConvTranspose pads made symmetric plus a Slice).
         external_data: `"auto"` (weights in `<name>.onnx.data` beside the file when they
             pass protobuf's 2 GiB limit), `True` (always) or `False` (never).
         metadata: a dict of your own keys (class names, normalization...) stored in the
@@ -113,51 +155,31 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
             `keras_convx.export` (version, opset, precision, input layouts and dtypes, the
             preprocessing layers in the graph) and, once verified,
             `keras_convx.verification` (`keras-convx inspect FILE` prints them).
-        precision: `"float32"` (default), `"float16"` (weights and compute in float16,
-            inputs and outputs float32, verified at float16 tolerance) or `"int8"` (static,
-            calibrated QDQ by onnxruntime.quantization: weights symmetric int8 per output
-            channel, activations uint8; the float graph is verified first, then the INT8
-            graph by the quantized rule, `keras_convx.verification.quantized`).
-            Mixed-precision Keras models export to float32 unless asked.
-        fp16: `fp16=True` is `precision="float16"`. A node whose values leave
-            float16's range on the verification inputs (|x| > 65504, or all below its
-            smallest normal number, which GPUs flush to zero) stays float32, named in the
-            report (`float16_kept`) and the file's metadata: onnxruntime's CPU provider
-            computes float16 convolutions in float32 and would hide the overflow.
-        fp16_headroom: float16 only: a node also stays float32 when its observed max
-            |value| comes within this factor of 65504 (default 16: above 4094), since
-            data the check did not draw can go further; the report gives each kept
-            node's max and margin. 1 keeps only what overflows on the drawn data.
-        calibration: INT8 calibration data (float16: data for the range check, besides
-            random inputs at the model's scale and `samples`): arrays, a list of batches, a generator, a
-            `keras.utils.PyDataset` or a `tf.data.Dataset` (`(x, y)` batches are fine).
-            A fifth of the samples (at most 64) is held out to verify on. `"random"`
-            calibrates on random inputs at the model's scale, and the report says so.
-        calibration_method: `"minmax"`, `"entropy"` or `"percentile"`.
-        target: the execution provider the file is for: `"cpu"` (default), `"cuda"`,
-            `"tensorrt"`, `"xnnpack"` or `"coreml"`. The report's `lint` lists what that
-            target is known to reject or run slowly, each with its reference
-            (`keras_convx.exporter.targets.RULES`); where an alternative lowering exists
-            it is applied (CUDA, TensorRT: ConvTranspose pads made symmetric plus a Slice).
-        input_dtype: `"float32"` (default) or `"uint8"`: the graph takes uint8 pixels
-            (in the input's layout) and casts them to float32 first, so the model's own
-            Rescaling/Normalization layers run in the graph; verified on integer inputs
-            (samples must be integers in 0..255).
-        keep_float: Keras layer names whose nodes stay float32 in an INT8 graph, or
-            `"auto"`: the worst layers are kept in float until the quantized rule passes
-            (at most 8).
 
     Returns:
-        An `ExportReport`.
+        A `Report` (`kc.Report`, direction `"export"`).
 
     Raises:
         UnsupportedModel: `method="native"` and some layers have no lowering.
         VerificationError: the graph disagrees with Keras (the `.failed` files are kept).
         ExportError: a step could not be carried out (the message names the method, the
             step and the cause).
+
+    Example:
+
+    ```python
+    report = kc.export_onnx(model, "model.onnx")
+    report = kc.export_onnx(model, "model-int8.onnx", precision="int8",
+                            calibration=images, verify=kc.VerifyOptions(tolerance=1e-4))
+    ```
     """
+    fp16 = deprecated.pop("fp16", False)
+    if fp16:
+        warnings.warn("export_onnx(fp16=True) is deprecated: pass precision='float16'",
+                      DeprecationWarning, stacklevel=2)
+    verify, check = verify_options.resolve(verify, deprecated, "export_onnx")
     dynamic_axes, precision, path, user_metadata = _check_arguments(
-        model, path, method, dynamic_axes, sizes, metadata, precision, fp16, fp16_headroom,
+        model, path, method, dynamic_axes, metadata, precision, fp16, fp16_headroom,
         target, input_dtype, calibration, opset, external_data)
     model = _intake(model, input_shape)
     start = time.perf_counter()
@@ -170,7 +192,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     kept16 = []
     if precision == "float16":
         proto, kept16 = precision_lib.to_float16(
-            model, proto, io, samples, calibration,
+            model, proto, io, check.samples, calibration,
             float16.HEADROOM if fp16_headroom is None else fp16_headroom)
     if input_dtype == "uint8":
         precision_lib.uint8_inputs(proto, io)
@@ -190,12 +212,12 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
         report.file_size = staged.size()
         report.external_data = staged.data_name if staged.external else None
         if verify:
-            _verify_float(model, proto, io, data, staged, report, samples, sizes, providers,
-                          tolerance, optimization_level, diagnose)
+            _verify_float(model, proto, io, data, staged, report, check)
         if precision == "int8":
             precision_lib.to_int8(model, proto, staged.folder, staged.tmp, io, report,
                                   calibration, calibration_method, keep_float, verify,
-                                  providers, optimization_level, path, staged.external)
+                                  check.providers, check.optimization_level, path,
+                                  staged.external)
         elif verify:  # appended as bytes: the weights are not serialized again
             metadata_lib.append(staged.tmp, [(metadata_lib.VERIFICATION_KEY,
                                               metadata_lib.verification_entry(report.verify))])
@@ -205,7 +227,7 @@ def export_onnx(model, path, *, opset=17, method="auto", dynamic_axes=("batch",)
     return report
 
 
-def _check_arguments(model, path, method, dynamic_axes, sizes, metadata, precision, fp16,
+def _check_arguments(model, path, method, dynamic_axes, metadata, precision, fp16,
                      fp16_headroom, target, input_dtype, calibration, opset, external_data):
     """Every argument of `export_onnx` checked before any work, each error naming the
     argument, the value and what is accepted; returns (dynamic_axes, precision, path,
@@ -215,10 +237,6 @@ def _check_arguments(model, path, method, dynamic_axes, sizes, metadata, precisi
     dynamic_axes = tuple(dynamic_axes or ())
     if any(a not in DYNAMIC for a in dynamic_axes):
         raise ValueError(f"export: dynamic_axes must be drawn from {DYNAMIC}, got {dynamic_axes}")
-    if sizes is not None:
-        from keras_convx.verification.sizes import check_sizes
-
-        check_sizes(sizes)
     user_metadata = metadata_lib.user_entries(metadata)
     precision = precision_lib.resolve_precision(precision, fp16)
     if fp16_headroom is not None:
@@ -292,25 +310,25 @@ def _add_metadata(proto, model, io, opset, precision, kept16, target, lint, user
         prop.key, prop.value = key, value
 
 
-def _verify_float(model, proto, io, data, staged, report, samples, sizes, providers,
-                  tolerance, level, diagnose):
+def _verify_float(model, proto, io, data, staged, report, check):
     """The float graph against Keras, tensor by tensor; a failure keeps the `.failed`
     files and raises."""
     from keras_convx.verification.sizes import export_fills
 
     method = report.method
     try:
-        verifier = Verifier(model, io, tensor_map.read(proto), samples,
-                            fills=export_fills(model, proto, sizes))
-        report.verify = verifier.verify(proto, staged.tmp, providers, tolerance, level,
-                                        inspect=diagnose, serialized=data,
+        verifier = Verifier(model, io, tensor_map.read(proto), check.samples,
+                            fills=export_fills(model, proto, check.sizes))
+        report.verify = verifier.verify(proto, staged.tmp, check.providers, check.tolerance,
+                                        check.optimization_level, inspect=check.diagnose,
+                                        serialized=data,
                                         base_dir=staged.folder if staged.external else None)
     except ExportError as err:
         kept = staged.keep_failed(report)
         raise ExportError(f"export ({method}): verification could not run: {err}; kept "
                           f"{kept}", report) from None
     report.verify.path = staged.path
-    if diagnose and method == "tf2onnx":  # said, not silently skipped
+    if check.diagnose and method == "tf2onnx":  # said, not silently skipped
         report.verify.warnings.append(
             "tf2onnx's graph carries no map from Keras tensors to its own: only the "
             "graph outputs were compared (method='native' compares every layer)")
