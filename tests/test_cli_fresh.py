@@ -133,3 +133,15 @@ def test_demo_and_bench_argument_errors(tmp_path):
     assert code == 2 and "--unknown" in err
     code, _, err = cli(tmp_path, "bench", "--out")
     assert code == 2 and "--out" in err
+
+
+def test_demo_exports_resnet50_and_clocks_the_backend_import(tmp_path):
+    # demo once ran export through a second main(), which re-imported the (loaded) backend
+    # and reported "backend import 0.00 s"
+    code, out, err = cli(tmp_path, "demo")
+    assert code == 0, out + err
+    assert os.listdir(tmp_path / "export") == ["resnet50.onnx"]
+    line = re.search(r"total ([\d.]+) s: backend import ([\d.]+) s, build ([\d.]+) s", out)
+    assert line, out
+    total, backend, build = map(float, line.groups())
+    assert 0.1 < backend < total and build > 0, line.group(0)
