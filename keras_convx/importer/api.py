@@ -7,9 +7,9 @@ import time
 
 import onnx
 
-from keras_convx.importer import frontend
 from keras_convx.importer.convert import build
 from keras_convx.importer.errors import ImportVerificationError
+from keras_convx.importer.loading import check_tensor
 from keras_convx.importer.verify import verify_import
 from keras_convx.utils.staging import Stage
 from keras_convx.verification.sizes import check_sizes
@@ -144,6 +144,6 @@ def _with_data(source):
     folder = os.path.dirname(os.path.abspath(os.fspath(source)))
     for tensor in proto.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            frontend.check_tensor(tensor, folder)
+            check_tensor(tensor, folder)
     return proto
 

@@ -132,7 +132,8 @@ def float_graph(onnx_model):
     import onnx
     from onnx import numpy_helper
 
-    from keras_convx.importer.frontend import Node, _dequantize
+    from keras_convx.importer.folding import dequantize as _dequantize
+    from keras_convx.importer.graph import Node
     from keras_convx.importer.passes import qdq_pairs, saturation_range
 
     from keras_convx.importer.dynamic_quant import dequantize_dynamic
