@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from keras_convx.importer.driver import standard_perm
+from keras_convx.importer.context import standard_perm
 from keras_convx.verification.inputs import input_distribution
 from keras_convx.verification.ort_runner import INSPECT_LEVEL
 from keras_convx.verification.ort_runner import session as ort_session

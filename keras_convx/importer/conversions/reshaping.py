@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_convx import interop
 from keras_convx.importer.conversions.common import spatial_layer
-from keras_convx.importer.driver import Value, same_memory_order
+from keras_convx.importer.context import Value, same_memory_order
 from keras_convx.importer.errors import Unsupported
 from keras_convx.layers.tensor_ops import Slice, Tile
 from keras_convx.importer.registry import SPATIAL, conversion
