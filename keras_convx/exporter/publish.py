@@ -1,14 +1,13 @@
 """Proving and publishing a staged graph: the ONNX checker at a fraction of its cost, and
-the `.failed` files an unproven graph leaves for inspection."""
+the `.failed` files an unproven graph leaves for inspection. The staging folder itself is
+the one both directions share (`keras_convx.utils.staging`); what is ONNX's stays here."""
 
-import dataclasses
 import os
-import shutil
 
 import numpy as np
 import onnx
 
-from keras_convx.utils.files import staging_dir, umask_mode
+from keras_convx.utils import staging
 from keras_convx.verification.report import ExportError
 
 
@@ -18,20 +17,7 @@ def keep_failed(path, stage, report, external):
     `<stem>.failed.onnx`; a graph with external data keeps its folder, `<stem>.failed/`,
     since the model file finds its data file by a relative name.
     """
-    stem = os.path.splitext(path)[0]
-    if external:
-        kept = stem + ".failed"
-        shutil.rmtree(kept, ignore_errors=True)
-        os.replace(stage, kept)
-    else:
-        kept = stem + ".failed.onnx"
-        tmp = os.path.join(stage, os.path.basename(path))
-        umask_mode(tmp)
-        os.replace(tmp, kept)
-    with open(stem + ".failed.json", "w") as f:
-        f.write(report.to_json())
-    umask_mode(stem + ".failed.json")
-    return kept
+    return staging.keep_failed(path, stage, report, ".onnx", whole_folder=external)
 
 
 def check(check, proto):
@@ -82,23 +68,19 @@ def write_file(path, data):
         f.write(data)
 
 
-@dataclasses.dataclass
-class Staged:
+class Staged(staging.Stage):
     """The export's private staging folder beside `path`: everything is written and proven
     there, and moved in only once proven (named after this process: the next run removes
     it if this one is killed)."""
 
-    path: str
-    folder: str
-    tmp: str
-    data_name: str
-    external: bool
+    def __init__(self, path, external):
+        super().__init__(path, ".onnx")
+        self.data_name = os.path.basename(path) + ".data"
+        self.external = external
 
     @classmethod
     def of(cls, path, external):
-        folder = staging_dir(os.path.dirname(os.path.abspath(path)))
-        return cls(path, folder, os.path.join(folder, os.path.basename(path)),
-                   os.path.basename(path) + ".data", external)
+        return cls(path, external)
 
     def write(self, proto, method):
         """Writes and checks the graph; returns its serialized bytes (the graph alone when
@@ -128,10 +110,4 @@ class Staged:
         return keep_failed(self.path, self.folder, report, self.external)
 
     def publish(self):
-        target = os.path.dirname(os.path.abspath(self.path))
-        for name in ([self.data_name] if self.external else []) + [os.path.basename(self.path)]:
-            umask_mode(os.path.join(self.folder, name))
-            os.replace(os.path.join(self.folder, name), os.path.join(target, name))  # data first
-
-    def remove(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        super().publish([self.data_name] if self.external else [])  # the data file first

@@ -1,9 +1,18 @@
-"""`import_onnx`: an ONNX model -> a Functional Keras model of keras_convx and Keras layers."""
+"""`import_onnx`: an ONNX model -> a Functional Keras model of keras_convx and Keras layers,
+in the three stages both directions share: convert (`convert.build`), verify
+(`verify.verify_import`), publish (the staging folder `keras_convx.utils.staging`)."""
 
 import os
+import time
 
-from keras_convx.importer import frontend
+import onnx
+
 from keras_convx.importer.convert import build
+from keras_convx.importer.errors import ImportVerificationError
+from keras_convx.importer.loading import check_tensor
+from keras_convx.importer.verify import verify_import
+from keras_convx.utils.staging import Stage
+from keras_convx.verification.sizes import check_sizes
 
 
 def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=True,
@@ -31,7 +40,9 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
             `model.import_report`. True by default, as `export_onnx`'s (it used to be False:
             `verify=False` gives the unverified model without the comparison's cost).
         tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
-        output: a `.keras` path to save the model to, atomically, once verified.
+        output: a `.keras` path to save the model to, atomically, once verified. When
+            verification fails, the model is kept as `<stem>.failed.keras` with its report
+            `<stem>.failed.json`, and nothing appears at `output`.
         sizes: the sizes of dynamic axes after the batch (height, width...) verification
             runs at: a list of ints (every dynamic axis) or tuples (one per axis), e.g.
             `[(48, 192), (96, 320)]`. Default: two sizes derived from the graph, multiples
@@ -48,9 +59,7 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     compares against the same graph without the activation pairs. A dynamically
     quantized file (onnxruntime's `quantize_dynamic`: DynamicQuantizeLinear feeding
     ConvInteger/MatMulInteger) imports the same way, as float Conv/MatMul layers with the
-    weights dequantized. When
-            verification fails, the model is kept as `<stem>.failed.keras` with its report
-            `<stem>.failed.json`, and nothing appears at `output`.
+    weights dequantized.
 
     Outputs keep the file's layout unless they are channels-first feature maps (a
     detector's `(1, 3549, 6)` table stays `(None, 3549, 6)`); `model.import_layouts` lists,
@@ -74,46 +83,59 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     >>> model = kc.import_onnx("resnet.onnx")
     >>> model.save("resnet.keras")
     """
-    if output is not None and not str(output).endswith(".keras"):
-        raise ValueError(f"import_onnx: output={output!r} must end in .keras")
-    if sizes is not None:
-        from keras_convx.verification.sizes import check_sizes
-
-        sizes = check_sizes(sizes)  # before the import's work
+    sizes = _check_arguments(output, sizes)  # before the import's work
     model, walk, graph = build(path_or_model, data_format, name, layouts)
     # a QDQ file imports as its float model; what it quantized, and how, is kept here
     model.import_quantization = graph.quantization
     # which inputs and outputs moved to channels-last (a decoder reads the file's layout)
     model.import_layouts = walk.layouts()
     if verify:
-        from keras_convx.importer.errors import ImportVerificationError
-        import time
-
-        from keras_convx.importer.verify import verify_import
-
-        start = time.perf_counter()
-        report = verify_import(model, _with_data(path_or_model), data_format,
-                               tolerance=tolerance, sizes=sizes, _built=(model, walk, graph))
-        report.verify.layouts = model.import_layouts
-        report.verify.seconds = time.perf_counter() - start
-        if isinstance(path_or_model, (str, os.PathLike)):
-            report.path = os.fspath(path_or_model)
-        model.import_report = report
-        if not report.passed:
-            kept = _keep_failed(model, report, output) if output is not None else None
-            raise ImportVerificationError(report, kept)
+        _verify(model, (model, walk, graph), path_or_model, data_format, tolerance, sizes, output)
     if output is not None:
-        from keras_convx.utils.files import save_keras_atomic
-
-        save_keras_atomic(model, output)
+        _publish(model, output)
     return model
+
+
+def _check_arguments(output, sizes):
+    """`output` and `sizes` checked before any work; returns the sizes, normalized."""
+    if output is not None and not str(output).endswith(".keras"):
+        raise ValueError(f"import_onnx: output={output!r} must end in .keras")
+    return None if sizes is None else check_sizes(sizes)
+
+
+def _verify(model, built, source, data_format, tolerance, sizes, output):
+    """Compares the model with onnxruntime (`model.import_report`); on failure keeps the
+    model beside `output` (when given) as the `.failed` files and raises
+    `ImportVerificationError`."""
+    start = time.perf_counter()
+    report = verify_import(model, _with_data(source), data_format, tolerance=tolerance,
+                           sizes=sizes, _built=built)
+    report.verify.layouts = model.import_layouts
+    report.verify.seconds = time.perf_counter() - start
+    if isinstance(source, (str, os.PathLike)):
+        report.path = os.fspath(source)
+    model.import_report = report
+    if not report.passed:
+        kept = _publish(model, output, report) if output is not None else None
+        raise ImportVerificationError(report, kept)
+
+
+def _publish(model, output, failed=None):
+    """Saves `model` at `output` through a staging folder beside it (Keras writes a
+    `.keras` file in several steps). With a `failed` report, keeps it as
+    `<stem>.failed.keras` with the report as `<stem>.failed.json` instead, and returns
+    that path."""
+    with Stage(output, ".keras", stem=str(output)[:-len(".keras")]) as stage:
+        model.save(stage.tmp)
+        if failed is not None:
+            return stage.keep_failed(failed)
+        stage.publish()
+    return None
 
 
 def _with_data(source):
     """The graph as imported, as a ModelProto with its weights (external data checked and
     loaded as the front end does)."""
-    import onnx
-
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (bytes, bytearray)):
@@ -122,15 +144,6 @@ def _with_data(source):
     folder = os.path.dirname(os.path.abspath(os.fspath(source)))
     for tensor in proto.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            frontend.check_tensor(tensor, folder)
+            check_tensor(tensor, folder)
     return proto
 
-
-def _keep_failed(model, report, output):
-    """Keeps the unverified model beside `output` for inspection; returns its path."""
-    from keras_convx.utils.files import save_keras_atomic, write_atomic
-
-    stem = str(output)[:-len(".keras")]
-    save_keras_atomic(model, stem + ".failed.keras")
-    write_atomic(stem + ".failed.json", report.to_json())
-    return stem + ".failed.keras"

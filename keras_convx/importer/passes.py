@@ -7,7 +7,7 @@ import numpy as np
 from keras_convx.importer.conversions.conv import pad_arguments
 from keras_convx.importer.conversions.common import PAD_MODES
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.frontend import Node
+from keras_convx.importer.graph import Node
 from keras_convx.importer.registry import FUSED_DOMAIN
 
 ONNX = ("", "ai.onnx")

@@ -1,10 +1,11 @@
 """Writing outputs atomically: a file appears complete at its path, or not at all.
 
-One helper for every writer (the CLI's reports and YAML, `.keras` files of imported models):
+One helper for every writer of a single file (the CLI's reports and YAML, `.failed.json`):
 the content goes to a hidden temporary file in the same folder (so the rename stays on one
 file system), gets the user's usual permissions (mkstemp's 0600 is for secrets), and is
-renamed over the path only once complete. The exporter stages whole folders the same way
-(`staging_dir`).
+renamed over the path only once complete. Outputs proven before they are published (an
+export's `.onnx`, an import's `.keras`) are staged in a whole folder the same way
+(`staging_dir`, used by `keras_convx.utils.staging`).
 
 Every such name starts with `STAGE_PREFIX` and says which process owns it (`owner_tag`), so
 that what a killed run left is recognised and removed by the next run (`clean_stale`),
@@ -164,9 +165,3 @@ def write_atomic(path, data):
         with open(tmp, "wb" if isinstance(data, bytes) else "w",
                   **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
             f.write(data)
-
-
-def save_keras_atomic(model, path):
-    """`model.save(path)` atomically (Keras writes `.keras` files in several steps)."""
-    with atomic_path(path, ".keras") as tmp:
-        model.save(tmp)

@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_convx import interop
 from keras_convx.importer.conversions.common import float32
-from keras_convx.importer.driver import Value
+from keras_convx.importer.context import Value
 from keras_convx.importer.errors import Unsupported
 from keras_convx.layers.tensor_ops import BatchConstant, ConstantOperation, Divide
 from keras_convx.importer.registry import conversion

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 
 from keras_convx.importer.conversions.common import float32
-from keras_convx.importer.driver import Value
+from keras_convx.importer.context import Value
 from keras_convx.importer.errors import Unsupported
 from keras_convx.importer.registry import FUSED_DOMAIN, conversion
 

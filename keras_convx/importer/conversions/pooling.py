@@ -8,7 +8,7 @@ import numpy as np
 from keras_convx.importer.conversions.common import (RUNTIME_SAME, ints, pad_layer, positive,
                                                      spatial_pads)
 from keras_convx.importer.errors import Unsupported
-from keras_convx.importer.driver import Value
+from keras_convx.importer.context import Value
 from keras_convx.layers.tensor_ops import ConstantOperation, Reduce
 from keras_convx.importer.registry import SPATIAL, conversion
 from keras_convx.utils import shapes as S
