@@ -151,8 +151,8 @@ def cmd_import(args):
     start = time.perf_counter()
     try:
         model = import_onnx(args.model, data_format=args.data_format,
-                               verify=not args.no_verify, tolerance=args.tolerance, output=out,
-                               sizes=args_lib.sizes(args.sizes), layouts=args.layouts)
+                            verify=args_lib.verify_options(args), output=out,
+                            layouts=args.layouts)
     except ImportVerificationError as err:
         print(err.report.summary())
         print(f"keras-convx: {str(err).replace('import_onnx: ', '', 1)}", file=sys.stderr)

@@ -103,9 +103,12 @@ def verify_options(args):
     from keras_convx.verification.options import VerifyOptions
 
     try:
+        # (import has no --providers, --ort-level or --no-diagnose)
+        providers = getattr(args, "providers", None)
         return VerifyOptions(
-            providers=args.providers.split(",") if args.providers else None,
+            providers=providers.split(",") if providers else None,
             tolerance=args.tolerance, sizes=sizes(args.sizes),
-            diagnose=not args.no_diagnose, optimization_level=args.ort_level)
+            diagnose=not getattr(args, "no_diagnose", False),
+            optimization_level=getattr(args, "ort_level", "all"))
     except (TypeError, ValueError) as err:
         raise BadInput(str(err)) from None

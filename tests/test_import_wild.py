@@ -52,16 +52,17 @@ def test_sizes_are_derived_from_the_graph():
 
 def test_a_size_the_net_cant_run_is_a_failed_verification_naming_the_node():
     with pytest.raises(ImportVerificationError) as caught:
-        kc.import_onnx(_pyramid(), verify=True, sizes=[(16, 24)])
+        kc.import_onnx(_pyramid(), verify=kc.VerifyOptions(sizes=[(16, 24)]))
     reason = caught.value.report.why()
     assert "onnxruntime" in reason and "[2, 3, 16, 24]" in reason and "'sum" in reason, reason
     # one base for failed verifications, export and import alike
     assert isinstance(caught.value, kc.VerificationFailed)
     assert issubclass(kc.VerificationError, kc.VerificationFailed)
     # user sizes the net runs at pass
-    assert kc.import_onnx(_pyramid(), verify=True, sizes=[(48, 64)]).import_report.passed
+    assert kc.import_onnx(_pyramid(),
+                          verify=kc.VerifyOptions(sizes=[(48, 64)])).import_report.passed
     with pytest.raises(ValueError, match="sizes: 0 is not a size"):
-        kc.import_onnx(_pyramid(), verify=True, sizes=[0])
+        kc.import_onnx(_pyramid(), verify=kc.VerifyOptions(sizes=[0]))
     assert S.parse_sizes("32x64,48") == [(32, 64), 48]
     with pytest.raises(ValueError, match="--sizes: 'ax3'"):
         S.parse_sizes("ax3")
@@ -77,7 +78,7 @@ def test_a_net_that_runs_at_no_derived_size_says_how_to_pass_sizes():
     reason = caught.value.report.why()
     assert "none of the sizes derived" in reason and "sizes=[(H, W)" in reason, reason
     assert "--sizes" in reason
-    assert kc.import_onnx(model, verify=True, sizes=[(10, 10)]).import_report.passed
+    assert kc.import_onnx(model, verify=kc.VerifyOptions(sizes=[(10, 10)])).import_report.passed
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,7 @@ def test_ceil_mode_max_pool_over_a_dynamic_size(kernel, stride):
     odd and even sizes."""
     model = graph([node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[kernel] * 2,
                         strides=[stride] * 2, ceil_mode=1)], {"x": DYNAMIC})
-    net = kc.import_onnx(model, verify=True, sizes=[(15, 17), (16, 21)])
+    net = kc.import_onnx(model, verify=kc.VerifyOptions(sizes=[(15, 17), (16, 21)]))
     assert net.import_report.passed, net.import_report.summary()
 
 
@@ -308,3 +309,19 @@ def test_dynamic_quantization_of_another_shape_is_refused_by_name(tmp_path):
     quantized.graph.output.append(helper.make_tensor_value_info("leak", 1, []))
     with pytest.raises(UnsupportedOps, match="DynamicQuantizeLinear"):
         kc.import_onnx(quantized, verify=False)
+
+
+def test_import_takes_the_exports_verify_options():
+    """import_onnx(verify=VerifyOptions(...)) as export_onnx; the flat tolerance=/sizes= of
+    older releases warn and mean the same; what import can't honour is refused by name."""
+    net = kc.import_onnx(_pyramid(), verify=kc.VerifyOptions(sizes=[(48, 64)], tolerance=1e-4))
+    assert net.import_report.passed and net.import_report.verify.tolerance == 1e-4
+    assert net.import_report.verify.sizes == [[48, 64]]
+    with pytest.deprecated_call(match=r"import_onnx\(sizes=\.\.\., tolerance=\.\.\.\) is "
+                                      r"deprecated"):
+        old = kc.import_onnx(_pyramid(), sizes=[(48, 64)], tolerance=1e-4)
+    assert old.import_report.verify.tolerance == 1e-4
+    with pytest.raises(ValueError, match=r"VerifyOptions\(samples=\.\.\.\) is for export"):
+        kc.import_onnx(_pyramid(), verify=kc.VerifyOptions(samples=[[np.zeros((1, 3, 8, 8))]]))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'providers'"):
+        kc.import_onnx(_pyramid(), providers=["cpu"])  # never a flat import argument

@@ -2,6 +2,7 @@
 in the three stages both directions share: convert (`convert.build`), verify
 (`verify.verify_import`), publish (the staging folder `keras_convx.utils.staging`)."""
 
+import dataclasses
 import os
 import time
 
@@ -12,11 +13,12 @@ from keras_convx.importer.errors import ImportVerificationError
 from keras_convx.importer.loading import check_tensor
 from keras_convx.importer.verify import verify_import
 from keras_convx.utils.staging import Stage
+from keras_convx.verification import options as verify_options
 from keras_convx.verification.sizes import check_sizes
 
 
 def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify=True,
-                tolerance=None, output=None, sizes=None, layouts="keras"):
+                output=None, layouts="keras", **deprecated):
     """Imports an ONNX model as a backend-agnostic Keras model with its weights.
 
     Each ONNX node (or fused group: Pad+Conv, MatMul+Add, the Erf-based GELU) becomes one
@@ -38,15 +40,16 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
         verify: run the model and onnxruntime on the same inputs and compare every tensor
             the model holds, by the export's rule (`verify_import`); the report is
             `model.import_report`. True by default, as `export_onnx`'s (it used to be False:
-            `verify=False` gives the unverified model without the comparison's cost).
-        tolerance: max abs error as a fraction of each tensor's scale (default 2e-3).
+            `verify=False` gives the unverified model without the comparison's cost). A
+            `keras_convx.VerifyOptions` sets how, as for `export_onnx`: `tolerance` (max abs
+            error as a fraction of each tensor's scale, default 2e-3), `sizes`,
+            `providers` and `optimization_level`; import draws its own inputs (no
+            `samples`) and always compares every tensor (`diagnose`). `tolerance=` and
+            `sizes=` given flat, as older releases took them, still work with a
+            DeprecationWarning.
         output: a `.keras` path to save the model to, atomically, once verified. When
             verification fails, the model is kept as `<stem>.failed.keras` with its report
             `<stem>.failed.json`, and nothing appears at `output`.
-        sizes: the sizes of dynamic axes after the batch (height, width...) verification
-            runs at: a list of ints (every dynamic axis) or tuples (one per axis), e.g.
-            `[(48, 192), (96, 320)]`. Default: two sizes derived from the graph, multiples
-            of its total stride that every unpadded window fits in.
         layouts: `"keras"` (default): channels-last inputs and outputs where they are
             feature maps, as listed in `model.import_layouts`; `"onnx"`: every input and
             output keeps the file's layout (the model is a drop-in for the onnxruntime
@@ -83,33 +86,45 @@ def import_onnx(path_or_model, *, data_format="channels_last", name=None, verify
     >>> model = kc.import_onnx("resnet.onnx")
     >>> model.save("resnet.keras")
     """
-    sizes = _check_arguments(output, sizes)  # before the import's work
+    verify, check = verify_options.resolve(verify, deprecated, "import_onnx",
+                                           flat=("tolerance", "sizes"))
+    check = _check_arguments(output, check)  # before the import's work
     model, walk, graph = build(path_or_model, data_format, name, layouts)
     # a QDQ file imports as its float model; what it quantized, and how, is kept here
     model.import_quantization = graph.quantization
     # which inputs and outputs moved to channels-last (a decoder reads the file's layout)
     model.import_layouts = walk.layouts()
     if verify:
-        _verify(model, (model, walk, graph), path_or_model, data_format, tolerance, sizes, output)
+        _verify(model, (model, walk, graph), path_or_model, data_format, check, output)
     if output is not None:
         _publish(model, output)
     return model
 
 
-def _check_arguments(output, sizes):
-    """`output` and `sizes` checked before any work; returns the sizes, normalized."""
+def _check_arguments(output, check):
+    """`output` and the verification options checked before any work; returns the
+    options with their sizes normalized."""
     if output is not None and not str(output).endswith(".keras"):
         raise ValueError(f"import_onnx: output={output!r} must end in .keras")
-    return None if sizes is None else check_sizes(sizes)
+    if check.samples is not None:
+        raise ValueError("import_onnx: VerifyOptions(samples=...) is for export; import "
+                         "draws inputs at the model's scale (set their sizes with sizes=)")
+    if not check.diagnose:
+        raise ValueError("import_onnx: VerifyOptions(diagnose=False) is for export; import "
+                         "verification compares every tensor the model holds")
+    sizes = None if check.sizes is None else check_sizes(check.sizes)
+    return dataclasses.replace(check, sizes=sizes)
 
 
-def _verify(model, built, source, data_format, tolerance, sizes, output):
+def _verify(model, built, source, data_format, check, output):
     """Compares the model with onnxruntime (`model.import_report`); on failure keeps the
     model beside `output` (when given) as the `.failed` files and raises
     `ImportVerificationError`."""
     start = time.perf_counter()
-    report = verify_import(model, _with_data(source), data_format, tolerance=tolerance,
-                           sizes=sizes, _built=built)
+    report = verify_import(model, _with_data(source), data_format, tolerance=check.tolerance,
+                           providers=check.providers,
+                           optimization_level=check.optimization_level, sizes=check.sizes,
+                           _built=built)
     report.verify.layouts = model.import_layouts
     report.verify.seconds = time.perf_counter() - start
     if isinstance(source, (str, os.PathLike)):

@@ -65,11 +65,12 @@ class VerifyOptions:
 FIELDS = tuple(f.name for f in dataclasses.fields(VerifyOptions))
 
 
-def resolve(verify, legacy, caller):
+def resolve(verify, legacy, caller, flat=FIELDS):
     """`(run?, VerifyOptions)` from `verify=` and the flat keywords older releases took
-    (`tolerance=`, `samples=`...), which still work with a DeprecationWarning; refuses
-    any other keyword as Python would, and a flat keyword next to a `VerifyOptions`."""
-    unknown = sorted(set(legacy) - set(FIELDS))
+    (`flat`: `tolerance=`, `samples=`...), which still work with a DeprecationWarning;
+    refuses any other keyword as Python would, and a flat keyword next to a
+    `VerifyOptions`."""
+    unknown = sorted(set(legacy) - set(flat))
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
     if isinstance(verify, VerifyOptions):
