@@ -120,6 +120,32 @@ def assert_layer_contract(layer_cls, init_kwargs, input_shape, *, expected_outpu
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(tuple(input_shape)).astype("float32")
 
+    layer, again = _check_config(layer_cls, init_kwargs)
+    y = _numpy(layer(x))
+    _check_output_shape(layer, input_shape, y, expected_output_shape)
+    if not layer.weights and not _informative(y):
+        raise AssertionError(f"{name}: the output is constant on random inputs: nothing to "
+                             f"compare")
+    again(x)
+    again.set_weights(layer.get_weights())
+    _close(_numpy(again(x)), y, tolerance, f"{name} from its config, with the same weights")
+
+    inputs = keras.Input(tuple(input_shape[1:]), batch_size=None)
+    model = keras.Model(inputs, layer(inputs), name=f"{name.lower()}_contract")
+    if save:
+        _check_save_and_load(model, x, tolerance, name)
+    if mixed_precision:
+        _check_mixed_precision(layer_cls, init_kwargs, layer, x, y)
+    if training and layer.trainable_weights:
+        _check_training_step(layer_cls, init_kwargs, inputs, x, y.shape, rng)
+    if export:
+        assert_export_parity(model, x)
+
+
+def _check_config(layer_cls, init_kwargs):
+    """(layer, layer from its config): `get_config` holds every argument as given, and
+    `from_config(get_config())` gives the same config."""
+    name = layer_cls.__name__
     layer = layer_cls(**init_kwargs)
     config = layer.get_config()
     for key, value in init_kwargs.items():
@@ -133,8 +159,14 @@ def assert_layer_contract(layer_cls, init_kwargs, input_shape, *, expected_outpu
     if again.get_config() != config:
         raise AssertionError(f"{name}.from_config(get_config()) changes the config: "
                              f"{_config_diff(config, again.get_config())}")
+    return layer, again
 
-    y = _numpy(layer(x))
+
+def _check_output_shape(layer, input_shape, y, expected_output_shape):
+    """The real output shape `y.shape` is the predicted one (and the expected one)."""
+    import keras
+
+    name = type(layer).__name__
     try:
         predicted, how = tuple(layer.compute_output_shape(tuple(input_shape))), \
             "compute_output_shape"
@@ -149,48 +181,55 @@ def assert_layer_contract(layer_cls, init_kwargs, input_shape, *, expected_outpu
     if expected_output_shape is not None and tuple(expected_output_shape) != y.shape:
         raise AssertionError(f"{name}: output shape {y.shape}, expected "
                              f"{tuple(expected_output_shape)}")
-    if not layer.weights and not _informative(y):
-        raise AssertionError(f"{name}: the output is constant on random inputs: nothing to "
-                             f"compare")
-    again(x)
-    again.set_weights(layer.get_weights())
-    _close(_numpy(again(x)), y, tolerance, f"{name} from its config, with the same weights")
 
-    inputs = keras.Input(tuple(input_shape[1:]), batch_size=None)
-    model = keras.Model(inputs, layer(inputs), name=f"{name.lower()}_contract")
-    if save:
-        with tempfile.TemporaryDirectory(prefix="keras_convx-contract-") as folder:
-            path = os.path.join(folder, "model.keras")
-            model.save(path)
-            try:
-                loaded = keras.saving.load_model(path)
-            except Exception as err:
-                raise AssertionError(f"{name}: the .keras file does not load ({err}); register "
-                                     f"the class with @keras.saving.register_keras_serializable"
-                                     ) from None
-            _close(_numpy(loaded(x)), _numpy(model(x)), tolerance, f"{name} after .keras save "
-                   f"and load")
-    if mixed_precision:
-        half = layer_cls(**dict(init_kwargs, dtype="mixed_float16"))
-        out = half(x)
-        if keras.backend.standardize_dtype(out.dtype) != "float16":
-            raise AssertionError(f"{name}(dtype='mixed_float16') outputs "
-                                 f"{keras.backend.standardize_dtype(out.dtype)}, not float16")
-        half.set_weights(layer.get_weights())
-        _close(_numpy(half(x)).astype("float32"), y, 2e-2, f"{name} in mixed_float16")
-    if training and layer.trainable_weights:
-        trained = keras.Model(inputs, layer_cls(**init_kwargs)(inputs))
-        trained.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-        before = [np.array(_numpy(w)) for w in trained.trainable_weights]
-        loss = trained.train_on_batch(x, rng.standard_normal(y.shape).astype("float32"))
-        loss = float(np.ravel(_numpy(loss))[0]) if not isinstance(loss, float) else loss
-        if not np.isfinite(loss):
-            raise AssertionError(f"{name}: one training step gives a non-finite loss {loss}")
-        if all(np.array_equal(b, _numpy(w)) for b, w in zip(before, trained.trainable_weights)):
-            raise AssertionError(f"{name}: one training step changes none of its trainable "
-                                 f"weights")
-    if export:
-        assert_export_parity(model, x)
+
+def _check_save_and_load(model, x, tolerance, name):
+    """A `.keras` file of `model` loads (the class registered) and gives the same outputs."""
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="keras_convx-contract-") as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        try:
+            loaded = keras.saving.load_model(path)
+        except Exception as err:
+            raise AssertionError(f"{name}: the .keras file does not load ({err}); register "
+                                 f"the class with @keras.saving.register_keras_serializable"
+                                 ) from None
+        _close(_numpy(loaded(x)), _numpy(model(x)), tolerance, f"{name} after .keras save "
+               f"and load")
+
+
+def _check_mixed_precision(layer_cls, init_kwargs, layer, x, y):
+    """With `dtype="mixed_float16"` and the same weights, the layer computes in float16,
+    close to its float32 output `y`."""
+    import keras
+
+    name = layer_cls.__name__
+    half = layer_cls(**dict(init_kwargs, dtype="mixed_float16"))
+    out = half(x)
+    if keras.backend.standardize_dtype(out.dtype) != "float16":
+        raise AssertionError(f"{name}(dtype='mixed_float16') outputs "
+                             f"{keras.backend.standardize_dtype(out.dtype)}, not float16")
+    half.set_weights(layer.get_weights())
+    _close(_numpy(half(x)).astype("float32"), y, 2e-2, f"{name} in mixed_float16")
+
+
+def _check_training_step(layer_cls, init_kwargs, inputs, x, output_shape, rng):
+    """One SGD step on a fresh layer gives a finite loss and changes its trainable weights."""
+    import keras
+
+    name = layer_cls.__name__
+    trained = keras.Model(inputs, layer_cls(**init_kwargs)(inputs))
+    trained.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = [np.array(_numpy(w)) for w in trained.trainable_weights]
+    loss = trained.train_on_batch(x, rng.standard_normal(output_shape).astype("float32"))
+    loss = float(np.ravel(_numpy(loss))[0]) if not isinstance(loss, float) else loss
+    if not np.isfinite(loss):
+        raise AssertionError(f"{name}: one training step gives a non-finite loss {loss}")
+    if all(np.array_equal(b, _numpy(w)) for b, w in zip(before, trained.trainable_weights)):
+        raise AssertionError(f"{name}: one training step changes none of its trainable "
+                             f"weights")
 
 
 def _numpy(value):

@@ -135,26 +135,57 @@ def dynamic_batch(builder, symbol):
     with it in its shape, an integer attribute) can't follow the batch and is refused.
     Returns how many constants were made dynamic.
     """
+    _refuse_batch_attributes(builder, symbol)
+    dynamic = {}  # initializer name -> the tensor computing it from the batch
+    builder.scope = "dynamic_batch"
+    # first: the Tiles' repeats are integer constants with the symbol, scaled next
+    tiles = _tile_batch_constants(builder, symbol, dynamic)
+    prelude = _scale_batch_integers(builder, symbol, dynamic)
+    if not dynamic:
+        return 0
+    for node in builder.nodes:
+        for i, name in enumerate(node.input):
+            if name in dynamic:
+                node.input[i] = dynamic[name]
+    for node in tiles:
+        node.input[1] = dynamic.get(node.input[1], node.input[1])
+    builder.nodes[:0] = prelude + tiles  # they read only the graph input and constants
+    for name in dynamic:
+        builder.initializers.pop(name, None)
+    return len(dynamic)
+
+
+_BATCH_HINT = ("export with dynamic_axes=() and batch_size=N (a static batch), or "
+               "compute the batch with keras.ops.shape(x)[0] in the layer")
+
+
+def _multiples(values, symbol):
+    """Where `values` (flattened) are non-zero multiples of `symbol`."""
+    values = np.asarray(values).reshape(-1)
+    return (values != 0) & (values % symbol == 0)
+
+
+def _refuse_batch_attributes(builder, symbol):
+    """An integer attribute can't follow the batch: one holding the symbol is refused."""
     from onnx import helper
 
     from keras_convx.exporter.graph import Unsupported
 
-    def multiples(values):
-        values = np.asarray(values).reshape(-1)
-        return (values != 0) & (values % symbol == 0)
-
-    hint = ("export with dynamic_axes=() and batch_size=N (a static batch), or "
-            "compute the batch with keras.ops.shape(x)[0] in the layer")
     for node in builder.nodes:
         for a in node.attribute:
             value = helper.get_attribute_value(a)
             if isinstance(value, (int, list)) and not isinstance(value, bool) and \
                     all(isinstance(v, int) for v in np.atleast_1d(value)) and \
-                    np.any(multiples(value if isinstance(value, list) else [value])):
+                    np.any(_multiples(value if isinstance(value, list) else [value], symbol)):
                 raise Unsupported(f"{node.name}: its attribute {a.name}={value} holds the "
-                                  f"batch size as a number: {hint}")
-    dynamic, batch, prelude = {}, None, []
-    builder.scope = "dynamic_batch"
+                                  f"batch size as a number: {_BATCH_HINT}")
+
+
+def _tile_batch_constants(builder, symbol, dynamic):
+    """Each constant repeated along the symbol becomes a Tile of its first block (into
+    `dynamic`); returns the Tiles' nodes, taken out of the graph's node list."""
+    from keras_convx.exporter.graph import Unsupported
+
     tiles = []
     for name, array in list(builder.initializers.items()):
         axes = [a for a, d in enumerate(np.shape(array)) if d and d % symbol == 0]
@@ -168,25 +199,37 @@ def dynamic_batch(builder, symbol):
         reps[axis] = symbol
         if len(axes) > 1 or not np.array_equal(np.tile(block, reps), array):
             raise Unsupported(f"{name}: a constant of shape {array.shape} built with the batch "
-                              f"size as a number: {hint}")
+                              f"size as a number: {_BATCH_HINT}")
         start = len(builder.nodes)
         dynamic[name] = builder.node("Tile", [builder.const(block, "block"),
                                               builder.ints(reps, "repeats")])
         tiles.extend(builder.nodes[start:])
         del builder.nodes[start:]
         del builder.initializers[name]
+    return tiles
+
+
+def _scale_batch_integers(builder, symbol, dynamic):
+    """Each integer constant holding multiples of the symbol becomes `batch * coefficients
+    + offsets` (into `dynamic`); returns the nodes computing them, taken out of the
+    graph's node list."""
+    from onnx import helper
+
+    from keras_convx.exporter.graph import Unsupported
+
+    batch, prelude = None, []
     for name, array in list(builder.initializers.items()):
         array = np.asarray(array)
-        if array.dtype.kind not in "iu" or not np.any(multiples(array)):
+        if array.dtype.kind not in "iu" or not np.any(_multiples(array, symbol)):
             continue
         if array.ndim > 1:
             raise Unsupported(f"{name}: an integer constant of shape {array.shape} holds the "
-                              f"batch size as a number: {hint}")
+                              f"batch size as a number: {_BATCH_HINT}")
         start = len(builder.nodes)
         if batch is None:  # (1,): the first input's batch
             batch = builder.node("Slice", [builder.node("Shape", [builder.inputs[0].name]),
                                            builder.ints([0], "starts"), builder.ints([1], "ends")])
-        is_multiple = multiples(array).reshape(array.shape)
+        is_multiple = _multiples(array, symbol).reshape(array.shape)
         source = batch if array.dtype == np.int64 else builder.node(
             "Cast", [batch], to=int(helper.np_dtype_to_tensor_dtype(array.dtype)))
         scaled = builder.node("Mul", [source, builder.const(
@@ -198,15 +241,4 @@ def dynamic_batch(builder, symbol):
         dynamic[name] = value
         prelude.extend(builder.nodes[start:])
         del builder.nodes[start:]
-    if not dynamic:
-        return 0
-    for node in builder.nodes:
-        for i, name in enumerate(node.input):
-            if name in dynamic:
-                node.input[i] = dynamic[name]
-    for node in tiles:
-        node.input[1] = dynamic.get(node.input[1], node.input[1])
-    builder.nodes[:0] = prelude + tiles  # they read only the graph input and constants
-    for name in dynamic:
-        builder.initializers.pop(name, None)
-    return len(dynamic)
+    return prelude

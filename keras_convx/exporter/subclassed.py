@@ -7,7 +7,7 @@ import inspect
 import keras
 
 from keras_convx.exporter.graph import Unsupported
-from keras_convx.exporter.trace import _session, _traced
+from keras_convx.exporter.trace_call import _session, _traced
 
 
 def as_functional(model, input_shapes=None):

@@ -131,8 +131,6 @@ def to_dict(model):
     names); `keras.ops` nodes are written as the allowlisted layer that computes the same
     values (`x + y` as Add, `x * 0.5` or `x + 3.0` as Rescaling) under the node's name.
     """
-    from keras_convx.conversion import ours
-
     model = _functional(model, "the model")
     types = layer_types()
     inputs = {}
@@ -141,75 +139,93 @@ def to_dict(model):
         if kt.dtype != "float32":
             entry["dtype"] = kt.dtype
         inputs[kt._keras_history.operation.name] = entry
-    layers, seen, known = [], set(), {}
-    alias = {}  # a nested model's input and output names -> the names the config uses
-    state = {"previous": list(inputs)[-1]}
+    entries = _Entries(types, previous=list(inputs)[-1])
+    entries.walk(model)
+    outputs = [entries.source(kt) for kt in model.outputs]
+    config = {"version": FORMAT_VERSION, "name": model.name, "inputs": inputs,
+              "layers": entries.layers}
+    if outputs != [entries.previous]:
+        config["outputs"] = outputs
+    return config
 
-    def source(kt):
+
+class _Entries:
+    """The config's layer entries of a Functional graph, in execution order, nested models
+    inlined; `previous` names the last one (an entry that takes it needs no `inputs`)."""
+
+    def __init__(self, types, previous):
+        self.types, self.previous = types, previous
+        self.layers, self.seen, self.known = [], set(), {}
+        self.alias = {}  # a nested model's input and output names -> the names the config uses
+
+    def source(self, kt):
         name = kt._keras_history.operation.name
-        while name in alias:
-            name = alias[name]
+        while name in self.alias:
+            name = self.alias[name]
         return name
 
-    def add(entry, sources):
-        if sources != [state["previous"]]:
+    def add(self, entry, sources):
+        if sources != [self.previous]:
             entry["inputs"] = sources[0] if len(sources) == 1 else sources
-        layers.append(entry)
-        state["previous"] = entry["name"]
+        self.layers.append(entry)
+        self.previous = entry["name"]
 
-    def walk(graph):
+    def walk(self, graph):
         for depth in sorted(graph._nodes_by_depth, reverse=True):
             for node in graph._nodes_by_depth[depth]:
                 layer = node.operation
                 if node.is_input or layer is None:
                     continue
-                if layer.name in seen:
+                if layer.name in self.seen:
                     raise ValueError(f"to_yaml: layer {layer.name!r} is called more than once "
                                      f"(shared layers can't be expressed)")
-                seen.add(layer.name)
+                self.seen.add(layer.name)
                 if isinstance(layer, keras.Model):
-                    inner = _functional(layer, f"nested model {layer.name!r}")
-                    if len(inner.inputs) != len(node.input_tensors) or len(inner.outputs) != 1:
-                        raise ValueError(f"to_yaml: nested model {layer.name!r} must take its "
-                                         f"inputs as given and have one output")
-                    for kt, outer in zip(inner.inputs, node.input_tensors):
-                        alias[kt._keras_history.operation.name] = source(outer)
-                    walk(inner)
-                    alias[layer.name] = source(inner.outputs[0])
-                    continue
-                if not isinstance(layer, keras.layers.Layer):
-                    op = _op_entry(node)
-                    if op is None:
-                        raise ValueError(
-                            f"to_yaml: {layer.name!r} is a keras.ops.{type(layer).__name__} "
-                            f"call that no allowlisted layer computes exactly (configs express "
-                            f"+, -, * and max/min of two same-shape tensors, and +, -, * with "
-                            f"a number)")
-                    entry, tensors = op
-                    add({"type": entry["type"], "name": layer.name,
-                         **({"args": entry["args"]} if "args" in entry else {})},
-                        [source(kt) for kt in tensors])
-                    continue
-                if node.arguments.kwargs and any(v is not None for k, v in
-                                                 node.arguments.kwargs.items()
-                                                 if k not in ("training", "mask")):
-                    raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
-                                     f"arguments, which configs can't express")
-                # keras.layers' conv family: written as the keras_convx equivalent (its
-                # config, unbuilt: no weights are made), which the config format knows
-                layer = ours(layer)
-                entry = {"type": _type_name(layer, types), "name": layer.name}
-                args = _args(layer, known)
-                if args:
-                    entry["args"] = args
-                add(entry, [source(kt) for kt in node.input_tensors])
+                    self._nested(layer, node)
+                elif not isinstance(layer, keras.layers.Layer):
+                    self._operation(layer, node)
+                else:
+                    self._layer(layer, node)
 
-    walk(model)
-    outputs = [source(kt) for kt in model.outputs]
-    config = {"version": FORMAT_VERSION, "name": model.name, "inputs": inputs, "layers": layers}
-    if outputs != [state["previous"]]:
-        config["outputs"] = outputs
-    return config
+    def _nested(self, model, node):
+        inner = _functional(model, f"nested model {model.name!r}")
+        if len(inner.inputs) != len(node.input_tensors) or len(inner.outputs) != 1:
+            raise ValueError(f"to_yaml: nested model {model.name!r} must take its "
+                             f"inputs as given and have one output")
+        for kt, outer in zip(inner.inputs, node.input_tensors):
+            self.alias[kt._keras_history.operation.name] = self.source(outer)
+        self.walk(inner)
+        self.alias[model.name] = self.source(inner.outputs[0])
+
+    def _operation(self, op, node):
+        found = _op_entry(node)
+        if found is None:
+            raise ValueError(
+                f"to_yaml: {op.name!r} is a keras.ops.{type(op).__name__} "
+                f"call that no allowlisted layer computes exactly (configs express "
+                f"+, -, * and max/min of two same-shape tensors, and +, -, * with "
+                f"a number)")
+        entry, tensors = found
+        self.add({"type": entry["type"], "name": op.name,
+                  **({"args": entry["args"]} if "args" in entry else {})},
+                 [self.source(kt) for kt in tensors])
+
+    def _layer(self, layer, node):
+        from keras_convx.conversion import ours
+
+        if node.arguments.kwargs and any(v is not None for k, v in
+                                         node.arguments.kwargs.items()
+                                         if k not in ("training", "mask")):
+            raise ValueError(f"to_yaml: layer {layer.name!r} is called with keyword "
+                             f"arguments, which configs can't express")
+        # keras.layers' conv family: written as the keras_convx equivalent (its
+        # config, unbuilt: no weights are made), which the config format knows
+        layer = ours(layer)
+        entry = {"type": _type_name(layer, self.types), "name": layer.name}
+        args = _args(layer, self.known)
+        if args:
+            entry["args"] = args
+        self.add(entry, [self.source(kt) for kt in node.input_tensors])
 
 
 class _Dumper(yaml.SafeDumper):

@@ -1,4 +1,5 @@
-"""Integer-only output-size arithmetic, shared by layers, ops, tests and the exporter.
+"""Integer-only shape arithmetic (output sizes, broadcasting), shared by layers, ops,
+tests and the exporter.
 
 Lengths may be `None` (unknown); every function then returns `None` for that axis.
 """
@@ -124,3 +125,21 @@ def transpose_crop(kernel, stride, dilation, padding, output_padding=None, delta
     else:
         before = padding[0]
     return (before, -delta - before)
+
+
+def broadcast_shapes(a, b):
+    """NumPy broadcasting of two shapes that may hold None (unknown)."""
+    a, b = tuple(a), tuple(b)
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == 1:
+            out.append(y)
+        elif y == 1 or y is None or x == y:
+            out.append(x)
+        elif x is None:
+            out.append(y)
+        else:
+            raise ValueError(f"shapes {a} and {b} don't broadcast")
+    return tuple(out)

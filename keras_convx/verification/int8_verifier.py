@@ -30,6 +30,41 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     providers = ort_runner.available_providers(providers)
     levels = [quantized.INSPECT_LEVEL] + ([level] if level != quantized.INSPECT_LEVEL else [])
     report = QuantReport(levels=levels, providers=providers, **report_fields)
+    live, reference = _judged_entries(model, qdq_model, float_model, io, entries, runs, graphs)
+    # the value consumers see: a quantized tensor's QuantizeLinear -> DequantizeLinear
+    # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
+    # itself may hold the pre-activation)
+    seen = post_qdq(qdq_model)
+    names = [seen.get(e["onnx"], e["onnx"]) for e in live]
+    in_perms = io.input_perms or [None] * len(model.inputs)
+    for provider in providers:
+        inspect = ort_runner.session(ort_runner.inspection_graph(qdq_model, names, qdq_data),
+                                     provider, quantized.INSPECT_LEVEL)
+        q_values = _run(inspect, runs[0], in_perms, io.input_dtypes)
+        f_values = {}
+        if float_model is not None:
+            f_session = ort_runner.session(
+                ort_runner.inspection_graph(float_model, [e["onnx"] for e in live],
+                                            float_data), provider,
+                ort_runner.INSPECT_LEVEL)
+            f_values = _run(f_session, runs[0], in_perms, io.input_dtypes)
+        own = own_values(qdq_model, live, runs[0], f_values, reference, provider, in_perms,
+                         io.input_dtypes)
+        _judge_mapped(report, live, seen, q_values, f_values, own, reference,
+                      float_model, qdq_model, int(runs[0][0].shape[0]))
+        _judge_outputs(report, provider, inspect, q_values, qdq_model, qdq_data, io, runs,
+                       reference, in_perms)
+    skipped = sum(1 for e in entries if e["status"] == "live") - len(live)
+    if skipped:
+        report.warnings.append(f"{skipped} mapped tensor(s) are not in the quantized graph "
+                               f"(fused by quant_pre_process): not compared")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _judged_entries(model, qdq_model, float_model, io, entries, runs, graphs):
+    """(the live tensor-map entries both graphs compute and Keras gives a value for, in
+    graph order; the Keras `Reference` on `runs`)."""
     produced = {o for n in qdq_model.graph.node for o in n.output}
     if float_model is not None:
         produced &= {o for n in float_model.graph.node for o in n.output}
@@ -40,79 +75,69 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     # graph order (ONNX nodes are topologically sorted): inputs are judged before users
     order = {o: i for i, n in enumerate((float_model or qdq_model).graph.node) for o in n.output}
     live.sort(key=lambda e: order.get(e["onnx"], -1))
-    # the value consumers see: a quantized tensor's QuantizeLinear -> DequantizeLinear
-    # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
-    # itself may hold the pre-activation)
-    seen = post_qdq(qdq_model)
-    names = [seen.get(e["onnx"], e["onnx"]) for e in live]
-    in_perms = io.input_perms or [None] * len(model.inputs)
+    return live, reference
+
+
+def _run(session, arrays, in_perms, dtypes):
+    """{output name: value} of `session` on `arrays` (Keras layout)."""
+    feeds = dict(zip([i.name for i in session.get_inputs()],
+                     to_graph(arrays, in_perms, dtypes)))
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+
+
+def _judge_mapped(report, live, seen, q_values, f_values, own, reference, float_model,
+                  qdq_model, samples):
+    """Judges each mapped tensor of the QDQ graph (`q_values`, the first run) against the
+    float graph's (`f_values`) or else Keras's, with its own error teacher-forced (`own`),
+    and attributes the errors to the layers that made them."""
+    feeds_from = mapped_inputs(float_model if float_model is not None else qdq_model,
+                               [e["onnx"] for e in live])
+    sqnr, rows = {}, {}
+    producers = {o: n.op_type for n in (float_model or qdq_model).graph.node
+                 for o in n.output}
+    for e in live:
+        perm = [e["perm"]]
+        q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
+        f = from_graph([f_values[e["onnx"]]], perm)[0] if f_values else None
+        label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
+        ins = [sqnr[n] for n in feeds_from[e["onnx"]] if sqnr.get(n) is not None]
+        keras_value = reference.tensors[_ref_key(e)]
+        ref = f if f is not None else keras_value
+        forced = from_graph([own[e["onnx"]]], perm)[0] if e["onnx"] in own else None
+        row = quantized.judge_internal(
+            label, e["label"], keras_value, f, q, samples,
+            min(ins) if ins else quantized.INPUT_SQNR_DB,
+            sqnr_own=quantized.sqnr_db(ref, forced) if forced is not None else None,
+            own_rms=None if forced is None else float(np.sqrt(np.mean(
+                (np.asarray(ref, np.float64) - forced) ** 2))),
+            bounded=quantized.BOUNDED_WIDTHS.get(producers.get(e["onnx"]))
+            if _ref_key(e)[0] != "pre" else None)
+        row.onnx = e["onnx"]
+        sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
+        rows[e["onnx"]] = row
+        report.checks.append(row)
+    quantized.attribute([rows[e["onnx"]] for e in live],
+                        {e["onnx"]: feeds_from[e["onnx"]] for e in live})
+
+
+def _judge_outputs(report, provider, inspect, q_values, qdq_model, qdq_data, io, runs,
+                   reference, in_perms):
+    """Judges the QDQ graph's outputs against Keras's on every run, at each level of the
+    report (the inspection session's first run is reused at INSPECT_LEVEL)."""
     out_perms = io.output_perms or [None] * len(qdq_model.graph.output)
     out_names = [o.name for o in qdq_model.graph.output]
-
-    def run(session, arrays):
-        feeds = dict(zip([i.name for i in session.get_inputs()],
-                         to_graph(arrays, in_perms, io.input_dtypes)))
-        return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-
-    for provider in providers:
-        inspect = ort_runner.session(ort_runner.inspection_graph(qdq_model, names, qdq_data),
-                                     provider, quantized.INSPECT_LEVEL)
-        q_values = run(inspect, runs[0])
-        f_values = {}
-        if float_model is not None:
-            f_session = ort_runner.session(
-                ort_runner.inspection_graph(float_model, [e["onnx"] for e in live],
-                                            float_data), provider,
-                ort_runner.INSPECT_LEVEL)
-            f_values = run(f_session, runs[0])
-        samples = int(runs[0][0].shape[0])
-        feeds_from = mapped_inputs(float_model if float_model is not None else qdq_model,
-                                   [e["onnx"] for e in live])
-        own = own_values(qdq_model, live, runs[0], f_values, reference, provider, in_perms,
-                         io.input_dtypes)
-        sqnr, rows = {}, {}
-        producers = {o: n.op_type for n in (float_model or qdq_model).graph.node
-                     for o in n.output}
-        for e in live:
-            perm = [e["perm"]]
-            q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
-            f = from_graph([f_values[e["onnx"]]], perm)[0] if f_values else None
-            label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
-            ins = [sqnr[n] for n in feeds_from[e["onnx"]] if sqnr.get(n) is not None]
-            keras_value = reference.tensors[_ref_key(e)]
-            ref = f if f is not None else keras_value
-            forced = from_graph([own[e["onnx"]]], perm)[0] if e["onnx"] in own else None
-            row = quantized.judge_internal(
-                label, e["label"], keras_value, f, q, samples,
-                min(ins) if ins else quantized.INPUT_SQNR_DB,
-                sqnr_own=quantized.sqnr_db(ref, forced) if forced is not None else None,
-                own_rms=None if forced is None else float(np.sqrt(np.mean(
-                    (np.asarray(ref, np.float64) - forced) ** 2))),
-                bounded=quantized.BOUNDED_WIDTHS.get(producers.get(e["onnx"]))
-                if _ref_key(e)[0] != "pre" else None)
-            row.onnx = e["onnx"]
-            sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
-            rows[e["onnx"]] = row
+    for lvl in report.levels:
+        session = inspect if lvl == quantized.INSPECT_LEVEL else ort_runner.session(
+            qdq_data, provider, lvl)
+        got = [from_graph([v[n] for n in out_names], out_perms)
+               for v in (q_values if s == 0 and session is inspect
+                         else _run(session, arrays, in_perms, io.input_dtypes)
+                         for s, arrays in enumerate(runs))]
+        for j, name in enumerate(out_names):
+            row = quantized.judge_output(name, lvl, [o[j] for o in reference.outputs],
+                                         [g[j] for g in got])
+            row.tensor = f"{name} ({provider})" if len(report.providers) > 1 else name
             report.checks.append(row)
-        quantized.attribute([rows[e["onnx"]] for e in live],
-                            {e["onnx"]: feeds_from[e["onnx"]] for e in live})
-        for lvl in levels:
-            session = inspect if lvl == quantized.INSPECT_LEVEL else ort_runner.session(
-                qdq_data, provider, lvl)
-            got = [from_graph([v[n] for n in out_names], out_perms)
-                   for v in (q_values if s == 0 and session is inspect else run(session, arrays)
-                             for s, arrays in enumerate(runs))]
-            for j, name in enumerate(out_names):
-                row = quantized.judge_output(name, lvl, [o[j] for o in reference.outputs],
-                                             [g[j] for g in got])
-                row.tensor = f"{name} ({provider})" if len(providers) > 1 else name
-                report.checks.append(row)
-    skipped = sum(1 for e in entries if e["status"] == "live") - len(live)
-    if skipped:
-        report.warnings.append(f"{skipped} mapped tensor(s) are not in the quantized graph "
-                               f"(fused by quant_pre_process): not compared")
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 # the latency comparison times at least this many runs of each graph (after one warm-up
