@@ -162,15 +162,15 @@ def bn_wrong_epsilon(model, ctx):
     """Refolds one BatchNormalization with the other common epsilon (Keras 1e-3 vs ONNX 1e-5)."""
     import keras
 
-    folded = [e for e in ctx["tensor_map"] if e["status"] == "fused" and e["into"]
-              and isinstance(_find_layer(ctx["model"], e["into"]), keras.layers.BatchNormalization)]
+    folded = [e for e in ctx["tensor_map"] if e.status == "fused" and e.into
+              and isinstance(_find_layer(ctx["model"], e.into), keras.layers.BatchNormalization)]
     names = {_layer(n): n for n in model.graph.node if n.op_type == "Conv"}
-    folded = [e for e in folded if e["label"] in names and len(names[e["label"]].input) > 2]
+    folded = [e for e in folded if e.label in names and len(names[e.label].input) > 2]
     entry = _middle(folded)
     if entry is None:
         return None
-    bn = _find_layer(ctx["model"], entry["into"])
-    node = names[entry["label"]]
+    bn = _find_layer(ctx["model"], entry.into)
+    node = names[entry.label]
     var = np.asarray(keras.ops.convert_to_numpy(bn.moving_variance), np.float64)
     eps = float(bn.epsilon)
     wrong = 1e-3 if eps < 1e-4 else 1e-5

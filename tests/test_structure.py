@@ -127,3 +127,48 @@ def test_no_import_circles(graph):
             visit(v)
     assert circles == [], circles
 
+
+
+def test_the_public_name_tables_match_what_loads():
+    """The importer's lazy namespace lists its public names without importing them (so
+    that importing one of its modules first, `keras_convx.importer.convert`, is no
+    circle); the list must stay what `public` exports."""
+    import keras_convx.importer as importer
+    from keras_convx.importer import public
+
+    assert sorted(importer._PUBLIC) == sorted(public.__all__)
+
+
+@pytest.mark.parametrize("module", ["keras_convx.importer.convert", "keras_convx.importer.api",
+                                    "keras_convx.exporter.export"])
+def test_any_module_imports_first_in_a_fresh_process(module):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+MAX_MODULE_LINES = 400  # issue 32: no module over 400 lines
+MAX_FUNCTION_LINES = 80  # ... and no function over 80, its docstring not counted
+
+
+def test_no_module_or_function_past_its_size():
+    too_long = []
+    for module, path in _modules().items():
+        with open(path) as f:
+            source = f.read()
+        lines = source.count("\n")
+        if lines > MAX_MODULE_LINES:
+            too_long.append(f"{module}: {lines} lines")
+        for node in ast.walk(ast.parse(source, path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                        and isinstance(first.value.value, str):
+                    length -= first.end_lineno - first.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{module}.{node.name}: {length} lines")
+    assert not too_long, too_long

@@ -46,7 +46,7 @@ def test_map_survives_folding_and_fusion_and_reports_fused(tmp_path):
         head == {"internal": "pass", "preactivation": "pass"}, head
     # the map travels in the file: verify_onnx in the same way, from disk
     entries = tensor_map.read(onnx.load(tmp_path / "m.onnx"))
-    assert {e["label"] for e in entries} >= {"pad", "conv", "bn", "relu", "gap", "head"}
+    assert {e.label for e in entries} >= {"pad", "conv", "bn", "relu", "gap", "head"}
     again = kc.verify_onnx(model, tmp_path / "m.onnx")
     assert again.passed and len(again.tensors) == len(report.verify.tensors)
 
@@ -425,3 +425,25 @@ def test_verification_runs_the_forward_pass_not_a_decoding_predict_step(tmp_path
     conv = model.get_layer("conv")
     conv.kernel.assign(conv.kernel * 1.5)  # the file is stale now: verification must see it
     assert not kc.verify_onnx(model, path).passed
+
+
+def test_one_typed_correspondence_for_both_directions(tmp_path):
+    """The export's tensor map and the import's are the same `Row`s, with one meaning of
+    `perm` (graph = transpose(keras, perm)); JSON only in the file's metadata."""
+    from keras_convx.importer.convert import build
+    from keras_convx.verification.correspondence import Row, dumps, loads
+
+    model = _model([kc.Conv2D(4, 3, name="conv"), keras.layers.ReLU(name="relu")], (8, 8, 2))
+    kc.export_onnx(model, tmp_path / "m.onnx")
+    exported = tensor_map.read(onnx.load(tmp_path / "m.onnx"))
+    assert exported and all(type(r) is Row for r in exported)
+    assert loads(dumps(exported)) == exported
+    conv = next(r for r in exported if r.label == "conv")
+    assert conv.perm == (0, 3, 1, 2)  # NHWC Keras tensor, NCHW in the graph
+    net, walk, graph = build(str(tmp_path / "m.onnx"), "channels_last")
+    imported = walk.correspondence(graph)
+    assert imported and all(type(r) is Row for r in imported)
+    # the conv's NCHW tensor of the same file: the same perm from the other direction
+    assert {r.onnx: r.perm for r in imported}[conv.onnx] == (0, 3, 1, 2)
+    with pytest.raises(ValueError, match="status must be one of"):
+        Row(key="a:0:0", label="a", onnx="a", perm=(0,), status="gone")

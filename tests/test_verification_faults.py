@@ -64,7 +64,7 @@ def exported(tmp_path_factory):
 
 def _observable_after(model, layer_name, entries):
     """The layer itself, or the first layers downstream whose tensors the graph keeps."""
-    fused = {e["label"] for e in entries if e["status"] == "fused"}
+    fused = {e.label for e in entries if e.status == "fused"}
     ops = {op.name: op for op in tensor_map.functional(model).operations}
     found, frontier = {layer_name}, [layer_name]
     while frontier:

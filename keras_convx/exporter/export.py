@@ -16,6 +16,7 @@ from keras_convx.exporter.lower import (  # noqa: F401  (their public home stays
     LoweringContext, UnsupportedModel, _tf2onnx, lower_native, lower_tf2onnx,
 )
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport  # noqa: F401
+from keras_convx.verification import correspondence
 from keras_convx.verification import options as verify_options
 from keras_convx.verification import signature
 from keras_convx.verification.report import Report
@@ -67,9 +68,15 @@ def _count(proto, op):
     return sum(1 for n in proto.graph.node if n.op_type == op)
 
 
-def _finalize(proto, io):
-    prop = proto.metadata_props.add()
-    prop.key, prop.value = signature.KEY, io.to_json()
+def _finalize(proto, io, rows):
+    """The signature and the tensor map, into the file's metadata (the one place they
+    are JSON)."""
+    for key, value in ((signature.KEY, io.to_json()),
+                       (correspondence.KEY, correspondence.dumps(rows))):
+        if key == correspondence.KEY and not rows:
+            continue  # tf2onnx's graph: no map
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
     return proto
 
 
@@ -186,6 +193,7 @@ def export_onnx(model, path, *,
     proto, builder, io, chosen, reason = _convert(model, method, opset, dynamic_axes, nchw_io,
                                                   batch_size, fold_batch_norm)
     io.input_shapes = [list(kt.shape) for kt in model.inputs]
+    rows = builder.correspondence() if builder is not None else []
     from keras_convx.exporter import targets
 
     lint = targets.adapt(proto, target) + targets.lint(proto, target)
@@ -195,8 +203,8 @@ def export_onnx(model, path, *,
             model, proto, io, check.samples, calibration,
             float16.HEADROOM if fp16_headroom is None else fp16_headroom)
     if input_dtype == "uint8":
-        precision_lib.uint8_inputs(proto, io)
-    proto = _finalize(proto, io)
+        precision_lib.uint8_inputs(proto, io, rows)
+    proto = _finalize(proto, io, rows)
     _add_metadata(proto, model, io, opset, precision, kept16, target, lint, user_metadata)
     report = Report(path=path, method=chosen, reason=reason, opset=int(opset), model=model,
                     node_count=len(proto.graph.node), transpose_count=_count(proto, "Transpose"),
@@ -212,9 +220,9 @@ def export_onnx(model, path, *,
         report.file_size = staged.size()
         report.external_data = staged.data_name if staged.external else None
         if verify:
-            _verify_float(model, proto, io, data, staged, report, check)
+            _verify_float(model, proto, io, rows, data, staged, report, check)
         if precision == "int8":
-            precision_lib.to_int8(model, proto, staged.folder, staged.tmp, io, report,
+            precision_lib.to_int8(model, proto, rows, staged.folder, staged.tmp, io, report,
                                   calibration, calibration_method, keep_float, verify,
                                   check.providers, check.optimization_level, path,
                                   staged.external)
@@ -310,14 +318,14 @@ def _add_metadata(proto, model, io, opset, precision, kept16, target, lint, user
         prop.key, prop.value = key, value
 
 
-def _verify_float(model, proto, io, data, staged, report, check):
+def _verify_float(model, proto, io, rows, data, staged, report, check):
     """The float graph against Keras, tensor by tensor; a failure keeps the `.failed`
     files and raises."""
     from keras_convx.verification.sizes import export_fills
 
     method = report.method
     try:
-        verifier = Verifier(model, io, tensor_map.read(proto), check.samples,
+        verifier = Verifier(model, io, rows, check.samples,
                             fills=export_fills(model, proto, check.sizes))
         report.verify = verifier.verify(proto, staged.tmp, check.providers, check.tolerance,
                                         check.optimization_level, inspect=check.diagnose,

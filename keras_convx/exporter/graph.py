@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from keras_convx import interop
+from keras_convx.verification.correspondence import Row
 from keras_convx.interop import compose, inverse  # noqa: F401  (re-exported)
 
 # the dim name of a dynamic batch, shared by every graph input and output
@@ -60,10 +61,10 @@ class TensorEntry:
         self.name, self.perm, self.shape = value.name, tuple(value.perm), tuple(value.shape)
         self.status, self.into = "live", None
 
-    def to_dict(self):
-        return {"key": self.key, "label": self.label, "onnx": self.name,
-                "perm": list(self.perm), "status": self.status, "into": self.into,
-                "kind": self.kind, "activation": self.activation}
+    def to_row(self):
+        return Row(key=self.key, label=self.label, onnx=self.name, perm=self.perm,
+                   status=self.status, into=self.into, kind=self.kind,
+                   activation=self.activation)
 
 
 class GraphBuilder:
@@ -186,8 +187,9 @@ class GraphBuilder:
         self.fuse_away(node.output[0], into.name)
         self.nodes.remove(node)
 
-    def tensor_map(self):
-        return [entry.to_dict() for entry in self.tensors]
+    def correspondence(self):
+        """The tensor map as typed rows (`keras_convx.verification.correspondence`)."""
+        return [entry.to_row() for entry in self.tensors]
 
     def model(self, graph_name, producer="keras_convx"):
         # Built in place: helper.make_graph/make_model copy every weight twice more

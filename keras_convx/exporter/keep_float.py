@@ -18,7 +18,7 @@ def check_keep_float(keep_float, float_model, entries):
     if isinstance(keep_float, (str, bytes)) or not all(isinstance(n, str) for n in keep_float):
         raise ValueError(f"export: keep_float must be 'auto' or a list of Keras layer or ONNX "
                          f"node names. Received: keep_float={keep_float!r}")
-    labels = {e["label"] for e in entries}
+    labels = {e.label for e in entries}
     nodes = {n.name for n in float_model.graph.node if n.name}
     unknown = [n for n in keep_float
                if n not in labels and n not in nodes and keras_layer_name(n) not in labels]
@@ -42,10 +42,10 @@ def keep_float_nodes(pre_model, float_model, entries, names):
     node, or what quant_pre_process fused it into."""
     by_label = {}
     for e in entries:
-        by_label.setdefault(e["label"], []).append(e)
+        by_label.setdefault(e.label, []).append(e)
     producer = {o: n for n in pre_model.graph.node for o in n.output}
     pre_names = {n.name for n in pre_model.graph.node}
-    boundary = {e["onnx"] for e in entries if e["status"] == "live" and e["onnx"] in producer}
+    boundary = {e.onnx for e in entries if e.live and e.onnx in producer}
 
     def layer(label, seen):
         if label in seen:
@@ -53,11 +53,11 @@ def keep_float_nodes(pre_model, float_model, entries, names):
         seen.add(label)
         out = {n.name for n in pre_model.graph.node if n.name.startswith(label + "/")}
         for e in by_label.get(label, []):
-            if e["status"] != "live":  # folded: its node now answers to another layer
-                if e.get("into"):
-                    out |= layer(e["into"], seen)
+            if not e.live:  # folded: its node now answers to another layer
+                if e.into:
+                    out |= layer(e.into, seen)
                 continue
-            stack = [e["onnx"]]
+            stack = [e.onnx]
             while stack:
                 node = producer.get(stack.pop())
                 if node is None or node.name in out:

@@ -2,7 +2,6 @@
 layers traced through their `call`) or through tf2onnx on the TensorFlow backend."""
 
 import dataclasses
-import json
 
 import keras
 
@@ -134,9 +133,7 @@ def lower_native(model, opset=17, dynamic_axes=("batch",), nchw_io=False, batch_
             raise UnsupportedModel([(model.name, "dynamic batch", str(err))]) from None
     b.bn_folded = passes.fold_batch_norm(b) if fold_batch_norm else 0
     b.pads_fused = passes.fuse_pad_into_conv(b)
-    proto = b.model(model.name)
-    prop = proto.metadata_props.add()
-    prop.key, prop.value = tensor_map.METADATA_KEY, json.dumps(b.tensor_map())
+    proto = b.model(model.name)  # the tensor map travels as b.correspondence(), in memory
     io = Signature(input_perms=[p if p != list(range(len(p))) else None for p in in_perms],
                    output_perms=[p if p != list(range(len(p))) else None for p in out_perms],
                    static_batch=None if "batch" in dynamic_axes else batch_size)

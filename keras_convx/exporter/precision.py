@@ -17,8 +17,9 @@ from keras_convx.verification.report import ExportError, VerificationError
 PRECISIONS = ("float32", "float16", "int8")
 
 
-def uint8_inputs(proto, io):
-    """Float graph inputs become uint8, each cast to float32 by the graph's first node."""
+def uint8_inputs(proto, io, rows):
+    """Float graph inputs become uint8, each cast to float32 by the graph's first node
+    (`rows`, the tensor map, then name the float32 value)."""
     initializers = {t.name for t in proto.graph.initializer}
     renamed, casts = {}, []
     for value in proto.graph.input:
@@ -39,12 +40,8 @@ def uint8_inputs(proto, io):
     nodes = casts + list(proto.graph.node)
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
-    for prop in proto.metadata_props:  # the tensor map names the float32 value now
-        if prop.key == tensor_map.METADATA_KEY:
-            entries = json.loads(prop.value)
-            for e in entries:
-                e["onnx"] = renamed.get(e.get("onnx"), e.get("onnx"))
-            prop.value = json.dumps(entries)
+    for row in rows:
+        row.onnx = renamed.get(row.onnx, row.onnx)
     io.input_dtypes = ["uint8" if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8
                           else "float32" for v in proto.graph.input
                           if v.name not in initializers]
@@ -103,8 +100,8 @@ def resolve_precision(precision, fp16):
     return precision
 
 
-def to_int8(model, proto, stage, tmp, io, report, calibration, method, keep_float, verify,
-             providers, level, path, external):
+def to_int8(model, proto, rows, stage, tmp, io, report, calibration, method, keep_float,
+            verify, providers, level, path, external):
     """Replaces the staged float graph with its verified INT8 (QDQ) graph."""
     from keras_convx.exporter import int8
 
@@ -113,7 +110,7 @@ def to_int8(model, proto, stage, tmp, io, report, calibration, method, keep_floa
                           "(a model past 2 GiB)")
     start = time.perf_counter()
     try:
-        qdq, quant = int8.export_int8(model, proto, stage, io, tensor_map.read(proto),
+        qdq, quant = int8.export_int8(model, proto, stage, io, rows,
                                       calibration, method, keep_float, verify, providers,
                                       level, tensor_map)
         report.int8_seconds = time.perf_counter() - start

@@ -7,14 +7,14 @@ are stored in the ONNX file's metadata and resolved again in the model the file 
 verified against, which may be a fresh load in another process.
 """
 
-import json
 import weakref
 
 import keras
 
 from keras_convx.exporter import trace
+from keras_convx.verification import correspondence
 
-METADATA_KEY = "keras_convx.tensors"
+METADATA_KEY = correspondence.KEY
 _CACHE = weakref.WeakKeyDictionary()
 
 
@@ -83,6 +83,7 @@ def run(flat, arrays, forced=None):
 
 
 def read(onnx_model):
-    """The tensor map stored in an exported file ([] for graphs from other exporters)."""
+    """The tensor map stored in an exported file, as `correspondence.Row`s ([] for
+    graphs from other exporters)."""
     props = {p.key: p.value for p in onnx_model.metadata_props}
-    return json.loads(props.get(METADATA_KEY, "[]"))
+    return correspondence.loads(props.get(METADATA_KEY, "[]"))

@@ -10,8 +10,15 @@ the rest load on first use of a public name.
 import importlib
 
 
+# the public names (`public.__all__`), known without importing them: `from
+# keras_convx.importer import frontend` asks this module for "frontend" before importing the
+# submodule, and loading `public` then would import the module being imported (a circle)
+_PUBLIC = ("CONVERSIONS", "FUSED_DOMAIN", "ImportVerificationError", "ImportVerifyReport",
+           "ONNX_ORDER", "OnnxImportError", "SAME", "SPATIAL", "UnsupportedOps", "conversion",
+           "diagnose_import", "import_onnx", "layers", "supported_ops", "verify_import")
+
+
 def __getattr__(name):
-    public = importlib.import_module("keras_convx.importer.public")
-    if name in public.__all__:
-        return getattr(public, name)
-    raise AttributeError(f"module 'keras_convx.importer' has no attribute {name!r}")
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'keras_convx.importer' has no attribute {name!r}")
+    return getattr(importlib.import_module("keras_convx.importer.public"), name)

@@ -29,22 +29,21 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
         onnx_model = onnx.load(onnx_model)
     built, walk, graph = _built or build(onnx_model, data_format)
     onnx_model = float_graph(onnx_model)
+    model = built if model is None else model
+    ops = {out: node.op_type for node in graph.nodes for out in node.outputs}
     rows, tensors = [], []
-    for node in graph.nodes:
-        for out in node.outputs:
-            value = walk.values.get(out)
-            if value is not None and value.flat is None and out not in [t[2] for t in rows]:
-                tensor = value.tensor if model is None else _same_tensor(model, value.tensor)
-                if tensor is not None:
-                    rows.append((node.name, node.op_type, out, value.perm))
-                    tensors.append(tensor)
+    for row in walk.correspondence(graph):  # the same typed rows as an export's map
+        tensor = _tensor_of(model, row.key)
+        if tensor is not None:
+            rows.append(row)
+            tensors.append(tensor)
     if not rows:
         return []
-    model = built if model is None else model
     probe = onnx.ModelProto()
     probe.CopyFrom(onnx_model)
     known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.ValueInfoProto(name=r[2]) for r in rows if r[2] not in known)
+    probe.graph.output.extend(onnx.ValueInfoProto(name=r.onnx) for r in rows
+                              if r.onnx not in known)
     ort = session(probe)
     if _size[0] is None and _built is None:
         if S.symbolic_axes(onnx_model):
@@ -69,24 +68,24 @@ def diagnose_import(onnx_model, data_format="channels_last", seed=0, tolerance=N
                              f"on input {shapes}: {first_line(err)}") from err
     actual = actual if isinstance(actual, (list, tuple)) else [actual]
     out, floors = [], scale_floors(onnx_model)
-    for (node, op, name, perm), a in zip(rows, actual):
-        a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), np.argsort(perm))
-        out.append((node, op, name, stats.tensor_error(a, expected[name], matching_inf_ok=True,
-                                                       scale_floor=floors.get(name, 0.0))))
+    for row, a in zip(rows, actual):
+        a = np.transpose(np.asarray(keras.ops.convert_to_numpy(a)), row.perm)
+        out.append((row.label, ops[row.onnx], row.onnx, stats.tensor_error(
+            a, expected[row.onnx], matching_inf_ok=True,
+            scale_floor=floors.get(row.onnx, 0.0))))
     return out
 
 
-def _same_tensor(model, tensor):
-    """The tensor of `model` that `tensor` (of a fresh import of the same graph) is: the
-    same layer by name, the same output; None when the model has no such layer."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None
+def _tensor_of(model, key):
+    """The tensor of `model` a row's key names (`layer:node_index:tensor_index`, the
+    same in a fresh import of the same graph); None when the model has no such layer."""
+    name, node_index, tensor_index = key.rsplit(":", 2)
+    node_index, tensor_index = int(node_index), int(tensor_index)
     try:
-        layer = model.get_layer(history.operation.name)
+        layer = model.get_layer(name)
     except ValueError:
         return None
-    if layer is None or len(layer._inbound_nodes) <= history.node_index:
+    if layer is None or len(layer._inbound_nodes) <= node_index:
         return None
-    outputs = layer._inbound_nodes[history.node_index].output_tensors
-    return outputs[history.tensor_index] if history.tensor_index < len(outputs) else None
+    outputs = layer._inbound_nodes[node_index].output_tensors
+    return outputs[tensor_index] if tensor_index < len(outputs) else None

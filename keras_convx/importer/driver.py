@@ -14,6 +14,7 @@ from keras_convx.interop.names import keras_layer_name
 from keras_convx.importer import layout_inference, registry
 from keras_convx.importer.context import Context, Value, standard_perm
 from keras_convx.importer.errors import OnnxImportError, Unsupported, UnsupportedOps
+from keras_convx.verification.correspondence import Row
 # names defined here before `context` and `layout_inference` split off (`from driver import`)
 from keras_convx.importer.context import same_memory_order  # noqa: F401
 from keras_convx.importer.layout_inference import (  # noqa: F401
@@ -138,6 +139,24 @@ class Walk:
                 raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
             outputs.append(value.tensor)
         return model_inputs, outputs
+
+    def correspondence(self, graph):
+        """The tensor map, as the exporter's builder gives it: one `Row` per ONNX tensor
+        a Keras tensor holds (not the columns of a permuted flatten), in graph order."""
+        rows, seen = [], set()
+        for node in graph.nodes:
+            for out in node.outputs:
+                value = self.values.get(out)
+                history = getattr(getattr(value, "tensor", None), "_keras_history", None)
+                if history is None or value.flat is not None or out in seen:
+                    continue
+                seen.add(out)
+                key = f"{history.operation.name}:{history.node_index}:{history.tensor_index}"
+                # a Value maps Keras axis i to ONNX axis perm[i]; a Row, ONNX axis j to
+                # Keras axis perm[j]
+                rows.append(Row(key=key, label=node.name, onnx=out,
+                                perm=tuple(int(i) for i in np.argsort(value.perm))))
+        return rows
 
     def layouts(self):
         """What moved, per graph input and output: a list of dicts with the ONNX name,

@@ -35,7 +35,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
     # itself may hold the pre-activation)
     seen = post_qdq(qdq_model)
-    names = [seen.get(e["onnx"], e["onnx"]) for e in live]
+    names = [seen.get(e.onnx, e.onnx) for e in live]
     in_perms = io.input_perms or [None] * len(model.inputs)
     for provider in providers:
         inspect = ort_runner.session(ort_runner.inspection_graph(qdq_model, names, qdq_data),
@@ -44,7 +44,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
         f_values = {}
         if float_model is not None:
             f_session = ort_runner.session(
-                ort_runner.inspection_graph(float_model, [e["onnx"] for e in live],
+                ort_runner.inspection_graph(float_model, [e.onnx for e in live],
                                             float_data), provider,
                 ort_runner.INSPECT_LEVEL)
             f_values = _run(f_session, runs[0], in_perms, io.input_dtypes)
@@ -54,7 +54,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
                       float_model, qdq_model, int(runs[0][0].shape[0]))
         _judge_outputs(report, provider, inspect, q_values, qdq_model, qdq_data, io, runs,
                        reference, in_perms)
-    skipped = sum(1 for e in entries if e["status"] == "live") - len(live)
+    skipped = sum(1 for e in entries if e.live) - len(live)
     if skipped:
         report.warnings.append(f"{skipped} mapped tensor(s) are not in the quantized graph "
                                f"(fused by quant_pre_process): not compared")
@@ -68,13 +68,13 @@ def _judged_entries(model, qdq_model, float_model, io, entries, runs, graphs):
     produced = {o for n in qdq_model.graph.node for o in n.output}
     if float_model is not None:
         produced &= {o for n in float_model.graph.node for o in n.output}
-    live = [e for e in entries if e["status"] == "live" and e["onnx"] in produced]
+    live = [e for e in entries if e.live and e.onnx in produced]
     reference = Reference(model, live if graphs is not None else [], runs, 0,
                           io.static_batch, graphs)
-    live = [e for e in live if _ref_key(e) in reference.tensors]
+    live = [e for e in live if e.ref_key in reference.tensors]
     # graph order (ONNX nodes are topologically sorted): inputs are judged before users
     order = {o: i for i, n in enumerate((float_model or qdq_model).graph.node) for o in n.output}
-    live.sort(key=lambda e: order.get(e["onnx"], -1))
+    live.sort(key=lambda e: order.get(e.onnx, -1))
     return live, reference
 
 
@@ -91,33 +91,33 @@ def _judge_mapped(report, live, seen, q_values, f_values, own, reference, float_
     float graph's (`f_values`) or else Keras's, with its own error teacher-forced (`own`),
     and attributes the errors to the layers that made them."""
     feeds_from = mapped_inputs(float_model if float_model is not None else qdq_model,
-                               [e["onnx"] for e in live])
+                               [e.onnx for e in live])
     sqnr, rows = {}, {}
     producers = {o: n.op_type for n in (float_model or qdq_model).graph.node
                  for o in n.output}
     for e in live:
-        perm = [e["perm"]]
-        q = from_graph([q_values[seen.get(e["onnx"], e["onnx"])]], perm)[0]
-        f = from_graph([f_values[e["onnx"]]], perm)[0] if f_values else None
-        label = e["label"] + (" (before its activation)" if _ref_key(e)[0] == "pre" else "")
-        ins = [sqnr[n] for n in feeds_from[e["onnx"]] if sqnr.get(n) is not None]
-        keras_value = reference.tensors[_ref_key(e)]
+        perm = [e.perm]
+        q = from_graph([q_values[seen.get(e.onnx, e.onnx)]], perm)[0]
+        f = from_graph([f_values[e.onnx]], perm)[0] if f_values else None
+        label = e.label + (" (before its activation)" if e.ref_key[0] == "pre" else "")
+        ins = [sqnr[n] for n in feeds_from[e.onnx] if sqnr.get(n) is not None]
+        keras_value = reference.tensors[e.ref_key]
         ref = f if f is not None else keras_value
-        forced = from_graph([own[e["onnx"]]], perm)[0] if e["onnx"] in own else None
+        forced = from_graph([own[e.onnx]], perm)[0] if e.onnx in own else None
         row = quantized.judge_internal(
-            label, e["label"], keras_value, f, q, samples,
+            label, e.label, keras_value, f, q, samples,
             min(ins) if ins else quantized.INPUT_SQNR_DB,
             sqnr_own=quantized.sqnr_db(ref, forced) if forced is not None else None,
             own_rms=None if forced is None else float(np.sqrt(np.mean(
                 (np.asarray(ref, np.float64) - forced) ** 2))),
-            bounded=quantized.BOUNDED_WIDTHS.get(producers.get(e["onnx"]))
-            if _ref_key(e)[0] != "pre" else None)
-        row.onnx = e["onnx"]
-        sqnr[e["onnx"]] = row.sqnr_float if f is not None else row.sqnr_keras
-        rows[e["onnx"]] = row
+            bounded=quantized.BOUNDED_WIDTHS.get(producers.get(e.onnx))
+            if e.ref_key[0] != "pre" else None)
+        row.onnx = e.onnx
+        sqnr[e.onnx] = row.sqnr_float if f is not None else row.sqnr_keras
+        rows[e.onnx] = row
         report.checks.append(row)
-    quantized.attribute([rows[e["onnx"]] for e in live],
-                        {e["onnx"]: feeds_from[e["onnx"]] for e in live})
+    quantized.attribute([rows[e.onnx] for e in live],
+                        {e.onnx: feeds_from[e.onnx] for e in live})
 
 
 def _judge_outputs(report, provider, inspect, q_values, qdq_model, qdq_data, io, runs,
@@ -204,12 +204,12 @@ def own_values(qdq_model, live, arrays, f_values, reference, provider, in_perms,
     a float graph) and the same graph inputs. Empty when the forced graph can't run."""
     # a tensor mapped twice (a layer's output and, for a fused activation, its input) is
     # fed once: a second feed would leave the first unfed and the graph would not run
-    names = list(dict.fromkeys(e["onnx"] for e in live))
+    names = list(dict.fromkeys(e.onnx for e in live))
     if f_values:
         teacher = {n: f_values[n] for n in names}
     else:
-        teacher = {e["onnx"]: np.transpose(reference.tensors[_ref_key(e)], e["perm"])
-                   if e["perm"] else reference.tensors[_ref_key(e)] for e in live}
+        teacher = {e.onnx: np.transpose(reference.tensors[e.ref_key], e.perm)
+                   if e.perm else reference.tensors[e.ref_key] for e in live}
     teacher = {n: np.asarray(v) for n, v in teacher.items()}
     data, feeds, outputs = teacher_forced(qdq_model, names, {
         n: v.dtype for n, v in teacher.items()})
@@ -286,8 +286,3 @@ def post_qdq(qdq_model):
         if dq:
             out[node.input[0]] = dq[0].output[0]
     return out
-
-
-def _ref_key(entry):
-    return ("pre" if entry["kind"] == "preactivation" else "out", entry["key"])
-

@@ -84,7 +84,7 @@ def explain_amplification(report, provider, tol, reference, graph_values, entrie
     local = reference.teacher_forced(graph_values)
     worst, wrong = 0.0, []
     arrays = reference.runs[reference.inspect_run]
-    labels = {e["key"]: e["label"] for e in entries}
+    labels = {e.key: e.label for e in entries}
     for key, g in graph_values.items():
         ref = local.get(("out", key))
         if ref is None:
@@ -145,7 +145,7 @@ def check_optimiser(report, onnx_model, live, provider, level, deployed, baselin
                                if k[0] == "output"])
     if inspected_bad or (worst <= max(rules.LEVEL_TOLERANCE, 2 * noise) and not keras_bad):
         return
-    first = first_divergence(onnx_model, [e for e in live if e["kind"] == "output"],
+    first = first_divergence(onnx_model, [e for e in live if e.kind == "output"],
                               feeds,
                               provider, level, base_dir)
     report.ort_problem = {"provider": provider, "level": level,

@@ -80,18 +80,18 @@ class Reference:
         entries = entries if graphs is not None else []  # no flat graph: outputs only
         self._fmodel = graphs.functional(model) if graphs is not None else model
         self._flat = graphs.flat_graph(model, batch) if entries else None
-        found = graphs.resolve(model, [e["key"] for e in entries], batch) if entries else {}
-        self.skipped = [e["key"] for e in entries if e["key"] not in found]
-        self._live = [e for e in entries if e["key"] in found and e["status"] == "live"]
+        found = graphs.resolve(model, [e.key for e in entries], batch) if entries else {}
+        self.skipped = [e.key for e in entries if e.key not in found]
+        self._live = [e for e in entries if e.key in found and e.live]
         self._found = found
         self._probe = None
         # tensors inside traced layers or nested models are not reachable from the
         # model's inputs in Keras's graph: the flat graph runs eagerly instead
-        self._eager = any("/" in e["key"] for e in self._live)
+        self._eager = any("/" in e.key for e in self._live)
         if self._live and not self._eager:
             wanted = {}
             for e in self._live:
-                kt = found[e["key"]][0]
+                kt = found[e.key][0]
                 for t in (self._node(e).input_tensors if is_pre(e) else [kt]):
                     wanted.setdefault(id(t), t)
             fm = self._fmodel
@@ -121,10 +121,10 @@ class Reference:
         return n if same else 0
 
     def _node(self, entry):
-        return self._found[entry["key"]][1].node
+        return self._found[entry.key][1].node
 
     def _layer(self, entry):
-        return self._found[entry["key"]][1].operation
+        return self._found[entry.key][1].operation
 
     def _values(self, arrays):
         """(model outputs, {ref key: value}) on `arrays`, one forward pass."""
@@ -140,10 +140,10 @@ class Reference:
         tensors = {}
         for e in self._live:
             if is_pre(e):
-                tensors[("pre", e["key"])] = without_activation(
+                tensors[("pre", e.key)] = without_activation(
                     self._layer(e), [values[id(t)] for t in self._node(e).input_tensors])
             else:
-                tensors[("out", e["key"])] = to_numpy(values[id(self._found[e["key"]][0])])
+                tensors[("out", e.key)] = to_numpy(values[id(self._found[e.key][0])])
         return outputs, tensors
 
     def sensitivity(self, seed=0):
@@ -188,12 +188,12 @@ class Reference:
         values, local = self._graphs.run(self._flat, self.runs[self.inspect_run], forced)
         out = {}
         for e in self._live:
-            kt = self._found[e["key"]][0]
+            kt = self._found[e.key][0]
             if is_pre(e):
                 ins = [values[id(t)] for t in self._node(e).input_tensors]
-                out[("pre", e["key"])] = without_activation(self._layer(e), ins)
+                out[("pre", e.key)] = without_activation(self._layer(e), ins)
             elif id(kt) in local:
-                out[("out", e["key"])] = np.asarray(keras.ops.convert_to_numpy(local[id(kt)]),
+                out[("out", e.key)] = np.asarray(keras.ops.convert_to_numpy(local[id(kt)]),
                                                     np.float32)
         return out
 
@@ -203,4 +203,4 @@ def to_numpy(value):
 
 
 def is_pre(entry):
-    return entry["kind"] == "preactivation"
+    return entry.kind == "preactivation"

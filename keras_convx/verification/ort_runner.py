@@ -140,7 +140,7 @@ def first_divergence(onnx_model, entries, arrays, provider, level, base_dir=None
     graph_inputs = [g.name for g in onnx_model.graph.input]
 
     def diverges(entry):
-        data = prefix_graph(onnx_model, entry["onnx"])
+        data = prefix_graph(onnx_model, entry.onnx)
         runs = []
         for lvl in (level, INSPECT_LEVEL):
             probe = session(data, provider, lvl, base_dir)
@@ -155,7 +155,7 @@ def first_divergence(onnx_model, entries, arrays, provider, level, base_dir=None
             mid = (lo + hi) // 2
             rel = diverges(entries[mid])
             if rel is not None:
-                found, hi = (entries[mid]["label"], rel), mid - 1
+                found, hi = (entries[mid].label, rel), mid - 1
             else:
                 lo = mid + 1
     except Exception:  # a probe that can't run only costs the location, not the verdict

@@ -106,16 +106,15 @@ class Verifier:
         # this call's state: the verifier itself holds only what every call shares
         call = _Call(floors=judge.scale_floors(onnx_model), base_dir=base_dir)
         plain = serialized if serialized is not None else onnx_model.SerializeToString()
-        live = [e for e in self.entries if e["status"] == "live"
-                and (("pre" if e["kind"] == "preactivation" else "out"), e["key"])
-                in self.reference.tensors]
+        live = [e for e in self.entries if e.live
+                and e.ref_key in self.reference.tensors]
         for provider in providers:
             call.graph_values = {}
             tol = tolerance if tolerance is not None else max(
                 DEFAULT_TOLERANCES.get(provider, rules.CPU_TOLERANCE), floor)
             baseline = None
             if inspect and self.entries:
-                data = inspection_graph(onnx_model, [e["onnx"] for e in live], plain)
+                data = inspection_graph(onnx_model, [e.onnx for e in live], plain)
                 baseline = self._run_tensors(call, report, data, onnx_model, provider, tol)
             deployed = self._run_outputs(call, report, plain, onnx_model, provider,
                                          optimization_level, tol)
@@ -191,24 +190,24 @@ class Verifier:
         values = dict(zip([o.name for o in session.get_outputs()], got))
         call.graph_values = {}  # Keras layout, for the layer-by-layer check
         for e in self.entries:
-            role = "preactivation" if e["kind"] == "preactivation" else "internal"
-            ref_key = ("pre" if role == "preactivation" else "out", e["key"])
-            label = e["label"] + (f" (before {e['activation']})" if role == "preactivation" else "")
-            if e["status"] != "live":
+            role = "preactivation" if e.kind == "preactivation" else "internal"
+            ref_key = e.ref_key
+            label = e.label + (f" (before {e.activation})" if role == "preactivation" else "")
+            if not e.live:
                 report.tensors.append(TensorCheck(
                     tensor=label, role=role, provider=provider, level=INSPECT_LEVEL,
                     batch=int(arrays[0].shape[0]), shape=(), tolerance=tol, status="fused",
-                    into=e["into"], key=e["key"], layer=e["label"]))
+                    into=e.into, key=e.key, layer=e.label))
                 continue
             if ref_key not in self.reference.tensors:
                 continue
-            g = from_graph([values[e["onnx"]]], [e["perm"]])[0]
+            g = from_graph([values[e.onnx]], [e.perm])[0]
             if role == "internal":
-                call.graph_values[e["key"]] = g
+                call.graph_values[e.key] = g
             report.tensors.append(judge.check(label, role, provider, INSPECT_LEVEL, arrays, g,
-                                              self.reference.tensors[ref_key], tol, key=e["key"],
-                                              layer=e["label"],
-                                              scale_floor=call.floors.get(e["onnx"], 0.0)))
+                                              self.reference.tensors[ref_key], tol, key=e.key,
+                                              layer=e.label,
+                                              scale_floor=call.floors.get(e.onnx, 0.0)))
         # the graph outputs themselves, unoptimised: layout moves after the last mapped
         # tensor (an output Transpose) are checked here, and this is what tells an export
         # error from an onnxruntime optimisation problem
