@@ -447,3 +447,16 @@ def test_one_typed_correspondence_for_both_directions(tmp_path):
     assert {r.onnx: r.perm for r in imported}[conv.onnx] == (0, 3, 1, 2)
     with pytest.raises(ValueError, match="status must be one of"):
         Row(key="a:0:0", label="a", onnx="a", perm=(0,), status="gone")
+
+
+def test_verifying_a_model_again_reuses_its_probe(tmp_path):
+    """The Keras model that exposes the mapped tensors is made once per model (on JAX its
+    XLA compilation is the larger part of verification: ResNet50 2.1 s -> 1.2 s again)."""
+    from keras_convx.verification import keras_runner
+
+    model = _model([kc.Conv2D(4, 3, name="conv"), keras.layers.ReLU(name="relu")], (8, 8, 2))
+    kc.export_onnx(model, tmp_path / "m.onnx")
+    probes = dict(keras_runner._PROBES[model])
+    assert len(probes) == 1
+    assert kc.verify_onnx(model, tmp_path / "m.onnx").passed
+    assert keras_runner._PROBES[model] == probes  # the same probe object, not a new one

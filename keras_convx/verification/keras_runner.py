@@ -16,6 +16,10 @@ from keras_convx.verification.inputs import nudge
 
 
 _JAX_FORWARD = weakref.WeakKeyDictionary()  # model -> its jitted stateless forward pass
+# Functional model -> {the probed tensors: the probe model}: verifying the same model again
+# (export then verify_onnx, float then INT8, a test suite's parity checks) reuses the
+# probe, and on JAX its compiled forward pass
+_PROBES = weakref.WeakKeyDictionary()
 
 
 def _jax_forward(model):
@@ -49,6 +53,17 @@ def run_keras(model, arrays):
     # a dict of outputs flattens in key order, as the Functional model's `outputs` do
     return [np.asarray(keras.ops.convert_to_numpy(o), np.float32)
             for o in keras.tree.flatten(outs)]
+
+
+def _probe(fmodel, wanted):
+    """The Functional model of `fmodel`'s outputs and the `wanted` tensors ({id: tensor}),
+    made once per model and set of tensors."""
+    probes = _PROBES.setdefault(fmodel, {})
+    key = tuple(wanted)
+    if key not in probes:
+        inputs = fmodel.inputs if len(fmodel.inputs) > 1 else fmodel.inputs[0]
+        probes[key] = keras.Model(inputs, list(fmodel.outputs) + list(wanted.values()))
+    return probes[key]
 
 
 def without_activation(layer, inputs):
@@ -94,10 +109,8 @@ class Reference:
                 kt = found[e.key][0]
                 for t in (self._node(e).input_tensors if is_pre(e) else [kt]):
                     wanted.setdefault(id(t), t)
-            fm = self._fmodel
             self._probe_ids = list(wanted)
-            self._probe = keras.Model(fm.inputs if len(fm.inputs) > 1 else fm.inputs[0],
-                                      list(fm.outputs) + list(wanted.values()))
+            self._probe = _probe(self._fmodel, wanted)
         # the inspected run's outputs come from the probe, and runs that are its leading
         # samples are slices of them: forward passes saved
         self.outputs = [None] * len(runs)

@@ -68,7 +68,7 @@ UNINFORMATIVE_SPREAD = 1e-5
 TINY = 1e-30
 # The median and 99th percentile of a tensor's error come from an evenly strided sample of
 # at most this many elements: a full sort of every tensor would double verification time.
-SAMPLE = 65536
+SAMPLE = 16384  # rank error of the 99th percentile ~0.1%; 65536 cost ResNet50 0.1 s
 
 TOLERANCE_RULE = (
     "a tensor fails when max|onnx - keras| > tolerance x max|keras| (default "
