@@ -169,14 +169,15 @@ def test_outputs_keep_the_files_layout_unless_feature_maps():
 
 
 def test_refusals_name_the_first_real_cause():
-    # an LSTM (no conversion), whose output the file declares with the wrong rank: shape
-    # inference fails downstream of it, and the LSTM is named first
+    # an LSTM that can't be imported (time-major, but its time axis is the graph's batch),
+    # whose output the file declares with the wrong rank: shape inference fails downstream
+    # of it, and the LSTM is named first
     h = 4
     model = graph([node("Squeeze", ["x", "ax"], ["seq"], name="squeeze"),
                    node("LSTM", ["seq", "W", "R"], ["y"], name="the_lstm", hidden_size=h)],
                   {"x": (5, 2, 1, 3)}, {"ax": i64(2), "W": _w(1, 4 * h, 3), "R": _w(1, 4 * h, h)},
                   opset=17)
-    with pytest.raises(UnsupportedOps, match="the_lstm \\(LSTM\\): no conversion"):
+    with pytest.raises(UnsupportedOps, match="the_lstm \\(LSTM\\): X is time-major"):
         kc.import_onnx(model, verify=False)
     # a declared output rank the graph does not compute is named as such
     bad = graph([node("Relu", ["x"], ["y"], name="relu")], {"x": (2, 3, 4, 4)})

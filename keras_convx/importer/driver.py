@@ -57,7 +57,7 @@ class Walk:
             return value
         if value.flat is not None:
             raise Unsupported("a flattened tensor in Keras order can only feed Gemm/MatMul")
-        if value.perm[0] != 0 or perm[0] != 0:
+        if value.perm[0] != perm[0]:  # (Keras axis 0, the batch, must stay where it is)
             raise Unsupported(f"moving the batch axis (axis order {perm}) is not supported")
         shape = value.shape
         if interop.only_unit_axes_move(shape, value.perm, perm):
@@ -107,7 +107,8 @@ class Walk:
         self.input_perms, self.output_perms = [], []
         for name, shape in graph.inputs:
             perm = self.standard_perm(len(shape))
-            if self.layouts_mode == "onnx" or self._arrives_channels_last(name, shape):
+            if self.layouts_mode == "onnx" or self._arrives_channels_last(name, shape) or \
+                    layout_inference.near_sequence_op(self.graph, name, readers=True):
                 perm = tuple(range(len(shape)))  # keep the file's signature
             keras_shape = tuple(shape[p] for p in perm)[1:]
             tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
@@ -210,6 +211,7 @@ class Walk:
                 if any(isinstance(v, float) and not np.isfinite(v) for v in values):
                     raise Unsupported(f"attribute {key}={value!r} is not finite")
             self._prepare(ctx, entry)
+            _check_batch_first(ctx, entry)
             if ctx.x is None:
                 if any(graph.batch_dependent(i) for i in node.inputs):
                     raise Unsupported("computes with the dynamic batch size on constants "
@@ -243,3 +245,16 @@ class Walk:
         if self.layouts_mode == "onnx":
             return tuple(range(value.ndim))
         return layout_inference.output_perm(self.graph, self.data_format, name, value)
+
+
+# conversions that take a tensor whose batch a Transpose moved off ONNX axis 0 (they read
+# `Value.perm`); any other op would index the batch as if it were axis 0
+BATCH_MOVED_OK = ("Transpose", "Squeeze", "LSTM", "GRU")
+
+
+def _check_batch_first(ctx, entry):
+    for value in ctx.tensor_inputs():
+        if value.perm[0] != 0 and entry.op_type not in BATCH_MOVED_OK:
+            raise Unsupported(f"its input has the batch on ONNX axis {value.perm[0]} (moved "
+                              f"by a Transpose): only {', '.join(BATCH_MOVED_OK)} take such "
+                              f"tensors here")

@@ -21,6 +21,26 @@ CHANNELS_FIRST_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "Global
                       "GlobalMaxPool", "BatchNormalization", "InstanceNormalization", "Resize",
                       "Pad", "LpPool", "GroupNormalization", "GroupNorm")
 MAX_LAYOUT_DEPTH = 16
+# Sequence ops: their tensors are (batch, seq, features) or time-major, never feature maps
+SEQUENCE_OPS = ("LSTM", "GRU")
+# what lies between a sequence op and a graph input or output in exported graphs
+SEQUENCE_GLUE = ("Transpose", "Squeeze", "Unsqueeze", "Reshape")
+
+
+def near_sequence_op(graph, name, readers, depth=0):
+    """Whether `name` is read (`readers`) or written by an LSTM/GRU, looking through the
+    Transposes and Squeezes exporters put around them and elementwise ops."""
+    if depth > MAX_LAYOUT_DEPTH:
+        return False
+    nodes = graph.consumers(name) if readers else [n for n in graph.nodes if name in n.outputs]
+    for node in nodes:
+        if node.op_type in SEQUENCE_OPS:
+            return True
+        if node.op_type in SEQUENCE_GLUE + ELEMENTWISE:
+            nxt = node.outputs[:1] if readers else node.inputs[:1]
+            if any(near_sequence_op(graph, n, readers, depth + 1) for n in nxt):
+                return True
+    return False
 
 
 def moves_channels(graph, node, source, perm):
@@ -99,6 +119,8 @@ def output_perm(graph, data_format, name, value):
                 len([i for i in producer.inputs if i in producers]) != 1):
             break
         producer = producers.get(next((i for i in producer.inputs if i in producers), ""))
+    if near_sequence_op(graph, name, readers=False):
+        return tuple(range(value.ndim))  # a sequence, not a feature map
     exported = graph.exported_output_perms
     if exported is not None and data_format == "channels_last":
         # a file keras_convx exported: back to the Keras model's own layout

@@ -2,5 +2,5 @@
 importing this package registers them."""
 
 from keras_convx.importer.conversions import (activations, conv, core, merging,  # noqa: F401
-                                              normalization, pooling, reshaping, resizing,
-                                              tensors)
+                                              normalization, pooling, recurrent, reshaping,
+                                              resizing, tensors)

@@ -167,8 +167,8 @@ def convert_transpose(ctx):
     perm = tuple(range(x.ndim))[::-1] if perm is None else tuple(int(p) for p in perm)
     if sorted(perm) != list(range(x.ndim)):
         raise Unsupported(f"perm={list(perm)} is not a permutation of {x.ndim} axes")
-    if perm[0] != 0:
-        raise Unsupported(f"perm={list(perm)} moves the batch axis")
+    # a Transpose that moves the batch (PyTorch's batch_first LSTM: time-major) only
+    # relabels too; what follows must take the batch where it is (the driver checks)
     if x.flat is not None:
         raise Unsupported("transposing a flattened tensor in Keras order")
     inverse = interop.inverse(perm)
@@ -183,7 +183,8 @@ def _axes(ctx, index, ndim):
     else:
         return None
     axes = sorted({int(a) % ndim for a in axes}) if ndim else []
-    if 0 in axes:
+    batch = ctx.x.perm[0] if ctx.x is not None else 0  # (a Transpose may have moved it)
+    if batch in axes:
         raise Unsupported(f"axes={axes} include the batch axis")
     return axes
 
@@ -205,7 +206,7 @@ def convert_squeeze(ctx):
     shape = x.shape
     axes = _axes(ctx, 1, x.ndim)
     if axes is None:
-        axes = [i for i in range(1, x.ndim) if shape[i] == 1]
+        axes = [i for i in range(x.ndim) if i != x.perm[0] and shape[i] == 1]
     if any(shape[a] != 1 for a in axes):
         raise Unsupported(f"axes={axes} of shape {list(shape)} are not all of size 1")
     if x.flat is not None:
