@@ -59,8 +59,7 @@ def _recurrent(ctx, op, gates):
     _check_full_sequences(ctx, x)
     for index, what in ((5, "initial_h"), (6, "initial_c")):
         _check_zeros(ctx, index, what)
-    outputs = [o for o in ctx.node.outputs]
-    wants_state = any(outputs[1:])
+    wants_state = any(ctx.node.outputs[1:])
     kwargs = dict(units=units, return_sequences=True, return_state=wants_state)
     if op == "GRU":
         kwargs["reset_after"] = ctx.flag("linear_before_reset")
@@ -70,10 +69,10 @@ def _recurrent(ctx, op, gates):
     if dirs == 2:
         found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode=None)
         ctx.last_layer.set_weights(weights[0] + weights[1])
-        seqs = found[:2]
-        n_state = 2 if op == "LSTM" else 1
-        fw, bw = found[2:2 + n_state], found[2 + n_state:2 + 2 * n_state]
-        states = [[fw[i], bw[i]] for i in range(n_state)] if wants_state else []
+        # [y_fw, y_bw, *states_fw, *states_bw]: each state paired across the directions
+        seqs, states = found[:2], found[2:]
+        states = [list(pair) for pair in zip(states[:len(states) // 2],
+                                             states[len(states) // 2:])]
     else:
         found = ctx.layer(cls, go_backwards=direction == "reverse", **kwargs)
         ctx.last_layer.set_weights(weights[0])
