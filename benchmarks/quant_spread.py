@@ -85,7 +85,7 @@ def measure():
 
         def judge(graph):
             return verify_int8(model, graph, graph.SerializeToString(), io, entries, runs, pre,
-                               pre_data, graphs=tensor_map)
+                               pre_data, runner=tensor_map.TracedRunner(model))
 
         healthy = judge(qdq)
         internal = [c.sqnr_float for c in healthy.checks if c.role == "internal"

@@ -81,7 +81,8 @@ def mixed(tmp_path_factory):
 
 def _judge(m, qdq):
     return verify_int8(m["model"], qdq, qdq.SerializeToString(), m["io"], m["entries"],
-                       m["runs"], m["pre"], m["pre_data"], graphs=tensor_map)
+                       m["runs"], m["pre"], m["pre_data"],
+                       runner=tensor_map.TracedRunner(m["model"]))
 
 
 @qdq

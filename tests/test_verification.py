@@ -460,3 +460,33 @@ def test_verifying_a_model_again_reuses_its_probe(tmp_path):
     assert len(probes) == 1
     assert kc.verify_onnx(model, tmp_path / "m.onnx").passed
     assert keras_runner._PROBES[model] == probes  # the same probe object, not a new one
+
+
+def test_verifier_takes_a_runner_object_for_the_keras_side(tmp_path):
+    from keras_convx.verification.keras_runner import KerasRunner
+    from keras_convx.verification.verifier import Verifier
+    from keras_convx.exporter.verify import metadata
+
+    model = _model([kc.Conv2D(4, 3, name="conv"), keras.layers.ReLU(name="relu"),
+                    keras.layers.GlobalAveragePooling2D(name="gap")], (8, 8, 3))
+    path = tmp_path / "m.onnx"
+    kc.export_onnx(model, path, verify=False)
+    proto = onnx.load(path)
+    entries = tensor_map.read(proto)
+    # the exporter's runner compares every mapped tensor, the default one the outputs only
+    traced = Verifier(model, metadata(proto), entries,
+                      runner=tensor_map.TracedRunner(model)).verify(proto)
+    plain = Verifier(model, metadata(proto), entries).verify(proto)
+    assert traced.passed and plain.passed
+    assert {c.layer for c in traced.tensors if c.role == "internal"} >= {"conv", "relu"}
+    assert not [c for c in plain.tensors if c.role == "internal"]
+
+    class Off(KerasRunner):  # a Keras side 1% off: the verifier judges what the runner gives
+        def outputs(self, arrays):
+            return [o * np.float32(1.01) for o in super().outputs(arrays)]
+
+    assert not Verifier(model, metadata(proto), runner=Off(model)).verify(proto).passed
+    with pytest.raises(ValueError, match="runner runs model"):
+        Verifier(model, metadata(proto), runner=KerasRunner(_model([keras.layers.ReLU()], (8,))))
+    with pytest.raises(TypeError, match="runner must be a KerasRunner"):
+        Verifier(model, metadata(proto), runner=tensor_map)

@@ -258,7 +258,7 @@ def quantize(pre_model, stage, calibration_feeds, method="minmax", exclude=()):
 
 
 def export_int8(model, float_model, stage, io, entries, calibration, method="minmax",
-                keep_float=None, verify=True, providers=None, level="all", graphs=None,
+                keep_float=None, verify=True, providers=None, level="all", runner=None,
                 seed=0):
     """Quantizes the verified float graph and judges the result by the quantized rule.
 
@@ -304,7 +304,7 @@ def export_int8(model, float_model, stage, io, entries, calibration, method="min
             return qdq_model, None
         report = verify_int8(
             model, qdq_model, qdq_data, io, entries, runs, pre_model, pre_data, providers,
-            level, graphs, method=method,
+            level, runner, method=method,
             calibration="random (not representative)" if random else "data",
             calibration_samples=int(calib[0].shape[0]),
             held_out_samples=int(sum(r[0].shape[0] for r in runs)), kept_float=list(kept))

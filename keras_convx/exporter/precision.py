@@ -112,7 +112,7 @@ def to_int8(model, proto, rows, stage, tmp, io, report, calibration, method, kee
     try:
         qdq, quant = int8.export_int8(model, proto, stage, io, rows,
                                       calibration, method, keep_float, verify, providers,
-                                      level, tensor_map)
+                                      level, tensor_map.TracedRunner(model))
         report.int8_seconds = time.perf_counter() - start
     except ExportError:
         raise

@@ -13,6 +13,7 @@ import keras
 
 from keras_convx.exporter import trace
 from keras_convx.verification import correspondence
+from keras_convx.verification.keras_runner import KerasRunner
 
 METADATA_KEY = correspondence.KEY
 _CACHE = weakref.WeakKeyDictionary()
@@ -80,6 +81,30 @@ def resolve(model, keys, batch=None):
 def run(flat, arrays, forced=None):
     """Runs a flat graph eagerly (`trace.run`): verification's Keras runner calls it."""
     return trace.run(flat, arrays, forced)
+
+
+class TracedRunner(KerasRunner):
+    """The Keras side of verification for a model the exporter can trace: its outputs
+    and every tensor of its flat graph (composite layers traced through `call`, nested
+    models inlined), so each tensor the file maps is compared.
+
+    Args:
+        model: the Keras model (Functional, Sequential or subclassed).
+    """
+
+    maps_tensors = True
+
+    def functional(self):
+        return functional(self.model)
+
+    def flat_graph(self, batch=None):
+        return flat_graph(self.model, batch)
+
+    def resolve(self, keys, batch=None):
+        return resolve(self.model, keys, batch)
+
+    def run_flat(self, flat, arrays, forced=None):
+        return run(flat, arrays, forced)
 
 
 def read(onnx_model):

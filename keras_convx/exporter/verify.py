@@ -28,7 +28,8 @@ class Verifier(_core.Verifier):
 
     def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0,
                  fills=None):
-        super().__init__(model, io, entries, samples, batch_sizes, seed, graphs=tensor_map,
+        super().__init__(model, io, entries, samples, batch_sizes, seed,
+                         runner=tensor_map.TracedRunner(model),
                          fills=fills)
 
 
@@ -129,7 +130,7 @@ def _verify_int8(model, onnx_model, path, samples, providers, seed, level, inspe
     data = onnx_model.SerializeToString()
     report = verify_int8(model, onnx_model, data, io, tensor_map.read(onnx_model), runs,
                          providers=providers, level=level,
-                         graphs=tensor_map if inspect else None)
+                         runner=tensor_map.TracedRunner(model) if inspect else None)
     if not samples:
         report.warnings.append("judged on random inputs at the model's scale: pass samples "
                                "of real data (random inputs can fall outside the calibrated "

@@ -7,12 +7,12 @@ import numpy as np
 
 from keras_convx.verification import ort_runner, quantized
 from keras_convx.verification.inputs import from_graph, to_graph
-from keras_convx.verification.keras_runner import Reference
+from keras_convx.verification.keras_runner import Reference, runner_for
 from keras_convx.verification.quantized import QuantReport
 
 
 def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
-                float_data=None, providers=None, level="all", graphs=None, **report_fields):
+                float_data=None, providers=None, level="all", runner=None, **report_fields):
     """Judges the QDQ graph (`qdq_model`, its bytes `qdq_data`) on `runs` (lists of input
     arrays in Keras layout; the first is also compared tensor by tensor).
 
@@ -20,7 +20,7 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
         float_model, float_data: the float graph it was quantized from (ModelProto, bytes);
             without it, mapped tensors are judged against Keras.
         level: the deployed onnxruntime level; outputs are judged there and at BASIC.
-        graphs: the flat-graph reader (see `Verifier`); without it, outputs only.
+        runner: the Keras side (see `Verifier`); by default outputs only.
         report_fields: `QuantReport` fields (method, calibration, sample counts, kept_float).
 
     Returns:
@@ -30,7 +30,8 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     providers = ort_runner.available_providers(providers)
     levels = [quantized.INSPECT_LEVEL] + ([level] if level != quantized.INSPECT_LEVEL else [])
     report = QuantReport(levels=levels, providers=providers, **report_fields)
-    live, reference = _judged_entries(model, qdq_model, float_model, io, entries, runs, graphs)
+    live, reference = _judged_entries(runner_for(model, runner), qdq_model, float_model, io,
+                                      entries, runs)
     # the value consumers see: a quantized tensor's QuantizeLinear -> DequantizeLinear
     # output (the quantizer drops a Relu whose clipping the uint8 range does, so the name
     # itself may hold the pre-activation)
@@ -62,15 +63,14 @@ def verify_int8(model, qdq_model, qdq_data, io, entries, runs, float_model=None,
     return report
 
 
-def _judged_entries(model, qdq_model, float_model, io, entries, runs, graphs):
+def _judged_entries(runner, qdq_model, float_model, io, entries, runs):
     """(the live tensor-map entries both graphs compute and Keras gives a value for, in
     graph order; the Keras `Reference` on `runs`)."""
     produced = {o for n in qdq_model.graph.node for o in n.output}
     if float_model is not None:
         produced &= {o for n in float_model.graph.node for o in n.output}
     live = [e for e in entries if e.live and e.onnx in produced]
-    reference = Reference(model, live if graphs is not None else [], runs, 0,
-                          io.static_batch, graphs)
+    reference = Reference(runner, live, runs, 0, io.static_batch)
     live = [e for e in live if e.ref_key in reference.tensors]
     # graph order (ONNX nodes are topologically sorted): inputs are judged before users
     order = {o: i for i, n in enumerate((float_model or qdq_model).graph.node) for o in n.output}

@@ -1,9 +1,9 @@
 """The Keras side of verification: the model's outputs and every mapped tensor.
 
-The flat graph of a model (the exporter's trace: composite layers traced through `call`,
-nested models inlined) comes from the caller as `graphs`, an object with `functional`,
-`flat_graph`, `resolve` and `run` (the exporter passes `keras_convx.exporter.tensor_map`):
-this package imports neither the exporter nor the importer.
+A `KerasRunner` is what the verifier runs: the model's forward pass, and, in a runner that
+knows the model's flat graph (the exporter's `tensor_map.TracedRunner`: composite layers
+traced through `call`, nested models inlined), any tensor inside it. This package imports
+neither the exporter nor the importer: the runner comes from the caller.
 """
 
 import weakref
@@ -55,6 +55,54 @@ def run_keras(model, arrays):
             for o in keras.tree.flatten(outs)]
 
 
+class KerasRunner:
+    """Runs a Keras model for verification: its outputs only.
+
+    The forward pass is the model's `call` (training=False; on JAX compiled once per
+    model), never `predict_on_batch`/`predict_step`, which task models override to decode.
+    A subclass that knows the model's flat graph sets `maps_tensors` and implements
+    `functional`, `flat_graph`, `resolve` and `run_flat`; then every mapped tensor of an
+    exported file is compared, not only the outputs.
+
+    Args:
+        model: the Keras model.
+    """
+
+    maps_tensors = False
+
+    def __init__(self, model):
+        self.model = model
+
+    def outputs(self, arrays):
+        """The model's outputs on `arrays` (one per input), as float32 arrays."""
+        return run_keras(self.model, arrays)
+
+    def functional(self):
+        """The Functional graph whose tensors the probe exposes."""
+        return self.model
+
+    def flat_graph(self, batch=None):
+        raise NotImplementedError(f"{type(self).__name__} runs the outputs only")
+
+    def resolve(self, keys, batch=None):
+        """{key: (KerasTensor, node)} for the keys naming a tensor of the flat graph."""
+        return {}
+
+    def run_flat(self, flat, arrays, forced=None):
+        raise NotImplementedError(f"{type(self).__name__} runs the outputs only")
+
+
+def runner_for(model, runner=None):
+    """`runner` checked against `model`, or an outputs-only `KerasRunner` of it."""
+    if runner is None:
+        return KerasRunner(model)
+    if not isinstance(runner, KerasRunner):
+        raise TypeError(f"runner must be a KerasRunner, got {type(runner).__name__}")
+    if runner.model is not model:
+        raise ValueError(f"runner runs model {runner.model.name!r}, not {model.name!r}")
+    return runner
+
+
 def _probe(fmodel, wanted):
     """The Functional model of `fmodel`'s outputs and the `wanted` tensors ({id: tensor}),
     made once per model and set of tensors."""
@@ -87,15 +135,15 @@ class Reference:
     (each layer applied to the graph's values of its inputs).
     """
 
-    def __init__(self, model, entries, runs, inspect_run=0, batch=None, graphs=None):
-        self.model, self.runs, self.inspect_run = model, runs, inspect_run
+    def __init__(self, runner, entries, runs, inspect_run=0, batch=None):
+        self.runner, self.model = runner, runner.model
+        self.runs, self.inspect_run = runs, inspect_run
         self.tensors = {}  # ("out" | "pre", key) -> reference array on runs[inspect_run]
         self._sensitivity = None
-        self._graphs = graphs
-        entries = entries if graphs is not None else []  # no flat graph: outputs only
-        self._fmodel = graphs.functional(model) if graphs is not None else model
-        self._flat = graphs.flat_graph(model, batch) if entries else None
-        found = graphs.resolve(model, [e.key for e in entries], batch) if entries else {}
+        entries = entries if runner.maps_tensors else []  # no flat graph: outputs only
+        self._fmodel = runner.functional()
+        self._flat = runner.flat_graph(batch) if entries else None
+        found = runner.resolve([e.key for e in entries], batch) if entries else {}
         self.skipped = [e.key for e in entries if e.key not in found]
         self._live = [e for e in entries if e.key in found and e.live]
         self._found = found
@@ -117,12 +165,12 @@ class Reference:
         if self._probe is not None or self._eager:
             self.outputs[inspect_run], self.tensors = self._values(runs[inspect_run])
         elif runs:
-            self.outputs[inspect_run] = run_keras(model, runs[inspect_run])
+            self.outputs[inspect_run] = runner.outputs(runs[inspect_run])
         for i, arrays in enumerate(runs):
             if self.outputs[i] is None:
                 n = self._prefix_of_inspected(arrays)
                 self.outputs[i] = ([o[:n] for o in self.outputs[inspect_run]] if n
-                                   else run_keras(model, arrays))
+                                   else runner.outputs(arrays))
 
     def _prefix_of_inspected(self, arrays):
         """The batch size of `arrays` if they are the inspected run's leading samples."""
@@ -143,8 +191,8 @@ class Reference:
         """(model outputs, {ref key: value}) on `arrays`, one forward pass."""
         if self._eager:
             # the outputs from the model itself; the traced graph gives the tensors inside
-            values, _ = self._graphs.run(self._flat, arrays)
-            outputs = run_keras(self.model, arrays)
+            values, _ = self.runner.run_flat(self._flat, arrays)
+            outputs = self.runner.outputs(arrays)
         else:
             results = run_keras(self._probe, arrays)
             n_out = len(self._fmodel.outputs)
@@ -176,13 +224,13 @@ class Reference:
                 for k, v in tensors.items():
                     sens[k] = rules.tensor_error(v, self.tensors[k]).rel
             else:
-                inspected_outs = run_keras(self.model, inspected)
+                inspected_outs = self.runner.outputs(inspected)
             for i, arrays in enumerate(self.runs):
                 n = self._prefix_of_inspected(arrays)
                 if i == self.inspect_run or n:  # the same nudge on the same samples
                     outs = [o[:n] for o in inspected_outs] if n else inspected_outs
                 else:
-                    outs = run_keras(self.model, [nudge(a, rng) for a in arrays])
+                    outs = self.runner.outputs([nudge(a, rng) for a in arrays])
                 for j, (o, ref) in enumerate(zip(outs, self.outputs[i])):
                     sens[("output", i, j)] = rules.tensor_error(o, ref).rel
             self._sensitivity = sens
@@ -198,7 +246,8 @@ class Reference:
         tensors only. Returns {ref key: array}.
         """
         forced = {id(self._found[k][0]): v for k, v in graph_values.items()}
-        values, local = self._graphs.run(self._flat, self.runs[self.inspect_run], forced)
+        values, local = self.runner.run_flat(self._flat, self.runs[self.inspect_run],
+                                               forced)
         out = {}
         for e in self._live:
             kt = self._found[e.key][0]

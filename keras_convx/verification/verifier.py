@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_convx.verification import judge, ort_runner, rules
 from keras_convx.verification.inputs import from_graph, integer_pixels, model_inputs, to_graph
-from keras_convx.verification.keras_runner import Reference
+from keras_convx.verification.keras_runner import Reference, runner_for
 from keras_convx.verification.ort_runner import (
     INSPECT_LEVEL, LEVELS, available_providers, first_line, has_float16, inspection_graph,
 )
@@ -46,15 +46,17 @@ class Verifier:
         samples: optional list of input lists (Keras layout) to check besides random ones.
         batch_sizes: batch sizes of the random inputs (a static batch uses its own).
         seed: seed of the random inputs.
-        graphs: how to read the model's flat graph and run it (`functional`, `flat_graph`,
-            `resolve`, `run`; the exporter passes `keras_convx.exporter.tensor_map`); without
-            it the graph outputs alone are compared.
+        runner: the Keras side, a `KerasRunner` of `model` (the exporter passes its
+            `tensor_map.TracedRunner`, which runs every mapped tensor); by default an
+            outputs-only runner, and the graph outputs alone are compared.
+        fills: input sizes to draw random runs at when the model's spatial size is unknown.
     """
 
     def __init__(self, model, io=None, entries=(), samples=None, batch_sizes=(1, 2), seed=0,
-                 graphs=None, fills=None):
+                 runner=None, fills=None):
         self.model, self.io = model, Signature.of(io)
-        self.entries = list(entries) if graphs is not None else []
+        self.runner = runner_for(model, runner)
+        self.entries = list(entries) if self.runner.maps_tensors else []
         rng = np.random.default_rng(seed)
         runs = []
         static = self.io.static_batch
@@ -76,7 +78,7 @@ class Verifier:
                                        self.io.input_dtypes))
         # the largest random batch shows every tensor (more samples, same single run)
         inspect = max(range(len(runs)), key=lambda i: runs[i][0].shape[0]) if runs else 0
-        self.reference = Reference(model, self.entries, runs, inspect, static, graphs)
+        self.reference = Reference(self.runner, self.entries, runs, inspect, static)
 
     def verify(self, onnx_model, path="", providers=None, tolerance=None,
                optimization_level="all", inspect=True, serialized=None, base_dir=None):
