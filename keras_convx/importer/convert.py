@@ -4,7 +4,7 @@ graph walk and the graph are kept for verification, which reads the layouts it c
 import keras
 
 from keras_convx.importer import conversions  # noqa: F401  (registers the conversions)
-from keras_convx.importer import frontend, passes
+from keras_convx.importer import frontend, passes, sequence_passes
 from keras_convx.importer.driver import Walk
 
 
@@ -12,6 +12,7 @@ def build(path_or_model, data_format="channels_last", name=None, layouts="keras"
     """`import_onnx`'s work: (model, the graph walk, the checked graph)."""
     graph = frontend.read(path_or_model)
     passes.run(graph)
+    sequence_passes.run(graph)
     walk = Walk(graph, data_format, layouts)
     inputs, outputs = walk.run()
     model_name = name or _graph_name(path_or_model)

@@ -110,6 +110,14 @@ class Walk:
             if self.layouts_mode == "onnx" or self._arrives_channels_last(name, shape) or \
                     layout_inference.near_sequence_op(self.graph, name, readers=True):
                 perm = tuple(range(len(shape)))  # keep the file's signature
+            if len(shape) == 3 and layout_inference.time_major_input(self.graph, name):
+                if self.layouts_mode == "onnx":
+                    raise OnnxImportError(
+                        f"import_onnx: graph input {name!r} is a time-major sequence (batch "
+                        f"on axis 1, read by an LSTM/GRU): a Keras model's inputs are "
+                        f"batch-first, so layouts='onnx' can't keep it; use layouts='keras' "
+                        f"(the input becomes (batch, seq, features))")
+                perm = (1, 0, 2)  # the batch is ONNX axis 1: Keras (batch, seq, features)
             keras_shape = tuple(shape[p] for p in perm)[1:]
             tensor = keras.Input(shape=keras_shape, name=self.unique_name(name))
             model_inputs.append(tensor)
@@ -134,7 +142,16 @@ class Walk:
                                       f"does not depend on any input)")
             value = self.values[name]
             try:
-                value = self.move(value, self._output_perm(name, value), name + "_output")
+                perm = self._output_perm(name, value)
+                if value.perm[0] != 0:  # time-major: Keras's outputs are batch-first
+                    b = value.perm[0]
+                    if self.layouts_mode == "onnx":
+                        raise Unsupported(f"its batch is axis {b} (a time-major sequence): "
+                                          f"a Keras model's outputs are batch-first, so "
+                                          f"layouts='onnx' can't keep it; use "
+                                          f"layouts='keras'")
+                    perm = (b,) + tuple(a for a in range(value.ndim) if a != b)
+                value = self.move(value, perm, name + "_output")
                 self.output_perms.append(value.perm)
             except Unsupported as err:
                 raise OnnxImportError(f"import_onnx: graph output {name!r}: {err}") from None
@@ -249,7 +266,7 @@ class Walk:
 
 # conversions that take a tensor whose batch a Transpose moved off ONNX axis 0 (they read
 # `Value.perm`); any other op would index the batch as if it were axis 0
-BATCH_MOVED_OK = ("Transpose", "Squeeze", "LSTM", "GRU")
+BATCH_MOVED_OK = ("Transpose", "Squeeze", "Reshape", "LSTM", "GRU", "FoldedDense")
 
 
 def _check_batch_first(ctx, entry):

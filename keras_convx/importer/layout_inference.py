@@ -43,6 +43,19 @@ def near_sequence_op(graph, name, readers, depth=0):
     return False
 
 
+def time_major_input(graph, name, depth=0):
+    """Whether graph input `name` is the time-major X (seq, batch, features) of an LSTM/GRU
+    (layout 0), read directly or through elementwise ops: its batch is ONNX axis 1."""
+    if depth > MAX_LAYOUT_DEPTH:
+        return False
+    for node in graph.consumers(name):
+        if node.op_type in SEQUENCE_OPS and node.inputs[:1] == [name]:
+            return not int(node.attrs.get("layout", 0))
+        if node.op_type in ELEMENTWISE and time_major_input(graph, node.outputs[0], depth + 1):
+            return True
+    return False
+
+
 def moves_channels(graph, node, source, perm):
     """Whether `node` lays `source` out by `perm` (a Transpose, or a Reshape that only
     moves an axis of size 1, as exporters write it for one channel)."""

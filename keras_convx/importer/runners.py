@@ -42,15 +42,18 @@ def draw_inputs(session, data_format, seed, model=None, perms=None, size=None, s
     rng = np.random.default_rng(seed)
     feeds, keras_inputs = {}, []
     batch = 2
-    for spec in session.get_inputs():
-        d = spec.shape[0] if spec.shape else None
+    specs = session.get_inputs()
+    perms = perms or [standard_perm(len(spec.shape), data_format) for spec in specs]
+    for spec, perm in zip(specs, perms):  # the batch is ONNX axis perm[0] (time-major: 1)
+        d = spec.shape[perm[0]] if spec.shape else None
         batch = d if isinstance(d, int) and d > 0 else batch
-    for i, spec in enumerate(session.get_inputs()):
-        dynamic = [d for d in spec.shape[1:] if not isinstance(d, int) or d < 1]
+    for i, spec in enumerate(specs):
+        perm = perms[i]
+        dynamic = [d for j, d in enumerate(spec.shape)
+                   if j != perm[0] and (not isinstance(d, int) or d < 1)]
         fill = iter(axis_sizes(size, step, len(dynamic)) if dynamic else [])
-        shape = [batch] + [d if isinstance(d, int) and d > 0 else next(fill)
-                           for d in spec.shape[1:]]
-        perm = perms[i] if perms else standard_perm(len(shape), data_format)
+        shape = [batch if j == perm[0] else d if isinstance(d, int) and d > 0 else next(fill)
+                 for j, d in enumerate(spec.shape)]
         kind, a, b = ("normal", 0.0, 1.0) if model is None else input_distribution(model, i)
         keras_shape = [shape[p] for p in perm]
         x = rng.uniform(a, b, keras_shape) if kind == "uniform" else \

@@ -97,10 +97,15 @@ class ImportVerifyReport:
                          f"({len(self.quantization)} quantization parameter sets kept in the "
                          f"report)")
         moved = [f"{row['role']} {row['name']} {row['onnx_shape']} -> {row['keras_shape']}"
-                 for row in self.layouts if row["moved"]]
+                 for row in self.layouts if row["moved"] and row["perm"][0] == 0]
         if moved:
             lines.append("moved to channels-last: " + "; ".join(moved)
                          + " (layouts='onnx' keeps the file's)")
+        # time-major sequences: a Keras model's inputs and outputs are batch-first
+        seqs = [f"{row['role']} {row['name']} {row['onnx_shape']} -> {row['keras_shape']}"
+                for row in self.layouts if row["perm"] and row["perm"][0] != 0]
+        if seqs:
+            lines.append("time-major, made batch-first: " + "; ".join(seqs))
         compared = [r for r in self.tensors if r[3].informative]
         lines.append(f"{len(self.tensors)} tensors compared ({len(compared)} informative), "
                      f"{len(self.failed)} failing")

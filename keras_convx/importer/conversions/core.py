@@ -12,11 +12,11 @@ from keras_convx.importer.registry import ANY, FUSED_DOMAIN, ONNX_ORDER, convers
 L = keras.layers
 
 
-def _dense(ctx, kernel, bias):
+def _dense(ctx, kernel, bias, onnx_order=True):
     """Dense on the last ONNX axis; rows permuted once when the input was flattened in
     Keras order (see reshaping.flatten)."""
     x = ctx.x
-    if x.perm[-1] != x.ndim - 1 or x.perm != tuple(range(x.ndim)):
+    if x.perm[-1] != x.ndim - 1 or onnx_order and x.perm != tuple(range(x.ndim)):
         raise Unsupported("MatMul's input must be in ONNX order")  # the layout contract
     if kernel.shape[0] != x.shape[-1]:
         raise Unsupported(f"weight of shape {list(kernel.shape)} does not match the input's "
@@ -74,6 +74,20 @@ def convert_matmul(ctx):
 def convert_fused_dense(ctx):
     """MatMul + Add of a constant bias (fused by passes.fuse_matmul_add)."""
     return _dense(ctx, float32(ctx.const(1, "B"), "B"), float32(ctx.const(2, "bias"), "bias"))
+
+
+@conversion("FoldedDense", domain=FUSED_DOMAIN, layout=ANY)
+def convert_folded_dense(ctx):
+    """A Gemm/MatMul on a tensor folded into rows and unfolded again (fused by
+    passes.fuse_folded_dense): Dense over the last axis, the batch kept where it is (a
+    time-major sequence's batch is ONNX axis 1)."""
+    x, b = ctx.x, ctx.x.perm[0]
+    if b == x.ndim - 1:
+        raise Unsupported("the batch is the last axis, the one the Dense reads")
+    ctx.x = ctx.inputs[0] = ctx.move(x, (b,) + tuple(a for a in range(x.ndim) if a != b),
+                                     "to_last_axis")
+    bias = float32(ctx.const(2, "bias"), "bias") if len(ctx.inputs) > 2 else None
+    return _dense(ctx, float32(ctx.const(1, "kernel"), "kernel"), bias, onnx_order=False)
 
 
 @conversion("Identity", since=1)

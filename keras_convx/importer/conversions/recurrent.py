@@ -59,14 +59,20 @@ def _recurrent(ctx, op, gates):
     _check_full_sequences(ctx, x)
     for index, what in ((5, "initial_h"), (6, "initial_c")):
         _check_zeros(ctx, index, what)
-    wants_state = any(ctx.node.outputs[1:])
+    # PyTorch's export names Y_h/Y_c even when nothing reads them: states only when used
+    wants_state = any(o and (ctx.consumers(o) or ctx.is_graph_output(o))
+                      for o in ctx.node.outputs[1:])
     kwargs = dict(units=units, return_sequences=True, return_state=wants_state)
     if op == "GRU":
         kwargs["reset_after"] = ctx.flag("linear_before_reset")
     cls = keras.layers.LSTM if op == "LSTM" else keras.layers.GRU
     weights = [_weights(op, w[d], r[d], b[d], gates, units, kwargs.get("reset_after"))
                for d in range(dirs)]
-    if dirs == 2:
+    if dirs == 2 and not wants_state:  # Y's directions side by side: Keras's own concat
+        found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode="concat")
+        ctx.last_layer.set_weights(weights[0] + weights[1])
+        seqs, states = [found], []
+    elif dirs == 2:
         found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode=None)
         ctx.last_layer.set_weights(weights[0] + weights[1])
         # [y_fw, y_bw, *states_fw, *states_bw]: each state paired across the directions
@@ -83,7 +89,7 @@ def _recurrent(ctx, op, gates):
                             suffix="in_time_order")
         seqs = [seq]
         states = [[s] for s in found[1:]]
-    return _outputs(ctx, seqs, states, layout, units)
+    return _outputs(ctx, seqs, states, layout, units, dirs)
 
 
 def _refuse_what_keras_lacks(ctx, op):
@@ -147,12 +153,12 @@ def _weights(op, w, r, b, gates, units, reset_after):
     return [kernel, recurrent, bias]
 
 
-def _outputs(ctx, seqs, states, layout, units):
+def _outputs(ctx, seqs, states, layout, units, dirs):
     """Y, Y_h(, Y_c) as Values: Keras (batch, seq, directions, hidden) and
-    (batch, directions, hidden) tensors in ONNX's order for `layout`."""
-    dirs = len(seqs)
-    seq = seqs[0] if dirs == 1 else ctx.layer(keras.layers.Concatenate, axis=-1,
-                                              inputs=list(seqs), suffix="y")
+    (batch, directions, hidden) tensors in ONNX's order for `layout`. `seqs`: one sequence
+    (the directions already side by side) or one per direction."""
+    seq = seqs[0] if len(seqs) == 1 else ctx.layer(keras.layers.Concatenate, axis=-1,
+                                                   inputs=list(seqs), suffix="y")
     y = ctx.layer(keras.layers.Reshape, (-1, dirs, units), inputs=seq, suffix="y_dirs")
     results = [Value(y, (0, 1, 2, 3) if layout else (2, 0, 1, 3))]
     for i, per_dir in enumerate(states):

@@ -88,6 +88,8 @@ def convert_reshape(ctx):
         target = [int(t) for t in ctx.attr("shape")]
     else:
         target = [int(t) for t in np.asarray(ctx.const(1, "shape", batch_ok=True)).reshape(-1)]
+    if x.perm[0] != 0:
+        return _reshape_moved_batch(ctx, x, target, int(ctx.flag("allowzero", 0)))
     inferred = ctx.walk.graph.shapes.get(ctx.node.inputs[0])
     batch = inferred[0] if inferred else None
     out = _reshape_target(list(x.shape), target, int(ctx.flag("allowzero", 0)), batch,
@@ -107,6 +109,48 @@ def convert_reshape(ctx):
     if not same_memory_order(x):
         x = ctx.move(x, tuple(range(x.ndim)))
     return Value(ctx.layer(L.Reshape, tuple(out[1:]), inputs=x.tensor), tuple(range(len(out))))
+
+
+def _reshape_moved_batch(ctx, x, target, allowzero):
+    """A Reshape of a tensor whose batch a Transpose moved to ONNX axis b > 0 (time-major
+    sequences: PyTorch's bidirectional LSTM output `(seq, batch, 2, hidden)` -> `(seq,
+    batch, 2 * hidden)`): exact when it keeps axes 0..b and regroups only the axes after
+    the batch. The Keras tensor is laid out (batch, ONNX axes 0..b-1, the rest in ONNX
+    order), so those axes are contiguous in both memories and one Keras Reshape of the
+    axes after the batch is the same reshape."""
+    b, shape = x.perm[0], x.shape
+    if x.flat is not None:
+        raise Unsupported("reshaping a flattened tensor in Keras order")
+    inferred = ctx.walk.graph.shapes.get(ctx.node.inputs[0]) or shape  # (a static batch)
+    for i, t in enumerate(target[:b + 1]):
+        if not (t == 0 and not allowzero or inferred[i] is not None and t == inferred[i]
+                or i == b and t == -1 and -1 not in target[b + 1:]):
+            raise Unsupported(f"shape={target} changes axis {i}, before or at the batch (ONNX "
+                              f"axis {b}, moved by a Transpose): only the axes after the "
+                              f"batch can be regrouped")
+    rest = [shape[i] if t == 0 and not allowzero and i < len(shape) else t
+            for i, t in enumerate(target[b + 1:], b + 1)]
+    total = shape[b + 1:]
+    if None in total or None in rest or sum(1 for t in rest if t == -1) > 1 or any(
+            t < -1 for t in rest):
+        raise Unsupported(f"shape={target}: the axes after the batch must be static, with at "
+                          f"most one -1")
+    total = int(np.prod(total))
+    known = int(np.prod([t for t in rest if t != -1]))
+    if -1 in rest:
+        if known == 0 or total % known:
+            raise Unsupported(f"shape={target} does not fit the {total} elements after the batch")
+        rest[rest.index(-1)] = total // known
+    if int(np.prod(rest)) != total:
+        raise Unsupported(f"shape={target} holds {int(np.prod(rest))} elements after the "
+                          f"batch, the input {total}")
+    lead = tuple(range(b))
+    x = ctx.move(x, (b,) + lead + tuple(range(b + 1, x.ndim)), "to_batch_first")
+    keras_shape = tuple(-1 if shape[i] is None else shape[i] for i in lead) + tuple(rest)
+    if keras_shape.count(-1) > 1:
+        raise Unsupported(f"shape={target}: more than one dynamic axis before the batch")
+    perm = (b,) + lead + tuple(range(b + 1, b + 1 + len(rest)))
+    return Value(ctx.layer(L.Reshape, keras_shape, inputs=x.tensor), perm)
 
 
 def reshape_groups(in_shape, out_shape):
