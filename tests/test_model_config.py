@@ -194,9 +194,9 @@ MALFORMED = [
     # what a newcomer typed (issue 14): the message names what was written and the fix
     ("quoted-int", BASE.replace("filters: 8", 'filters: "8"'),
      r"got '8' \(the config gives filters as the string '8': remove the quotes for a number", 5, 40),
-    ("keras-layer-not-allowed", BASE.replace("type: Conv2D", "type: LSTM"),
-     r"\.type: LSTM is a Keras layer but not allowed in configs; register it with "
-     r"keras_convx\.register_layer\(keras\.layers\.LSTM\)", 5, 6),
+    ("keras-layer-not-allowed", BASE.replace("type: Conv2D", "type: SimpleRNN"),
+     r"\.type: SimpleRNN is a Keras layer but not allowed in configs; register it with "
+     r"keras_convx\.register_layer\(keras\.layers\.SimpleRNN\)", 5, 6),
     ("block-output-left-out-by-when", BASE.replace("layers:\n", (
         "blocks:\n  res:\n    params: {skip: true}\n    layers:\n"
         "      - {type: ReLU, name: act}\n"

@@ -21,6 +21,7 @@ KERAS_ALLOWLIST = (
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
     "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "LSTM", "GRU", "Bidirectional",
 )
 BASE_KWARGS = ("dtype", "trainable", "autocast")
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8")
@@ -79,9 +80,25 @@ def _initializer(value):
     return keras.initializers.get(value)
 
 
+def _wrapped_layer(value):
+    """The layer a wrapper takes (Bidirectional's `layer`), as `{Type: {args}}` of a config
+    type: `layer: {LSTM: {units: 64, return_sequences: true}}`."""
+    if not (isinstance(value, dict) and len(value) == 1):
+        raise ValueError(f"a wrapped layer is written {{Type: {{args}}}}, got {value!r}")
+    (name, args), = value.items()
+    cls = layer_types().get(name)
+    if cls is None:
+        raise ValueError(f"unknown wrapped layer type {name!r}")
+    if args is not None and not isinstance(args, dict):
+        raise ValueError(f"the args of wrapped layer {name} must be a mapping, got {args!r}")
+    # a fixed name (Bidirectional calls its copies forward_<name>, backward_<name>), so a
+    # config builds the same layer configs every time
+    return cls(**{"name": name.lower(), **resolve_args(args or {})})
+
+
 # Arguments given by name or as `{Name: {args}}`, by the suffix of their key.
 ARG_RESOLVERS = {"_initializer": _initializer, "_regularizer": regularizers.get,
-                 "_constraint": constraints.get}
+                 "_constraint": constraints.get, "layer": _wrapped_layer}
 
 
 def resolve_args(args):

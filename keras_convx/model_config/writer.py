@@ -40,6 +40,8 @@ def _args(layer, cache=None):
         if key not in cache:
             cache[key] = _args(layer)
         return dict(cache[key])
+    if isinstance(layer, keras.layers.Bidirectional):
+        return _wrapper_args(layer, config, cache)
     names, required = signature_params(type(layer))
     args = {k: v for k, v in config.items() if k in names and k not in _DROP}
     target = _comparable(config)
@@ -55,6 +57,26 @@ def _args(layer, cache=None):
     policy = layer.dtype_policy.name
     if policy != keras.config.dtype_policy().name:
         args["dtype"] = policy
+    if not layer.trainable:
+        args["trainable"] = False
+    return args
+
+
+def _wrapper_args(layer, config, cache):
+    """Bidirectional: its layer as `{Type: {args}}` (the builder's form), the backward
+    layer only when it is not the forward one run backwards."""
+    inner = layer.forward_layer
+    # Bidirectional sets the copies' zero_output_for_mask itself: not an argument of ours
+    given = type(inner).from_config({k: v for k, v in inner.get_config().items()
+                                     if k != "zero_output_for_mask"})
+    args = {"layer": {_type_name(inner, layer_types()): _args(given, cache)}}
+    mirrored = dict(layer.backward_layer.get_config(), name=None,
+                    go_backwards=not layer.backward_layer.go_backwards)
+    if _comparable(mirrored) != _comparable(dict(inner.get_config(), name=None)):
+        args["backward_layer"] = {_type_name(layer.backward_layer, layer_types()):
+                                  _args(layer.backward_layer, cache)}
+    if config.get("merge_mode") != "concat":
+        args["merge_mode"] = config.get("merge_mode")
     if not layer.trainable:
         args["trainable"] = False
     return args
