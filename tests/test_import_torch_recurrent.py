@@ -83,19 +83,37 @@ def test_pytorch_recurrent_modules_match_pytorch(cell, layers, bidirectional, ba
     assert _rel(got, np.transpose(want, layout)) < TOL
 
 
-def test_dynamic_batch_with_zero_states_made_from_the_batch_size(tmp_path):
+@pytest.mark.parametrize("batch_first", [True, False], ids=["batch-first", "time-major"])
+def test_dynamic_batch_with_zero_states_made_from_the_batch_size(batch_first, tmp_path):
     """PyTorch makes the zero initial states with ConstantOfShape of the batch size and
-    slices them per layer: they are the default, dropped, and any batch runs."""
+    slices them per layer: they are the default, dropped with the Shape arithmetic that
+    made them, and any batch runs (time-major: the batch is the file's axis 1)."""
     torch.manual_seed(0)
-    module = Recurrent("LSTM", 2, True, True)
-    _export(module, torch.randn(2, 5, 8), tmp_path / "m.onnx",
-            {"x": {0: "batch"}, "y": {0: "batch"}})
+    module = Recurrent("LSTM" if batch_first else "GRU", 2, True, batch_first)
+    axis = 0 if batch_first else 1
+    _export(module, torch.randn((2, 5, 8) if batch_first else (5, 2, 8)), tmp_path / "m.onnx",
+            {"x": {axis: "batch"}, "y": {axis: "batch"}})
     assert "ConstantOfShape" in {n.op_type for n in onnx.load(tmp_path / "m.onnx").graph.node}
     model = kc.import_onnx(tmp_path / "m.onnx")
-    x = torch.randn(3, 5, 8)
+    x = torch.randn((3, 5, 8) if batch_first else (5, 3, 8))
     with torch.no_grad():
         want = module(x).numpy()
-    assert _rel(np.asarray(keras.ops.convert_to_numpy(model(x.numpy()))), want) < TOL
+    layout = (0, 1, 2) if batch_first else (1, 0, 2)
+    got = model(np.transpose(x.numpy(), layout))
+    assert _rel(np.asarray(keras.ops.convert_to_numpy(got)), np.transpose(want, layout)) < TOL
+
+
+def test_dead_nodes_are_neither_converted_nor_refused():
+    """A node nothing reads (here an op with no conversion) is dropped, as onnxruntime
+    drops it, instead of failing the import."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Hardmax", ["x"], ["unread"])],
+        "dead", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              ir_version=8)
+    model = kc.import_onnx(proto)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "ReLU"]
 
 
 @pytest.fixture(scope="module")

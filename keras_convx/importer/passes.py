@@ -314,6 +314,17 @@ def fuse_group_norm(graph):
                 graph.nodes.remove(node)
 
 
+def remove_dead_nodes(graph):
+    """Nodes no output depends on (what a rewrite left unread, or the file's own dead
+    code: onnxruntime drops it too) are removed, so they are neither converted nor
+    refused."""
+    live = set(graph.outputs)
+    for node in reversed(graph.nodes):  # topological order: readers after their inputs
+        if any(o in live for o in node.outputs):
+            live.update(i for i in node.inputs if i)
+    graph.nodes[:] = [n for n in graph.nodes if any(o in live for o in n.outputs)]
+
+
 PASSES = (remove_activation_qdq, fuse_pad_into_conv, fuse_erf_gelu, fuse_matmul_add,
           fuse_mish, fuse_hard_swish, fuse_group_norm)
 

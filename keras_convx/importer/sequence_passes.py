@@ -5,7 +5,7 @@ the batch size are dropped (ONNX LSTM/GRU start from zeros without them)."""
 import numpy as np
 
 from keras_convx.importer.graph import Node
-from keras_convx.importer.passes import ONNX, _single_user
+from keras_convx.importer.passes import ONNX, _single_user, remove_dead_nodes
 from keras_convx.importer.registry import FUSED_DOMAIN
 
 SEQUENCE_OPS = ("LSTM", "GRU")
@@ -114,14 +114,10 @@ def drop_zero_initial_states(graph):
             chain = _zeros({o: n for n in graph.nodes for o in n.outputs}, name) if name else None
             if chain is None:
                 continue
-            node.inputs[index] = ""
-            for made in chain:
-                if any(graph.consumers(o) or o in graph.outputs for o in made.outputs):
-                    break
-                graph.nodes.remove(made)
+            node.inputs[index] = ""  # what made it goes with the dead nodes
 
 
-PASSES = (fuse_folded_dense, drop_zero_initial_states)
+PASSES = (fuse_folded_dense, drop_zero_initial_states, remove_dead_nodes)
 
 
 def run(graph):
