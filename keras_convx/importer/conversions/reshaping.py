@@ -69,16 +69,21 @@ def _reshape_target(shape, target, allowzero, batch, batch_first=False):
     if first == -1 and not batch_first and -1 in rest or sum(1 for t in rest if t == -1) > 1 or any(
             t < -1 for t in rest):
         raise Unsupported(f"shape={target}: at most one -1 and no other negative values")
-    total = int(np.prod(shape[1:]))
+    return [None] + _filled(rest, int(np.prod(shape[1:])), target, "per sample")
+
+
+def _filled(rest, total, target, where):
+    """`rest` (target sizes, one -1 at most) with its -1 resolved to hold `total` elements;
+    `where` says whose elements in errors."""
     known = int(np.prod([t for t in rest if t != -1]))
     if -1 in rest:
         if known == 0 or total % known:
-            raise Unsupported(f"shape={target} does not fit {total} elements per sample")
+            raise Unsupported(f"shape={target} does not fit the {total} elements {where}")
         rest[rest.index(-1)] = total // known
     if int(np.prod(rest)) != total:
-        raise Unsupported(f"shape={target} holds {int(np.prod(rest))} elements per sample, "
+        raise Unsupported(f"shape={target} holds {int(np.prod(rest))} elements {where}, "
                           f"the input {total}")
-    return [None] + rest
+    return rest
 
 
 @conversion("Reshape", since=1)
@@ -135,15 +140,7 @@ def _reshape_moved_batch(ctx, x, target, allowzero):
             t < -1 for t in rest):
         raise Unsupported(f"shape={target}: the axes after the batch must be static, with at "
                           f"most one -1")
-    total = int(np.prod(total))
-    known = int(np.prod([t for t in rest if t != -1]))
-    if -1 in rest:
-        if known == 0 or total % known:
-            raise Unsupported(f"shape={target} does not fit the {total} elements after the batch")
-        rest[rest.index(-1)] = total // known
-    if int(np.prod(rest)) != total:
-        raise Unsupported(f"shape={target} holds {int(np.prod(rest))} elements after the "
-                          f"batch, the input {total}")
+    rest = _filled(rest, int(np.prod(total)), target, "after the batch")
     lead = tuple(range(b))
     x = ctx.move(x, (b,) + lead + tuple(range(b + 1, x.ndim)), "to_batch_first")
     keras_shape = tuple(-1 if shape[i] is None else shape[i] for i in lead) + tuple(rest)
