@@ -155,7 +155,7 @@ def test_gate_order_is_what_the_match_rests_on():
     (dict(op="LSTM", batch=2, extra={"sequence_lens": np.array([SEQ, 3], np.int32)}),
      "sequence_lens=\\[6, 3\\]"),
     (dict(op="GRU", batch=2, extra={"initial_h": np.ones((1, 2, HIDDEN), np.float32)}),
-     "initial_h is not zero"),
+     "a constant non-zero state is not imported"),
     (dict(op="LSTM", input_forget=1), "input_forget=1"),
 ], ids=["activation", "clip", "peepholes", "sequence-lens", "initial-state", "input-forget"])
 def test_what_keras_cannot_compute_is_refused_by_name(case, message):

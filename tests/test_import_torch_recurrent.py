@@ -29,6 +29,13 @@ class Recurrent(torch.nn.Module):
         return self.rnn(x)[0]
 
 
+class Seeded(Recurrent):
+    """The recurrence started from given states (an encoder's, a streaming chunk's)."""
+
+    def forward(self, x, h, c=None):
+        return self.rnn(x, h if c is None else (h, c))[0]
+
+
 class CRNN(torch.nn.Module):
     """crnn.pytorch's shape: conv features -> (T, b, c) -> BiLSTM -> a Linear on the rows."""
 
@@ -81,6 +88,40 @@ def test_pytorch_recurrent_modules_match_pytorch(cell, layers, bidirectional, ba
     assert [row["perm"] for row in model.import_layouts] == [list(layout)] * 2
     got = np.asarray(keras.ops.convert_to_numpy(model(np.transpose(x.numpy(), layout))))
     assert _rel(got, np.transpose(want, layout)) < TOL
+
+
+STATE_CASES = [("LSTM", 2, True, True), ("GRU", 2, False, False), ("LSTM", 1, True, False)]
+
+
+@pytest.mark.parametrize("cell, layers, bidirectional, batch_first", STATE_CASES,
+                         ids=["-".join(map(str, c)) for c in STATE_CASES])
+def test_initial_states_given_as_inputs_match_pytorch_and_export_again(
+        cell, layers, bidirectional, batch_first, tmp_path):
+    """h0 (and c0), (layers * directions, batch, hidden): the batch is their axis 1, each
+    layer's slice seeds its Keras layer's `initial_state`; exported again, they become
+    initial_h/initial_c and import back."""
+    torch.manual_seed(3)
+    module = Seeded(cell, layers, bidirectional, batch_first).eval()
+    x = torch.randn((2, 5, 8) if batch_first else (5, 2, 8))
+    states = [torch.randn(layers * (2 if bidirectional else 1), 2, 6)
+              for _ in range(2 if cell == "LSTM" else 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x, *states), str(tmp_path / "m.onnx"), dynamo=False,
+                          opset_version=17, input_names=["x", "h", "c"][:1 + len(states)],
+                          output_names=["y"])
+        with torch.no_grad():
+            want = module(x, *states).numpy()
+    model = kc.import_onnx(tmp_path / "m.onnx")
+    layout = (0, 1, 2) if batch_first else (1, 0, 2)
+    inputs = [np.transpose(x.numpy(), layout)] + [
+        np.transpose(s.numpy(), (1, 0, 2)) for s in states]  # states batch-first in Keras
+    assert _rel(np.asarray(keras.ops.convert_to_numpy(model(inputs))),
+                np.transpose(want, layout)) < TOL
+    assert kc.export_onnx(model, tmp_path / "again.onnx").passed
+    back = kc.import_onnx(tmp_path / "again.onnx")
+    assert _rel(np.asarray(keras.ops.convert_to_numpy(back(inputs))),
+                np.transpose(want, layout)) < TOL
 
 
 @pytest.mark.parametrize("batch_first", [True, False], ids=["batch-first", "time-major"])

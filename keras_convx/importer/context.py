@@ -126,9 +126,9 @@ class Context:
         """The inferred ONNX shape of output `index` (None where unknown)."""
         return self.walk.graph.shapes.get(self.node.outputs[index])
 
-    def layer(self, cls, *args, inputs=None, suffix=None, **kwargs):
+    def layer(self, cls, *args, inputs=None, suffix=None, call_kwargs=None, **kwargs):
         """Creates `cls(*args, **kwargs)` named after the node and calls it on `inputs`
-        (default: the first tensor input's Keras tensor)."""
+        (default: the first tensor input's Keras tensor), with `call_kwargs`."""
         name = self.walk.unique_name(self.node.name + (f"_{suffix}" if suffix else ""))
         layer = cls(*args, name=name, **kwargs)
         if inputs is None:
@@ -140,7 +140,7 @@ class Context:
         for key in initializers:
             setattr(layer, key, keras.initializers.Zeros())
         try:
-            out = layer(inputs)
+            out = layer(inputs, **(call_kwargs or {}))
         finally:
             for key, value in initializers.items():
                 setattr(layer, key, value)

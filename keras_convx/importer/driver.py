@@ -266,7 +266,7 @@ class Walk:
 
 # conversions that take a tensor whose batch a Transpose moved off ONNX axis 0 (they read
 # `Value.perm`); any other op would index the batch as if it were axis 0
-BATCH_MOVED_OK = ("Transpose", "Squeeze", "Reshape", "LSTM", "GRU", "FoldedDense")
+BATCH_MOVED_OK = ("Transpose", "Squeeze", "Reshape", "Slice", "LSTM", "GRU", "FoldedDense")
 
 
 def _check_batch_first(ctx, entry):

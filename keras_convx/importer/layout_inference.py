@@ -24,7 +24,7 @@ MAX_LAYOUT_DEPTH = 16
 # Sequence ops: their tensors are (batch, seq, features) or time-major, never feature maps
 SEQUENCE_OPS = ("LSTM", "GRU")
 # what lies between a sequence op and a graph input or output in exported graphs
-SEQUENCE_GLUE = ("Transpose", "Squeeze", "Unsqueeze", "Reshape")
+SEQUENCE_GLUE = ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Concat")
 
 
 def near_sequence_op(graph, name, readers, depth=0):
@@ -45,13 +45,16 @@ def near_sequence_op(graph, name, readers, depth=0):
 
 def time_major_input(graph, name, depth=0):
     """Whether graph input `name` is the time-major X (seq, batch, features) of an LSTM/GRU
-    (layout 0), read directly or through elementwise ops: its batch is ONNX axis 1."""
+    (layout 0) or its initial state (directions, batch, hidden), read directly or through
+    elementwise ops: its batch is ONNX axis 1."""
     if depth > MAX_LAYOUT_DEPTH:
         return False
     for node in graph.consumers(name):
-        if node.op_type in SEQUENCE_OPS and node.inputs[:1] == [name]:
+        if node.op_type in SEQUENCE_OPS and name in (node.inputs[:1] + node.inputs[5:7]):
             return not int(node.attrs.get("layout", 0))
-        if node.op_type in ELEMENTWISE and time_major_input(graph, node.outputs[0], depth + 1):
+        # elementwise ops, and the Slice picking each layer's states of a multi-layer RNN
+        if (node.op_type in ELEMENTWISE or node.op_type == "Slice" and node.inputs[0] == name) \
+                and time_major_input(graph, node.outputs[0], depth + 1):
             return True
     return False
 

@@ -4,8 +4,9 @@ gate order.
 
 Keras's LSTM kernels hold the gates as [i, f, c, o], ONNX's as [i, o, f, c]; GRU's order
 [z, r, h] is the same in both, and Keras's `reset_after=True` (its default) is ONNX's
-`linear_before_reset=1`. What ONNX's ops can't express is refused by name: masks, initial
-states, stateful layers, activations other than tanh and sigmoid.
+`linear_before_reset=1`. An `initial_state` given in the call becomes initial_h/initial_c.
+What ONNX's ops can't express is refused by name: masks, stateful layers, activations other
+than tanh and sigmoid.
 """
 
 import keras
@@ -21,9 +22,9 @@ _ACTIVATIONS = {"activation": "tanh", "recurrent_activation": "sigmoid"}
 def _check(layer, ctx):
     """Refuses, by name, what ONNX's LSTM/GRU can't run as Keras does."""
     kind = type(layer).__name__
-    if ctx.kwargs.get("mask") is not None or ctx.kwargs.get("initial_state") is not None:
-        raise Unsupported(f"{kind} with a mask or an initial state: ONNX's {kind} takes "
-                          f"neither as Keras gives them")
+    if ctx.kwargs.get("mask") is not None:
+        raise Unsupported(f"{kind} with a mask: ONNX's {kind} takes sequence lengths, not a "
+                          f"mask")
     if getattr(layer, "stateful", False):
         raise Unsupported(f"a stateful {kind}: its state lives between calls")
     for attr, name in _ACTIVATIONS.items():
@@ -59,18 +60,44 @@ def _weights(layer):
     return w, r, np.concatenate([bias, np.zeros_like(bias)])
 
 
-def _rnn(b, layers, x, direction):
-    """One ONNX LSTM/GRU node over `layers` (one, or forward and backward); returns its
-    (Y, Y_h, Y_c) names as ONNX gives them: Y (time, directions, batch, units), the states
-    (directions, batch, units); Y_c None for a GRU."""
+def _initial_states(b, layers, ctx):
+    """ONNX's initial_h (and initial_c), (directions, batch, units), from the call's
+    `initial_state` (Keras: [h, c] or [h] per direction, forward first, each (batch,
+    units)); [] without one."""
+    if ctx.kwargs.get("initial_state") is None:
+        return []
+    states = list(ctx.inputs)[1:]  # after the sequence, in the call's order
+    per = 2 if isinstance(layers[0], L.LSTM) else 1
+    if len(states) != per * len(layers) or any(s.ndim != 2 for s in states):
+        raise Unsupported(f"{type(layers[0]).__name__} initial_state: expected {per} (batch, "
+                          f"units) tensor(s) per direction, got {len(states)}")
+    out = []
+    for k in range(per):  # (batch, directions, units), then the batch moved to axis 1
+        parts = [b.node("Unsqueeze", [states[d * per + k].name, b.ints([1], "axes")])
+                 for d in range(len(layers))]
+        both = parts[0] if len(parts) == 1 else b.node("Concat", parts, axis=1)
+        out.append(b.node("Transpose", [both], perm=[1, 0, 2]))
+    return out
+
+
+def _rnn(b, layers, x, direction, states=()):
+    """One ONNX LSTM/GRU node over `layers` (one, or forward and backward), from the
+    initial `states` if given; returns its (Y, Y_h, Y_c) names as ONNX gives them: Y
+    (time, directions, batch, units), the states (directions, batch, units); Y_c None for
+    a GRU."""
     first = layers[0]
     parts = [_weights(layer) for layer in layers]
     w = np.stack([p[0] for p in parts]).astype(np.float32)
     r = np.stack([p[1] for p in parts]).astype(np.float32)
     # time-major (layout 0): onnxruntime's CPU kernels refuse the batch-first layout 1
     inputs = [b.node("Transpose", [x.name], perm=[1, 0, 2]), b.const(w, "W"), b.const(r, "R")]
-    if parts[0][2] is not None:
-        inputs.append(b.const(np.stack([p[2] for p in parts]).astype(np.float32), "B"))
+    if parts[0][2] is not None or states:
+        gates = 4 if isinstance(first, L.LSTM) else 3
+        bias = [p[2] if p[2] is not None else np.zeros(2 * gates * int(first.cell.units))
+                for p in parts]
+        inputs.append(b.const(np.stack(bias).astype(np.float32), "B"))
+    if states:
+        inputs += [""] + list(states)  # no sequence_lens: every sequence runs in full
     attrs = dict(hidden_size=int(first.cell.units), direction=direction)
     if isinstance(first, L.LSTM):
         return b.node("LSTM", inputs, n_outputs=3, **attrs)
@@ -93,7 +120,8 @@ def _reverse_time(b, name):
 def lower_rnn(b, layer, ctx):
     """keras.layers.LSTM/GRU -> ONNX LSTM/GRU (forward, or reverse for `go_backwards`)."""
     _check(layer, ctx)
-    y, h, c = _rnn(b, [layer], ctx.x, "reverse" if layer.go_backwards else "forward")
+    y, h, c = _rnn(b, [layer], ctx.x, "reverse" if layer.go_backwards else "forward",
+                   _initial_states(b, [layer], ctx))
     last = _squeeze(b, h, 0) if layer.return_state or not layer.return_sequences else None
     if layer.return_sequences:  # (time, 1, batch, units) -> (batch, time, units)
         out = b.node("Transpose", [_squeeze(b, y, 1)], perm=[1, 0, 2])
@@ -122,7 +150,7 @@ def lower_bidirectional(b, layer, ctx):
     if layer.return_state or layer.merge_mode not in ("concat", "sum", "mul", "ave", None):
         raise Unsupported(f"Bidirectional with merge_mode={layer.merge_mode!r} or "
                           f"return_state: only the outputs are lowered")
-    y, h, _ = _rnn(b, [fwd, bwd], ctx.x, "bidirectional")
+    y, h, _ = _rnn(b, [fwd, bwd], ctx.x, "bidirectional", _initial_states(b, [fwd, bwd], ctx))
     units = int(fwd.cell.units)
     if fwd.return_sequences:  # -> (batch, time, 2, units); the backward half in time order
         both, axis = b.node("Transpose", [y], perm=[2, 0, 1, 3]), 2

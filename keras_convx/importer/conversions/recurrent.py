@@ -57,8 +57,8 @@ def _recurrent(ctx, op, gates):
     b = ctx.const(3, "B", optional=True)
     b = np.zeros((dirs, 2 * len(gates) * units), np.float32) if b is None else b
     _check_full_sequences(ctx, x)
-    for index, what in ((5, "initial_h"), (6, "initial_c")):
-        _check_zeros(ctx, index, what)
+    initial = _initial_states(ctx, op, layout, dirs, units)
+    call = {"initial_state": initial} if initial else None
     # PyTorch's export names Y_h/Y_c even when nothing reads them: states only when used
     wants_state = any(o and (ctx.consumers(o) or ctx.is_graph_output(o))
                       for o in ctx.node.outputs[1:])
@@ -69,18 +69,20 @@ def _recurrent(ctx, op, gates):
     weights = [_weights(op, w[d], r[d], b[d], gates, units, kwargs.get("reset_after"))
                for d in range(dirs)]
     if dirs == 2 and not wants_state:  # Y's directions side by side: Keras's own concat
-        found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode="concat")
+        found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode="concat",
+                          call_kwargs=call)
         ctx.last_layer.set_weights(weights[0] + weights[1])
         seqs, states = [found], []
     elif dirs == 2:
-        found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode=None)
+        found = ctx.layer(keras.layers.Bidirectional, cls(**kwargs), merge_mode=None,
+                          call_kwargs=call)
         ctx.last_layer.set_weights(weights[0] + weights[1])
         # [y_fw, y_bw, *states_fw, *states_bw]: each state paired across the directions
         seqs, states = found[:2], found[2:]
         states = [list(pair) for pair in zip(states[:len(states) // 2],
                                              states[len(states) // 2:])]
     else:
-        found = ctx.layer(cls, go_backwards=direction == "reverse", **kwargs)
+        found = ctx.layer(cls, go_backwards=direction == "reverse", call_kwargs=call, **kwargs)
         ctx.last_layer.set_weights(weights[0])
         found = found if isinstance(found, (list, tuple)) else [found]
         seq = found[0]
@@ -126,15 +128,31 @@ def _check_full_sequences(ctx, x):
                           f"sequence to its full length ({seq})")
 
 
-def _check_zeros(ctx, index, what):
-    if len(ctx.inputs) <= index or ctx.inputs[index] is None:
-        return
-    if isinstance(ctx.inputs[index], Value):
-        raise Unsupported(f"{what} is a computed tensor: initial states other than zeros "
-                          f"are not imported yet")
-    if np.any(np.asarray(ctx.inputs[index]) != 0):
-        raise Unsupported(f"{what} is not zero: initial states other than zeros are not "
-                          f"imported yet")
+def _initial_states(ctx, op, layout, dirs, units):
+    """Keras's `initial_state` ([h, c] or [h] per direction, forward first) from initial_h
+    (and initial_c), each (batch, hidden); None when they are absent or zeros."""
+    given = [ctx.inputs[i] if len(ctx.inputs) > i else None
+             for i in ((5, 6) if op == "LSTM" else (5,))]
+    if all(g is None or not isinstance(g, Value) and not np.any(np.asarray(g) != 0)
+           for g in given):
+        return None
+    names = ("initial_h", "initial_c")
+    if not all(isinstance(g, Value) for g in given):
+        raise Unsupported(f"{' and '.join(names[:len(given)])} must all be computed tensors or "
+                          f"all zeros: a constant non-zero state is not imported")
+    want = (0, 1, 2) if layout else (1, 0, 2)  # Keras (batch, directions, hidden)
+    per_direction = [[] for _ in range(dirs)]
+    for state, what in zip(given, names):
+        if state.ndim != 3 or state.flat is not None or state.perm[0] != want[0]:
+            raise Unsupported(f"{what} must be (directions, batch, hidden) (batch-major "
+                              f"with layout=1), with the model's batch on ONNX axis {want[0]}")
+        state = ctx.move(state, want, what)
+        for d in range(dirs):
+            one = ctx.layer(Slice, [d, 0], [d + 1, None], inputs=state.tensor,
+                            suffix=f"{what}_{d}")
+            per_direction[d].append(ctx.layer(keras.layers.Reshape, (units,), inputs=one,
+                                              suffix=f"{what}_{d}_flat"))
+    return [s for states in per_direction for s in states]
 
 
 def _weights(op, w, r, b, gates, units, reset_after):

@@ -312,7 +312,7 @@ def convert_slice(ctx):
     begin, end, step = [0] * (x.ndim - 1), [None] * (x.ndim - 1), [1] * (x.ndim - 1)
     for s, e, a, st in zip(starts, ends, axes, steps):
         n = shape[a]
-        if a == 0:
+        if a == x.perm[0]:  # the batch (axis 1 of a time-major tensor)
             if int(s) != 0 or st != 1 or int(e) < (1 << 31) - 1:
                 raise Unsupported("slicing the batch axis is not supported")
             continue
