@@ -143,3 +143,24 @@ def test_an_initial_state_exports_as_initial_h_and_c_and_imports_back(kind, tmp_
     want = keras.ops.convert_to_numpy(model(data))
     got = keras.ops.convert_to_numpy(back(data))
     assert np.max(np.abs(got - want)) / np.max(np.abs(want)) < 1e-5
+
+
+def test_zoo_crnn_exports_imports_and_exports_again_verified(tmp_path):
+    """configs/crnn.yaml (tiny scale): Keras -> ONNX -> Keras -> ONNX, each step verified,
+    the logits equal to the first model's at the end (BatchNorm statistics as after
+    training)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = kc.build_model(os.path.join(root, "configs", "crnn.yaml"), scale="t")
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        value = rng.standard_normal(w.shape).astype("float32") * 0.3
+        w.assign(np.abs(value) + 0.5 if "variance" in w.path else value)
+    first = str(tmp_path / "crnn.onnx")
+    assert kc.export_onnx(model, first).method == "native"
+    back = kc.import_onnx(first)  # verified against onnxruntime
+    again = kc.export_onnx(back, str(tmp_path / "again.onnx"))
+    assert again.passed and again.method == "native", again.summary()
+    lines = rng.uniform(0, 255, (2, 32, 32, 1)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(lines))
+    got = keras.ops.convert_to_numpy(back(lines))
+    assert np.max(np.abs(got - want)) / np.max(np.abs(want)) < 1e-5
