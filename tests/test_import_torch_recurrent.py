@@ -73,6 +73,7 @@ CASES = [("LSTM", 2, True, True), ("LSTM", 1, True, False), ("LSTM", 1, False, F
          ("GRU", 1, False, True), ("GRU", 2, False, False)]
 
 
+@pytest.mark.thin_on_jax(2)  # backend-independent conversion; JAX compiles each case
 @pytest.mark.parametrize("cell, layers, bidirectional, batch_first", CASES,
                          ids=["-".join(map(str, c)) for c in CASES])
 def test_pytorch_recurrent_modules_match_pytorch(cell, layers, bidirectional, batch_first,
