@@ -1,6 +1,5 @@
 """`export_onnx`: native Keras-graph lowering or tf2onnx, then check, verify, write atomically."""
 
-import json
 import os
 import time
 import warnings
@@ -8,17 +7,15 @@ import warnings
 import keras
 
 from keras_convx.exporter import metadata as metadata_lib
-from keras_convx.exporter import float16, publish, tensor_map, trace
+from keras_convx.exporter import float16, intake, lower, publish
+from keras_convx.exporter import verify as verify_lib
 from keras_convx.exporter import precision as precision_lib
 from keras_convx.exporter.lowering_coverage import CoverageRow, coverage, unsupported_layers  # noqa: F401
-from keras_convx.exporter.graph import Unsupported
 from keras_convx.exporter.lower import (  # noqa: F401  (their public home stays here)
     LoweringContext, UnsupportedModel, _tf2onnx, lower_native, lower_tf2onnx,
 )
 from keras_convx.exporter.verify import ExportError, VerificationError, Verifier, VerifyReport  # noqa: F401
-from keras_convx.verification import correspondence
 from keras_convx.verification import options as verify_options
-from keras_convx.verification import signature
 from keras_convx.verification.report import Report
 
 ExportReport = Report  # the old name: export's report is the one `Report` type
@@ -28,56 +25,6 @@ METHODS = ("auto", "native", "tf2onnx")
 # protobuf refuses messages over 2 GiB: past this many weight bytes, they go to a data file
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 DYNAMIC = ("batch", "spatial")
-
-
-def _intake(model, input_shapes):
-    """The model as the rest of export takes it: a Functional or Sequential model with
-    `input_shapes` applied; a subclassed model wrapped in a Functional model of one node,
-    itself (`tensor_map.functional`), so the native path traces its `call` and tf2onnx and
-    verification call it as they call any model."""
-    if not tensor_map.subclassed(model):
-        return _with_input_shapes(model, input_shapes)
-    try:
-        return tensor_map.functional(model, input_shapes)
-    except Unsupported as err:  # its `call` can't be traced (on TensorFlow: nor run by
-        # tf.function, which the message says): tf2onnx is no way out either
-        note = None if keras.backend.backend() == "tensorflow" else (
-            f"tf2onnx, the other method, needs the TensorFlow backend (this is "
-            f"{keras.backend.backend()!r})")
-        raise UnsupportedModel([(model.name, trace.describe(model), str(err))],
-                               note=note) from None
-
-
-def _with_input_shapes(model, input_shapes):
-    """A clone of `model` whose inputs have `input_shapes` (without batch), same weights."""
-    if input_shapes is None:
-        return model
-    if isinstance(input_shapes[0], int) or input_shapes[0] is None:
-        input_shapes = [input_shapes]
-    if len(input_shapes) != len(model.inputs):
-        raise ValueError(
-            f"export: input_shape needs {len(model.inputs)} shape(s), got {input_shapes}")
-    new_inputs = [keras.Input(tuple(s), name=kt.name) for s, kt in zip(input_shapes, model.inputs)]
-    clone = keras.models.clone_model(
-        model, input_tensors=new_inputs if len(new_inputs) > 1 else new_inputs[0])
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def _count(proto, op):
-    return sum(1 for n in proto.graph.node if n.op_type == op)
-
-
-def _finalize(proto, io, rows):
-    """The signature and the tensor map, into the file's metadata (the one place they
-    are JSON)."""
-    for key, value in ((signature.KEY, io.to_json()),
-                       (correspondence.KEY, correspondence.dumps(rows))):
-        if key == correspondence.KEY and not rows:
-            continue  # tf2onnx's graph: no map
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = key, value
-    return proto
 
 
 def export_onnx(model, path, *,
@@ -188,10 +135,10 @@ def export_onnx(model, path, *,
     dynamic_axes, precision, path, user_metadata = _check_arguments(
         model, path, method, dynamic_axes, metadata, precision, fp16, fp16_headroom,
         target, input_dtype, calibration, opset, external_data)
-    model = _intake(model, input_shape)
+    model = intake.intake(model, input_shape)
     start = time.perf_counter()
-    proto, builder, io, chosen, reason = _convert(model, method, opset, dynamic_axes, nchw_io,
-                                                  batch_size, fold_batch_norm)
+    proto, builder, io, chosen, reason = lower.convert(model, method, opset, dynamic_axes,
+                                                       nchw_io, batch_size, fold_batch_norm)
     io.input_shapes = [list(kt.shape) for kt in model.inputs]
     rows = builder.correspondence() if builder is not None else []
     from keras_convx.exporter import targets
@@ -204,10 +151,11 @@ def export_onnx(model, path, *,
             float16.HEADROOM if fp16_headroom is None else fp16_headroom)
     if input_dtype == "uint8":
         precision_lib.uint8_inputs(proto, io, rows)
-    proto = _finalize(proto, io, rows)
-    _add_metadata(proto, model, io, opset, precision, kept16, target, lint, user_metadata)
+    proto = metadata_lib.finalize(proto, io, rows)
+    metadata_lib.add_export_entries(proto, model, io, opset, precision, kept16, target, lint,
+                                    user_metadata)
     report = Report(path=path, method=chosen, reason=reason, opset=int(opset), model=model,
-                    node_count=len(proto.graph.node), transpose_count=_count(proto, "Transpose"),
+                    node_count=len(proto.graph.node), transpose_count=metadata_lib.count(proto, "Transpose"),
                     bn_folded=builder.bn_folded if builder is not None else 0,
                     fused=builder.pads_fused if builder is not None else 0,
                     precision=precision, float16_kept=kept16, target=target, lint=lint)
@@ -220,7 +168,7 @@ def export_onnx(model, path, *,
         report.file_size = staged.size()
         report.external_data = staged.data_name if staged.external else None
         if verify:
-            _verify_float(model, proto, io, rows, data, staged, report, check)
+            verify_lib.verify_export(model, proto, io, rows, data, staged, report, check)
         if precision == "int8":
             precision_lib.to_int8(model, proto, rows, staged.folder, staged.tmp, io, report,
                                   calibration, calibration_method, keep_float, verify,
@@ -275,80 +223,6 @@ def _check_arguments(model, path, method, dynamic_axes, metadata, precision, fp1
         raise ValueError(f"export: method='tf2onnx' needs the TensorFlow backend, this is "
                          f"{keras.backend.backend()!r}")
     return dynamic_axes, precision, path, user_metadata
-
-
-def _convert(model, method, opset, dynamic_axes, nchw_io, batch_size, fold_batch_norm):
-    """The ONNX graph by the chosen method: (proto, native builder or None, io, method,
-    why that method)."""
-    reason = ""
-    if method == "auto":
-        missing = unsupported_layers(model)
-        chosen = "native" if not missing else "tf2onnx"
-        reason = ("every layer has a native lowering" if not missing else
-                  "no native lowering for " + ", ".join(f"{n} ({c})" for n, c, _ in missing))
-        if missing and keras.backend.backend() != "tensorflow":
-            raise UnsupportedModel(missing, note=(
-                f"method='auto' would fall back to tf2onnx, which needs the TensorFlow "
-                f"backend (this is {keras.backend.backend()!r})"))
-    else:
-        chosen, reason = method, "requested"
-    if chosen == "native":
-        try:
-            proto, builder, io = lower_native(model, opset, dynamic_axes, nchw_io, batch_size,
-                                              fold_batch_norm)
-            return proto, builder, io, chosen, reason
-        except UnsupportedModel as err:
-            if method == "native":
-                raise
-            chosen, reason = "tf2onnx", str(err)
-    proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
-    return proto, None, io, chosen, reason
-
-
-def _add_metadata(proto, model, io, opset, precision, kept16, target, lint, user_metadata):
-    """The user's keys and `keras_convx.export` (what the file is and how it was made)."""
-    made = json.loads(metadata_lib.export_entry(
-        model, io, opset, "float16" if precision == "float16" else "float32"))
-    if precision == "float16":
-        made["float16_kept_float32"] = kept16
-    made["target"] = target
-    made["lint"] = [{k: f[k] for k in ("rule", "where", "reference", "fixed")} for f in lint]
-    for key, value in user_metadata + [(metadata_lib.EXPORT_KEY, json.dumps(made))]:
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = key, value
-
-
-def _verify_float(model, proto, io, rows, data, staged, report, check):
-    """The float graph against Keras, tensor by tensor; a failure keeps the `.failed`
-    files and raises."""
-    from keras_convx.verification.sizes import export_fills
-
-    method = report.method
-    try:
-        verifier = Verifier(model, io, rows, check.samples,
-                            fills=export_fills(model, proto, check.sizes))
-        report.verify = verifier.verify(proto, staged.tmp, check.providers, check.tolerance,
-                                        check.optimization_level, inspect=check.diagnose,
-                                        serialized=data,
-                                        base_dir=staged.folder if staged.external else None)
-    except ExportError as err:
-        kept = staged.keep_failed(report)
-        raise ExportError(f"export ({method}): verification could not run: {err}; kept "
-                          f"{kept}", report) from None
-    report.verify.path = staged.path
-    if check.diagnose and method == "tf2onnx":  # said, not silently skipped
-        report.verify.warnings.append(
-            "tf2onnx's graph carries no map from Keras tensors to its own: only the "
-            "graph outputs were compared (method='native' compares every layer)")
-    for row in report.float16_kept:
-        report.verify.warnings.append(
-            f"float16: {row['layer']} ({row['node']}) kept in float32: its output "
-            f"{row['reason']}")
-    if not report.verify.passed:
-        kept = staged.keep_failed(report)
-        raise VerificationError(
-            f"export ({method}): verification failed, {report.verify.summary()}; kept "
-            f"{kept} and {os.path.splitext(staged.path)[0]}.failed.json", report)
 
 
 __all__ = ["coverage", "CoverageRow", "export_onnx", "ExportError", "ExportReport", "UnsupportedModel", "VerificationError"]

@@ -198,3 +198,33 @@ def _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size):
         cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ExportError(f"export (tf2onnx): conversion failed: {type(err).__name__}: "
                           f"{cause}") from None
+
+
+def convert(model, method, opset, dynamic_axes, nchw_io, batch_size, fold_batch_norm):
+    """The ONNX graph by the chosen method: (proto, native builder or None, io, method,
+    why that method)."""
+    reason = ""
+    if method == "auto":
+        from keras_convx.exporter.lowering_coverage import unsupported_layers
+
+        missing = unsupported_layers(model)
+        chosen = "native" if not missing else "tf2onnx"
+        reason = ("every layer has a native lowering" if not missing else
+                  "no native lowering for " + ", ".join(f"{n} ({c})" for n, c, _ in missing))
+        if missing and keras.backend.backend() != "tensorflow":
+            raise UnsupportedModel(missing, note=(
+                f"method='auto' would fall back to tf2onnx, which needs the TensorFlow "
+                f"backend (this is {keras.backend.backend()!r})"))
+    else:
+        chosen, reason = method, "requested"
+    if chosen == "native":
+        try:
+            proto, builder, io = lower_native(model, opset, dynamic_axes, nchw_io, batch_size,
+                                              fold_batch_norm)
+            return proto, builder, io, chosen, reason
+        except UnsupportedModel as err:
+            if method == "native":
+                raise
+            chosen, reason = "tf2onnx", str(err)
+    proto, _, io = _tf2onnx(model, opset, dynamic_axes, nchw_io, batch_size)
+    return proto, None, io, chosen, reason

@@ -125,3 +125,34 @@ def _plain(value):
         return float(value)
     except (TypeError, ValueError):
         return [float(v) for v in value]
+
+
+def count(proto, op):
+    return sum(1 for n in proto.graph.node if n.op_type == op)
+
+
+def finalize(proto, io, rows):
+    """The signature and the tensor map, into the file's metadata (the one place they
+    are JSON)."""
+    from keras_convx.verification import correspondence, signature
+
+    for key, value in ((signature.KEY, io.to_json()),
+                       (correspondence.KEY, correspondence.dumps(rows))):
+        if key == correspondence.KEY and not rows:
+            continue  # tf2onnx's graph: no map
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    return proto
+
+
+def add_export_entries(proto, model, io, opset, precision, kept16, target, lint, user_metadata):
+    """The user's keys and `keras_convx.export` (what the file is and how it was made)."""
+    made = json.loads(export_entry(
+        model, io, opset, "float16" if precision == "float16" else "float32"))
+    if precision == "float16":
+        made["float16_kept_float32"] = kept16
+    made["target"] = target
+    made["lint"] = [{k: f[k] for k in ("rule", "where", "reference", "fixed")} for f in lint]
+    for key, value in user_metadata + [(EXPORT_KEY, json.dumps(made))]:
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value

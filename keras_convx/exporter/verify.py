@@ -136,3 +136,36 @@ def _verify_int8(model, onnx_model, path, samples, providers, seed, level, inspe
                                "of real data (random inputs can fall outside the calibrated "
                                "ranges)")
     return report
+
+
+def verify_export(model, proto, io, rows, data, staged, report, check):
+    """The float graph against Keras, tensor by tensor; a failure keeps the `.failed`
+    files and raises."""
+    from keras_convx.verification.sizes import export_fills
+
+    method = report.method
+    try:
+        verifier = Verifier(model, io, rows, check.samples,
+                            fills=export_fills(model, proto, check.sizes))
+        report.verify = verifier.verify(proto, staged.tmp, check.providers, check.tolerance,
+                                        check.optimization_level, inspect=check.diagnose,
+                                        serialized=data,
+                                        base_dir=staged.folder if staged.external else None)
+    except ExportError as err:
+        kept = staged.keep_failed(report)
+        raise ExportError(f"export ({method}): verification could not run: {err}; kept "
+                          f"{kept}", report) from None
+    report.verify.path = staged.path
+    if check.diagnose and method == "tf2onnx":  # said, not silently skipped
+        report.verify.warnings.append(
+            "tf2onnx's graph carries no map from Keras tensors to its own: only the "
+            "graph outputs were compared (method='native' compares every layer)")
+    for row in report.float16_kept:
+        report.verify.warnings.append(
+            f"float16: {row['layer']} ({row['node']}) kept in float32: its output "
+            f"{row['reason']}")
+    if not report.verify.passed:
+        kept = staged.keep_failed(report)
+        raise VerificationError(
+            f"export ({method}): verification failed, {report.verify.summary()}; kept "
+            f"{kept} and {os.path.splitext(staged.path)[0]}.failed.json", report)
