@@ -58,7 +58,7 @@ def test_export_zoo_name_defaults_to_export_folder(tmp_path, capsys, monkeypatch
 
 @pytest.mark.parametrize("argv,message", [
     (["export", "missing.yaml"], r"missing.yaml: no such file"),
-    (["export", "nozoo"], r"nozoo: no such config or zoo model \(zoo: mobilenet, resnet50"),
+    (["export", "nozoo"], r"nozoo: no such config or zoo model \(zoo: crnn, mobilenet, resnet50"),
     # one resolver for every command: a typo gets the closest zoo name
     (["build", "resnt50"], r"resnt50: no such config or zoo model .*did you mean resnet50\?\)"),
     (["validate", "resnt50"], r"did you mean resnet50\?"),

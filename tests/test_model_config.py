@@ -167,6 +167,10 @@ MALFORMED = [
      r"attribute access \(\.real\) is not allowed", 5, 40),
     ("huge-power", BASE.replace("filters: 8", "filters: '${2 ** 10000}'"),
      r"exponent too large", 5, 40),
+    # found by the YAML fuzz: a comparison of a list with a number was a raw TypeError
+    ("list-compared", BASE.replace("filters: 8", "filters: '${8 if [2, 2] > 1 else 4}'"),
+     r"layers\[0\]\.args\.filters: '>' not supported between instances of 'list' and 'int'",
+     5, 40),
     ("bad-shape", BASE.replace("[16, 16, 3]", "[16, -1, 3]"),
      r"inputs\.image\.shape: shape must be a list of positive ints or null", 3, 11),
     ("input-unknown-key", BASE.replace("{shape: [16, 16, 3]}", "{shape: [16, 16, 3], dtyp: float32}"),

@@ -83,7 +83,11 @@ def _eval(node, names, text):
         left = _eval(node.left, names, text)
         for op, comp in zip(node.ops, node.comparators):
             right = _eval(comp, names, text)
-            if not COMPARE[type(op)](left, right):
+            try:
+                holds = COMPARE[type(op)](left, right)
+            except TypeError as err:  # `strides > 1` with strides a list
+                raise ExpressionError(f"{err} in {text!r}") from None
+            if not holds:
                 return False
             left = right
         return True
