@@ -5,10 +5,10 @@ the batch size are dropped (ONNX LSTM/GRU start from zeros without them)."""
 import numpy as np
 
 from keras_convx.importer.graph import Node
+from keras_convx.importer.layout_inference import SEQUENCE_OPS
 from keras_convx.importer.passes import ONNX, _single_user, remove_dead_nodes
 from keras_convx.importer.registry import FUSED_DOMAIN
 
-SEQUENCE_OPS = ("LSTM", "GRU")
 _INITIAL_STATES = {"LSTM": (5, 6), "GRU": (5,)}
 _KEEP_ZEROS = ("Slice", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Expand", "Cast")
 
@@ -86,35 +86,33 @@ def fuse_folded_dense(graph):
         graph.nodes.remove(rows)
 
 
-def _zeros(producers, name):
-    """The nodes making `name` from a ConstantOfShape of zeros through ops that keep zeros
-    zero (nearest first), or None."""
-    chain, node = [], producers.get(name)
+def _made_of_zeros(producers, name):
+    """Whether `name` comes from a ConstantOfShape of zeros through ops that keep zeros
+    zero."""
+    node = producers.get(name)
     while node is not None and node.domain in ONNX:
-        chain.append(node)
         if node.op_type == "ConstantOfShape":
             value = node.attrs.get("value")
-            return chain if value is None or not np.any(np.asarray(value) != 0) else None
+            return value is None or not np.any(np.asarray(value) != 0)
         if node.op_type not in _KEEP_ZEROS or not node.inputs:
-            return None
+            return False
         node = producers.get(node.inputs[0])
-    return None
+    return False
 
 
 def drop_zero_initial_states(graph):
     """An LSTM/GRU initial state of zeros made by ConstantOfShape (and sliced per layer:
     PyTorch's export when no state is passed, its shape from the dynamic batch size) is
-    the default: the input is dropped, and so are the nodes that made it when nothing
-    else reads them."""
-    for node in list(graph.nodes):
+    the default: the input is dropped, and the nodes that made it go with the dead
+    nodes (`remove_dead_nodes`)."""
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    for node in graph.nodes:
         if node.op_type not in SEQUENCE_OPS or node.domain not in ONNX:
             continue
         for index in _INITIAL_STATES[node.op_type]:
             name = node.inputs[index] if index < len(node.inputs) else ""
-            chain = _zeros({o: n for n in graph.nodes for o in n.outputs}, name) if name else None
-            if chain is None:
-                continue
-            node.inputs[index] = ""  # what made it goes with the dead nodes
+            if name and _made_of_zeros(producers, name):
+                node.inputs[index] = ""
 
 
 PASSES = (fuse_folded_dense, drop_zero_initial_states, remove_dead_nodes)
